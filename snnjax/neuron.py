@@ -1,0 +1,156 @@
+r"""The neuron protocol: a pair of pure functions, and :func:`run` to scan one over time.
+
+A neuron is built by a small factory (:func:`snnjax.lif`, :func:`snnjax.alif`, ...) whose
+arguments, the parameters, live in its closure, the way optax builds its transformations:
+
+- ``init(shape, dtype) -> state``: the resting state for inputs of ``shape`` ``[B, ...]``, a
+  ``NamedTuple`` of arrays of that shape.
+- ``step(state, x_t) -> (state, out_t)``: one time step, in :func:`jax.lax.scan` order, so
+  ``lax.scan(neuron.step, state, xs)`` runs a whole time-major sequence ``[T, B, ...]``.
+
+Parameters may be traced values (trainable time constants, recurrent weights): build the
+neuron inside the loss function from the current parameters and differentiate as usual.
+Steps compute in the dtype of their input; array parameters are cast to it explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
+
+__all__ = ["Neuron", "run"]
+
+State = Any
+
+RESETS = ("subtract", "zero")
+
+
+class Neuron(NamedTuple):
+    """A neuron model as two pure functions (see the module docstring).
+
+    Attributes:
+      init: ``(shape, dtype=float32) -> state``, the resting state for inputs ``[B, ...]``.
+      step: ``(state, x_t) -> (state, out_t)`` with ``x_t`` and ``out_t`` of shape ``[B, ...]``.
+    """
+
+    init: Callable[..., State]
+    step: Callable[[State, jax.Array], tuple[State, jax.Array]]
+
+
+def run(
+    neuron: Neuron,
+    xs: ArrayLike,
+    state: State | None = None,
+    *,
+    unroll: int | bool = 1,
+) -> tuple[State, jax.Array]:
+    r"""Run ``neuron`` over a time-major input sequence with :func:`jax.lax.scan`.
+
+    .. math::
+
+        (s_t, y_t) = \text{step}(s_{t-1}, x_t), \qquad t = 1, \dots, T
+
+    Args:
+      neuron: the model, e.g. ``snnjax.lif(beta=0.9)``.
+      xs: inputs (already projected by the synapses), ``[T, B, ...]``, floating point.
+      state: the initial state, each array ``[B, ...]``; resting state if ``None``.
+      unroll: how many steps :func:`jax.lax.scan` unrolls (an int >= 1, or ``True`` for all).
+
+    Returns:
+      ``(final_state, ys)`` with ``ys`` of shape ``[T, B, ...]``.
+
+    Raises:
+      ValueError: if ``xs`` is not at least ``[T, B]``, ``T`` is 0, ``xs`` is not floating
+        point, or a state array does not have shape ``xs.shape[1:]``.
+
+    Example:
+      >>> import jax.numpy as jnp, snnjax
+      >>> final, spikes = snnjax.run(snnjax.lif(beta=0.5), jnp.full((4, 1, 1), 0.6))
+      >>> spikes[:, 0, 0]  # v = 0.6, 0.9, 1.05 -> spike and reset to 0.05, 0.625
+      Array([0., 0., 1., 0.], dtype=float32)
+    """
+    xs = jnp.asarray(xs)
+    if xs.ndim < 2:
+        raise ValueError(f"run: xs must be time-major [T, B, ...] (at least 2 axes), got shape {xs.shape}.")
+    if xs.shape[0] == 0:
+        raise ValueError("run: xs has no time steps (T = 0).")
+    if not jnp.issubdtype(xs.dtype, jnp.floating):
+        raise ValueError(f"run: xs must be floating point, got dtype {xs.dtype}.")
+    if not (unroll is True or (isinstance(unroll, int) and not isinstance(unroll, bool) and unroll >= 1)):
+        raise ValueError(f"run: unroll must be an int >= 1 or True, got {unroll!r}.")
+    if state is None:
+        state = neuron.init(xs.shape[1:], xs.dtype)
+    else:
+        check_state(state, xs.shape[1:], "run")
+    return jax.lax.scan(neuron.step, state, xs, unroll=unroll)
+
+
+def check_state(state: State, shape: Sequence[int], where: str) -> None:
+    """Raise ``ValueError`` unless every array in ``state`` has ``shape`` (``[B, ...]``)."""
+    fields = state._asdict() if hasattr(state, "_asdict") else {str(i): s for i, s in enumerate(jax.tree.leaves(state))}
+    for name, leaf in fields.items():
+        if tuple(jnp.shape(leaf)) != tuple(shape):
+            raise ValueError(
+                f"{where}: state.{name} has shape {tuple(jnp.shape(leaf))} but the input at one time step has "
+                f"shape {tuple(shape)} ([B, ...] of xs[T, B, ...]); they must match."
+            )
+
+
+def zeros_state(cls: type, shape: Sequence[int], dtype: DTypeLike) -> Any:
+    """A ``NamedTuple`` state of class ``cls`` with every field zero, ``shape`` ``[B, ...]``."""
+    if len(shape) < 1:
+        raise ValueError(f"init: shape must be [B, ...] (at least the batch axis), got {tuple(shape)}.")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"init: dtype must be floating point, got {dtype}.")
+    return cls(*(jnp.zeros(shape, dtype) for _ in cls._fields))
+
+
+def per_neuron(p: ArrayLike, like: jax.Array, name: str) -> jax.Array:
+    """Cast a parameter to ``like``'s dtype and shape it to broadcast against ``like`` ``[B, ...]``.
+
+    A parameter is a scalar or has the trailing (per-neuron) shape of ``like``; leading axes
+    are added explicitly, so the step never relies on implicit rank promotion.
+    """
+    p = jnp.asarray(p)
+    if p.ndim > like.ndim or tuple(p.shape) != tuple(like.shape[like.ndim - p.ndim :]):
+        raise ValueError(
+            f"{name} has shape {p.shape}; it must be a scalar or per neuron, matching the trailing axes "
+            f"of the state {like.shape} ([B, ...])."
+        )
+    return p.astype(like.dtype).reshape((1,) * (like.ndim - p.ndim) + p.shape)
+
+
+def check_reset(reset: str) -> str:
+    """Check the reset mode is one of ``"subtract"`` or ``"zero"``."""
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {', '.join(map(repr, RESETS))}, got {reset!r}.")
+    return reset
+
+
+def recurrent_input(z: jax.Array, weights: jax.Array | None, name: str = "recurrent") -> jax.Array | None:
+    """``z @ weights`` for recurrent weights ``[N, N]`` and spikes ``z`` ``[B, N]``, checked."""
+    if weights is None:
+        return None
+    w = jnp.asarray(weights)
+    n = z.shape[-1]
+    if w.shape != (n, n):
+        raise ValueError(f"{name} weights must have shape [N, N] = {(n, n)} for {n} neurons, got {w.shape}.")
+    return z @ w.astype(z.dtype)
+
+
+def apply_reset(v: jax.Array, z: jax.Array, amount: jax.Array, reset: str, detach: bool) -> jax.Array:
+    r"""Reset after a spike: subtract ``amount`` (soft reset) or set to zero.
+
+    ``v - z * amount`` or ``v * (1 - z)``; with ``detach`` the spike in the reset carries no
+    gradient (Zenke & Vogels 2021 found this helps).
+    """
+    if detach:
+        z = jax.lax.stop_gradient(z)
+    if reset == "subtract":
+        return v - z * amount
+    return v * (1.0 - z)
+
+

@@ -1,0 +1,324 @@
+r"""Flax NNX modules over the pure neurons: parameters in modules, dynamics in :mod:`snnjax`.
+
+Each module holds its parameters (decays, optional recurrent weights) and builds the pure
+:class:`snnjax.Neuron` from them on every call, so it has no dynamics of its own. It is an
+NNX recurrent cell, ``cell(carry, x_t) -> (carry, out_t)`` with ``initialize_carry``, so
+``nnx.RNN(cell, time_major=True)`` runs it; :meth:`run` scans a whole ``[T, B, N]`` sequence
+directly, which is what :class:`snnjax.nn.Sequential` uses.
+
+Trainable decays are stored as unconstrained raw parameters and mapped into range by a
+parameterisation (:mod:`snnjax.decay`): ``"sigmoid"`` gives :math:`\beta = \sigma(r)`,
+``"softplus"`` gives :math:`\tau = \operatorname{softplus}(r)`, :math:`\beta = e^{-1/\tau}`
+(time in steps). Fixed decays are stored as non-trainable ``nnx.Variable`` s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import ArrayLike
+
+from snnjax import decay as _decay
+from snnjax import surrogates as _surrogates
+from snnjax.alif import alif
+from snnjax.cuba import cuba_lif
+from snnjax.lif import lif
+from snnjax.checks import DECAY_HINT, check_unit_interval
+from snnjax.neuron import Neuron
+from snnjax.neuron import run as _run
+from snnjax.readout import leaky_integrator
+from snnjax.spikes import DEFAULT_SURROGATE
+
+__all__ = ["Decay", "NeuronCell", "LIF", "IAF", "CubaLIF", "ALIF", "LeakyIntegrator"]
+
+PARAMETRIZATIONS = ("sigmoid", "softplus")
+
+
+class Decay(nnx.Module):
+    r"""A per-neuron decay factor :math:`\beta \in (0, 1)`, fixed or trainable.
+
+    Args:
+      value: the initial :math:`\beta`, scalar or ``[features]``.
+      features: number of neurons ``N``.
+      trainable: store a raw ``nnx.Param`` (else a fixed ``nnx.Variable``).
+      parametrization: ``"sigmoid"`` or ``"softplus"`` (see the module docstring).
+
+    Calling the module returns :math:`\beta` of shape ``[features]``.
+    """
+
+    def __init__(self, value: ArrayLike, features: int, *, trainable: bool = False, parametrization: str = "sigmoid"):
+        check_unit_interval(value, "decay", DECAY_HINT)
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {', '.join(map(repr, PARAMETRIZATIONS))}, got {parametrization!r}.")
+        beta = jnp.broadcast_to(jnp.asarray(value, jnp.float32), (features,))
+        self.parametrization = parametrization
+        self.trainable = trainable
+        if not trainable:
+            self.value = nnx.Variable(beta)
+        elif parametrization == "sigmoid":
+            self.value = nnx.Param(_decay.sigmoid_decay_inverse(beta))
+        else:
+            self.value = nnx.Param(_decay.softplus_decay_inverse(beta))
+
+    def __call__(self) -> jax.Array:
+        raw = self.value[...]
+        if not self.trainable:
+            return raw
+        if self.parametrization == "sigmoid":
+            return _decay.sigmoid_decay(raw)
+        return _decay.softplus_decay(raw)
+
+
+class NeuronCell(nnx.RNNCellBase):
+    """Base of the neuron modules: an NNX recurrent cell over a pure :class:`snnjax.Neuron`.
+
+    Subclasses implement :meth:`neuron`. Features are the last axis (``num_feature_axes = 1``).
+    """
+
+    features: int
+    unroll: int | bool
+
+    def neuron(self) -> Neuron:
+        """The pure neuron built from the current parameters."""
+        raise NotImplementedError
+
+    def _recurrent_weights(self) -> jax.Array | None:
+        layer = getattr(self, "recurrent", None)
+        return None if layer is None else layer.kernel[...]
+
+    def _check_features(self, shape: tuple[int, ...], what: str) -> None:
+        if len(shape) < 1 or shape[-1] != self.features:
+            raise ValueError(f"{type(self).__name__}: {what} has shape {shape}; its last axis must be features={self.features}.")
+
+    def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None, carry_init: Any = None) -> Any:
+        """The resting state for inputs of shape ``[B, features]`` (``rngs`` and ``carry_init`` are unused)."""
+        del rngs
+        if carry_init is not None:
+            raise ValueError("neuron cells start from their resting state; pass initial_carry to nnx.RNN instead of carry_init.")
+        self._check_features(tuple(input_shape), "input_shape")
+        return self.neuron().init(tuple(input_shape), jnp.float32)
+
+    def __call__(self, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:  # type: ignore[override]
+        """One step: ``(carry, x_t [B, features]) -> (carry, out_t [B, features])``."""
+        self._check_features(tuple(jnp.shape(x)), "x")
+        return self.neuron().step(carry, x)
+
+    def run(self, xs: jax.Array, carry: Any = None) -> tuple[Any, jax.Array]:
+        """Scan a whole sequence ``xs`` ``[T, B, features]``; returns ``(final_carry, outs [T, B, features])``."""
+        self._check_features(tuple(jnp.shape(xs)), "xs")
+        return _run(self.neuron(), xs, carry, unroll=self.unroll)
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+
+def _recurrent_layer(recurrent: bool, features: int, rngs: nnx.Rngs | None, name: str) -> nnx.Linear | None:
+    if not recurrent:
+        return None
+    if rngs is None:
+        raise ValueError(f"{name}: recurrent=True needs rngs=nnx.Rngs(...) to initialise the recurrent weights.")
+    return nnx.Linear(features, features, use_bias=False, rngs=rngs)
+
+
+class LIF(NeuronCell):
+    r"""Leaky integrate-and-fire layer (equations in :func:`snnjax.lif`).
+
+    Args:
+      features: number of neurons ``N``.
+      beta: initial membrane decay, scalar or ``[N]``.
+      threshold, reset, detach_reset, surrogate, method: as for :func:`snnjax.lif`.
+      trainable_decay: learn a per-neuron decay.
+      decay_parametrization: ``"sigmoid"`` or ``"softplus"``.
+      recurrent: add trainable recurrent weights ``[N, N]`` (needs ``rngs``).
+      unroll: scan unroll for :meth:`run`.
+      rngs: ``nnx.Rngs`` for the recurrent weights.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import snnjax.nn as snn
+      >>> layer = snn.LIF(4, beta=0.8, recurrent=True, rngs=nnx.Rngs(0))
+      >>> carry, z = layer.run(jnp.ones((10, 2, 4)))
+      >>> z.shape
+      (10, 2, 4)
+    """
+
+    def __init__(
+        self,
+        features: int,
+        *,
+        beta: ArrayLike = 0.9,
+        threshold: float = 1.0,
+        reset: str = "subtract",
+        detach_reset: bool = False,
+        trainable_decay: bool = False,
+        decay_parametrization: str = "sigmoid",
+        recurrent: bool = False,
+        surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
+        method: str = "inject",
+        unroll: int | bool = 1,
+        rngs: nnx.Rngs | None = None,
+    ):
+        self.features = features
+        self.beta = Decay(beta, features, trainable=trainable_decay, parametrization=decay_parametrization)
+        self.threshold, self.reset, self.detach_reset = threshold, reset, detach_reset
+        self.surrogate, self.method, self.unroll = _surrogates.resolve(surrogate), method, unroll
+        self.recurrent = _recurrent_layer(recurrent, features, rngs, "LIF")
+        self.neuron()  # validate the options now
+
+    def neuron(self) -> Neuron:
+        return lif(
+            self.beta(),
+            threshold=self.threshold,
+            reset=self.reset,
+            detach_reset=self.detach_reset,
+            recurrent=self._recurrent_weights(),
+            surrogate=self.surrogate,
+            method=self.method,
+        )
+
+
+class IAF(LIF):
+    """Integrate-and-fire layer: :class:`LIF` with ``beta = 1`` (no leak, nothing to train in it)."""
+
+    def __init__(self, features: int, **kwargs: Any):
+        if "beta" in kwargs or kwargs.get("trainable_decay"):
+            raise ValueError("IAF has no leak: beta is 1 and not trainable (use LIF instead).")
+        super().__init__(features, beta=1.0, **kwargs)
+
+
+class CubaLIF(NeuronCell):
+    r"""Current-based LIF layer (equations in :func:`snnjax.cuba_lif`).
+
+    Args:
+      features: number of neurons ``N``.
+      alpha: initial synaptic decay, scalar or ``[N]``.
+      beta: initial membrane decay, scalar or ``[N]``.
+      trainable_decay: learn both decays per neuron.
+      other arguments: as for :class:`LIF`.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        *,
+        alpha: ArrayLike = 0.8,
+        beta: ArrayLike = 0.9,
+        threshold: float = 1.0,
+        reset: str = "subtract",
+        detach_reset: bool = False,
+        trainable_decay: bool = False,
+        decay_parametrization: str = "sigmoid",
+        recurrent: bool = False,
+        surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
+        method: str = "inject",
+        unroll: int | bool = 1,
+        rngs: nnx.Rngs | None = None,
+    ):
+        self.features = features
+        self.alpha = Decay(alpha, features, trainable=trainable_decay, parametrization=decay_parametrization)
+        self.beta = Decay(beta, features, trainable=trainable_decay, parametrization=decay_parametrization)
+        self.threshold, self.reset, self.detach_reset = threshold, reset, detach_reset
+        self.surrogate, self.method, self.unroll = _surrogates.resolve(surrogate), method, unroll
+        self.recurrent = _recurrent_layer(recurrent, features, rngs, "CubaLIF")
+        self.neuron()
+
+    def neuron(self) -> Neuron:
+        return cuba_lif(
+            self.alpha(),
+            self.beta(),
+            threshold=self.threshold,
+            reset=self.reset,
+            detach_reset=self.detach_reset,
+            recurrent=self._recurrent_weights(),
+            surrogate=self.surrogate,
+            method=self.method,
+        )
+
+
+class ALIF(NeuronCell):
+    r"""Adaptive LIF layer (equations and the two forms in :func:`snnjax.alif`).
+
+    Args:
+      features: number of neurons ``N``.
+      alpha: initial membrane decay, scalar or ``[N]`` (draw the FGI benchmark's
+        ``sigmoid(N(3, 0.1))`` yourself and pass it).
+      rho: initial adaptation decay, scalar or ``[N]``.
+      form, threshold, adaptation: as for :func:`snnjax.alif`.
+      trainable_decay: learn both decays per neuron.
+      other arguments: as for :class:`LIF`.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        *,
+        alpha: ArrayLike = 0.95,
+        rho: ArrayLike = 0.99,
+        form: str = "bellec",
+        threshold: float | None = None,
+        adaptation: float | None = None,
+        reset: str = "subtract",
+        detach_reset: bool = False,
+        trainable_decay: bool = False,
+        decay_parametrization: str = "sigmoid",
+        recurrent: bool = False,
+        surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
+        method: str = "inject",
+        unroll: int | bool = 1,
+        rngs: nnx.Rngs | None = None,
+    ):
+        self.features = features
+        self.alpha = Decay(alpha, features, trainable=trainable_decay, parametrization=decay_parametrization)
+        self.rho = Decay(rho, features, trainable=trainable_decay, parametrization=decay_parametrization)
+        self.form, self.threshold, self.adaptation = form, threshold, adaptation
+        self.reset, self.detach_reset = reset, detach_reset
+        self.surrogate, self.method, self.unroll = _surrogates.resolve(surrogate), method, unroll
+        self.recurrent = _recurrent_layer(recurrent, features, rngs, "ALIF")
+        self.neuron()
+
+    def neuron(self) -> Neuron:
+        return alif(
+            self.alpha(),
+            self.rho(),
+            form=self.form,
+            threshold=self.threshold,
+            adaptation=self.adaptation,
+            reset=self.reset,
+            detach_reset=self.detach_reset,
+            recurrent=self._recurrent_weights(),
+            surrogate=self.surrogate,
+            method=self.method,
+        )
+
+
+class LeakyIntegrator(NeuronCell):
+    r"""Leaky-integrator readout layer (equations in :func:`snnjax.leaky_integrator`); outputs the membrane.
+
+    Args:
+      features: number of neurons ``N``.
+      kappa: initial decay, scalar or ``[N]``.
+      scale_input: multiply the input by ``1 - kappa``.
+      trainable_decay, decay_parametrization, unroll: as for :class:`LIF`.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        *,
+        kappa: ArrayLike = 0.9,
+        scale_input: bool = False,
+        trainable_decay: bool = False,
+        decay_parametrization: str = "sigmoid",
+        unroll: int | bool = 1,
+    ):
+        self.features = features
+        self.kappa = Decay(kappa, features, trainable=trainable_decay, parametrization=decay_parametrization)
+        self.scale_input, self.unroll = scale_input, unroll
+
+    def neuron(self) -> Neuron:
+        return leaky_integrator(self.kappa(), scale_input=self.scale_input)

@@ -1,0 +1,222 @@
+r"""Straight-through estimators for binarised, ternary and quantised networks.
+
+Each is a hard function in the forward pass with a chosen derivative, built from the same
+stop-gradient identities as the spike (:func:`snnjax.inject`, :func:`snnjax.straight_through`),
+so the forward value is exact and they work under ``jax.jvp`` as well as ``jax.grad``.
+
+=========================  ==================================  ===============================
+function                   forward                              derivative with respect to x
+=========================  ==================================  ===============================
+:func:`sign`               :math:`+1` if :math:`x \ge 0` else -1  :math:`\mathbb 1_{|x| \le 1}` (BNN)
+:func:`round`              :math:`\operatorname{round}(x)`      1
+:func:`fake_quantize`      :math:`s(\operatorname{clip}(\lfloor x/s\rceil + z) - z)`  1 in range, 0 outside
+:func:`ternary`            :math:`\operatorname{clip}(\lfloor W/m\rceil, -1, 1)\,m`   1 (MatMul-free LM)
+:func:`absmax_quantize`    8-bit per token, :math:`s = 127/\max|x|`  1 (MatMul-free LM)
+=========================  ==================================  ===============================
+
+Rounding is to nearest, ties to even (``jnp.round``).
+"""
+
+from __future__ import annotations
+
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from snnjax.checks import check_positive
+from snnjax.identities import inject, straight_through
+
+__all__ = ["sign", "round", "fake_quantize", "absmax_scale", "ternary", "absmax_quantize"]
+
+_sg = jax.lax.stop_gradient
+
+
+def _float(x: ArrayLike, name: str) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{name}: x must be floating point, got dtype {x.dtype}.")
+    return x
+
+
+def sign(x: ArrayLike) -> jax.Array:
+    r"""Binarise to :math:`\pm 1` with the BNN clipped straight-through gradient (Hubara et al. 2016).
+
+    .. math::
+
+        y = \begin{cases} +1 & x \ge 0 \\ -1 & x < 0 \end{cases}, \qquad
+        \frac{\partial y}{\partial x} = \mathbb 1_{|x| \le 1}
+
+    Args:
+      x: any shape ``[...]``, floating point.
+
+    Returns:
+      :math:`\pm 1` in ``x``'s shape and dtype.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax import ste
+      >>> ste.sign(jnp.array([-2.0, 0.0, 0.5]))
+      Array([-1.,  1.,  1.], dtype=float32)
+      >>> jax.grad(lambda x: ste.sign(x).sum())(jnp.array([-2.0, 0.0, 0.5]))
+      Array([0., 1., 1.], dtype=float32)
+    """
+    x = _float(x, "sign")
+    return inject(x, jnp.where(x >= 0, 1.0, -1.0), jnp.abs(x) <= 1)
+
+
+def round(x: ArrayLike) -> jax.Array:  # noqa: A001 - the field's name for it
+    r"""Round to the nearest integer (ties to even) with derivative 1.
+
+    Args:
+      x: any shape ``[...]``, floating point.
+
+    Returns:
+      ``jnp.round(x)``, exactly, in ``x``'s dtype.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax import ste
+      >>> ste.round(jnp.array([0.4, 2.5]))
+      Array([0., 2.], dtype=float32)
+    """
+    x = _float(x, "round")
+    return straight_through(x, jnp.round(x))
+
+
+def _int_range(bits: int, signed: bool) -> tuple[int, int]:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 16:
+        raise ValueError(f"bits must be an int in [1, 16], got {bits!r}.")
+    if signed:
+        if bits < 2:
+            raise ValueError("signed quantisation needs bits >= 2 (use snnjax.ste.sign for 1 bit).")
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def absmax_scale(x: ArrayLike, bits: int = 8, axis: int | tuple[int, ...] | None = None, eps: float = 1e-5) -> jax.Array:
+    r"""Symmetric scale :math:`s = \max(|x|, \epsilon) / q_\max` per tensor or per slice.
+
+    Args:
+      x: the array to quantise, ``[...]``.
+      bits: bit width; :math:`q_\max = 2^{bits-1} - 1`.
+      axis: axes reduced for the maximum: ``None`` for one scale per tensor, ``-1`` for one
+        per row of a matrix ``[rows, cols]`` (per token for activations ``[B, T, D]``).
+      eps: floor on the maximum, so all-zero slices do not divide by zero.
+
+    Returns:
+      The scale, broadcastable to ``x`` (reduced axes kept with size 1). Not differentiated.
+    """
+    x = _float(x, "absmax_scale")
+    _, qmax = _int_range(bits, True)
+    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    return _sg(jnp.maximum(m, eps) / qmax)
+
+
+def fake_quantize(
+    x: ArrayLike,
+    bits: int = 8,
+    scale: ArrayLike | None = None,
+    *,
+    zero_point: int = 0,
+    signed: bool = True,
+    axis: int | tuple[int, ...] | None = None,
+) -> jax.Array:
+    r"""k-bit fake quantisation: quantise, clip and dequantise, with the straight-through gradient.
+
+    .. math::
+
+        q = \operatorname{clip}(\operatorname{round}(x/s) + z,\ q_\min,\ q_\max), \qquad
+        y = s\,(q - z)
+
+    The derivative with respect to :math:`x` is 1 where :math:`\operatorname{round}(x/s) + z`
+    lies in :math:`[q_\min, q_\max]` and 0 where it is clipped. The derivative with respect
+    to a given ``scale`` is LSQ's (Esser et al. 2020): :math:`q - z - x/s` in range,
+    :math:`q - z` outside.
+
+    Args:
+      x: values ``[...]``, floating point.
+      bits: bit width, an int in ``[2, 16]`` (``[1, 16]`` unsigned).
+      scale: step size :math:`s > 0`, scalar or broadcastable (per row, per channel); if
+        ``None``, :func:`absmax_scale` over ``axis`` (detached, so no gradient to it).
+      zero_point: integer offset :math:`z`.
+      signed: range :math:`[-2^{b-1}, 2^{b-1}-1]` if true, else :math:`[0, 2^b - 1]`.
+      axis: with ``scale=None``, the axes reduced for the scale (``None``: per tensor; ``-1``:
+        per row).
+
+    Returns:
+      The dequantised values, ``x``'s shape and dtype.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from snnjax import ste
+      >>> ste.fake_quantize(jnp.array([0.26, -3.0, 9.0]), bits=4, scale=0.5)
+      Array([ 0.5, -3. ,  3.5], dtype=float32)
+    """
+    x = _float(x, "fake_quantize")
+    qmin, qmax = _int_range(bits, signed)
+    if scale is None:
+        scale = absmax_scale(x, bits if signed else bits + 1, axis)
+    check_positive(scale, "fake_quantize: scale")
+    s = jnp.asarray(scale).astype(x.dtype)
+    u = _sg(x / s)
+    shifted = jnp.round(u) + zero_point
+    in_range = (shifted >= qmin) & (shifted <= qmax)
+    levels = jnp.clip(shifted, qmin, qmax) - zero_point
+    y = inject(x, levels * s, in_range)
+    # LSQ's scale gradient, (q - z) - x/s in range and (q - z) outside, added as an exact zero:
+    # s * sg(c) - sg(s * c) is 0 in the forward pass and has derivative c with respect to s.
+    c = _sg(levels - jnp.where(in_range, u, 0.0))
+    return y + (s * c - _sg(s * c))
+
+
+def ternary(w: ArrayLike, eps: float = 1e-5) -> jax.Array:
+    r"""Ternary weights with an absmean scale, as in the MatMul-free LM (Zhu et al. 2024).
+
+    .. math::
+
+        m = \max(\operatorname{mean}|W|, \epsilon), \qquad
+        y = \operatorname{clip}(\operatorname{round}(W/m), -1, 1)\, m
+
+    with derivative 1 (a plain straight-through estimator, scale not differentiated). The
+    reference writes the scale as :math:`s = 1/m` and computes ``round(W * s) / s``; this
+    computes exactly that.
+
+    Args:
+      w: weights, any shape, floating point; one scale for the whole tensor.
+      eps: floor on the mean absolute value.
+
+    Returns:
+      Values in :math:`\{-m, 0, m\}`, ``w``'s shape and dtype.
+    """
+    w = _float(w, "ternary")
+    s = _sg(1.0 / jnp.maximum(jnp.mean(jnp.abs(w)), eps))
+    return straight_through(w, jnp.clip(jnp.round(w * s), -1, 1) / s)
+
+
+def absmax_quantize(x: ArrayLike, bits: int = 8, axis: int = -1, eps: float = 1e-5) -> jax.Array:
+    r"""Symmetric absmax activation quantisation per token, as in the MatMul-free LM.
+
+    .. math::
+
+        s = \frac{2^{b-1} - 1}{\max(\max_{\text{axis}} |x|, \epsilon)}, \qquad
+        y = \operatorname{clip}(\operatorname{round}(x s), -2^{b-1}, 2^{b-1} - 1) / s
+
+    with derivative 1 (scale not differentiated). ``bits=8`` gives the reference's
+    ``127 / max|x|`` and ``clip(-128, 127)``.
+
+    Args:
+      x: activations, e.g. ``[B, T, D]``, floating point.
+      bits: bit width, an int in ``[2, 16]``.
+      axis: the axis reduced for the maximum (``-1``: one scale per token).
+      eps: floor on the maximum.
+
+    Returns:
+      The quantised activations, ``x``'s shape and dtype.
+    """
+    x = _float(x, "absmax_quantize")
+    qmin, qmax = _int_range(bits, True)
+    s = _sg(qmax / jnp.maximum(jnp.max(jnp.abs(x), axis=axis, keepdims=True), eps))
+    return straight_through(x, jnp.clip(jnp.round(x * s), qmin, qmax) / s)
+
+
