@@ -51,12 +51,12 @@ def main(argv: list[str] | None = None) -> float:
     test = (spikes[:, split:], data.labels[split:])
 
     model = build(spikes.shape[-1], args.hidden, args.classes, args.seed)
-    graphdef, params = nnx.split(model)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # train Params only
     optimizer = optax.adam(args.lr)
     opt_state = optimizer.init(params)
 
     def loss_fn(params, xs, labels):
-        v, hidden = nnx.merge(graphdef, params)(xs, record=True)
+        v, hidden = nnx.merge(graphdef, params, rest)(xs, record=True)
         loss = snnjax.losses.max_membrane_cross_entropy(v, labels)
         return loss, (snnjax.losses.accuracy(v.max(axis=0), labels), hidden[0].mean())
 

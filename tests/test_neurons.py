@@ -114,8 +114,11 @@ def test_lif_hand_computed_trace():
 # --- gradients ---------------------------------------------------------------------------
 
 
-def lif_bptt_reference(inputs, w, beta, theta, surrogate_derivative, read):
-    """Hand-written BPTT for loss = sum_t read_t . z_t through a soft-reset LIF (float64)."""
+def lif_bptt_reference(inputs, w, beta, theta, surrogate_derivative, read, detach=False):
+    """Hand-written BPTT for loss = sum_t read_t . z_t through a soft-reset LIF (float64).
+
+    With ``detach`` the reset term carries no gradient (v_hat = v - theta * sg(z)).
+    """
     x = inputs.astype(np.float64) @ w.astype(np.float64)
     steps = x.shape[0]
     v_hat = np.zeros(x.shape[1:])
@@ -131,21 +134,23 @@ def lif_bptt_reference(inputs, w, beta, theta, surrogate_derivative, read):
     dv_hat = np.zeros(x.shape[1:])
     for t in reversed(range(steps)):
         d = surrogate_derivative(vs[t] - theta)
-        g_v = read[t] * d + dv_hat * (1 - theta * d)
+        g_v = read[t] * d + dv_hat * (1 - (0.0 if detach else theta * d))
         grad_w += inputs[t].astype(np.float64).T @ g_v
         grad_beta += np.sum(g_v * prev[t])
         dv_hat = beta * g_v
     return grad_w, grad_beta
 
 
+@pytest.mark.parametrize("detach", [False, True], ids=["attached", "detached"])
 @pytest.mark.parametrize("method", snnjax.METHODS)
-def test_lif_grad_matches_hand_written_bptt(method):
+def test_lif_grad_matches_hand_written_bptt(method, detach):
     def loss(w, beta):
-        _, z = snnjax.run(snnjax.lif(beta, threshold=0.5, surrogate=SURROGATE, method=method), jnp.asarray(INPUTS) @ w)
+        neuron = snnjax.lif(beta, threshold=0.5, detach_reset=detach, surrogate=SURROGATE, method=method)
+        _, z = snnjax.run(neuron, jnp.asarray(INPUTS) @ w)
         return jnp.sum(z * READ)
 
     g_w, g_beta = jax.grad(loss, argnums=(0, 1))(jnp.asarray(W_IN), jnp.float32(0.8))
-    ref_w, ref_beta = lif_bptt_reference(INPUTS, W_IN, 0.8, 0.5, lambda u: np.exp(-2 * u**2), READ)
+    ref_w, ref_beta = lif_bptt_reference(INPUTS, W_IN, 0.8, 0.5, lambda u: np.exp(-2 * u**2), READ, detach)
     assert np.abs(ref_w).max() > 0.1
     np.testing.assert_allclose(np.asarray(g_w), ref_w, rtol=1e-4, atol=1e-5)
     assert float(g_beta) == pytest.approx(ref_beta, rel=1e-4, abs=1e-5)

@@ -54,7 +54,7 @@ def test_trainable_decay_gets_gradients_and_stays_in_range(parametrization):
     graphdef, params, rest = nnx.split(net, nnx.Param, ...)
 
     def loss(p):
-        return jnp.sum(nnx.merge(graphdef, p, rest)(XS) * jnp.arange(6.0))
+        return jnp.sum(nnx.merge(graphdef, p, rest)(XS) * jnp.arange(6.0)[None, None, :])
 
     grads = jax.grad(loss)(params)
     assert np.abs(np.asarray(grads["layers"][1]["beta"]["value"][...])).max() > 0
@@ -67,6 +67,9 @@ def test_fixed_decay_is_not_a_param():
     layer = snn.LIF(3, beta=jnp.array([0.1, 0.5, 0.9]))
     assert not jax.tree.leaves(nnx.state(layer, nnx.Param))
     np.testing.assert_allclose(np.asarray(layer.beta()), [0.1, 0.5, 0.9])
+    graphdef, state = nnx.split(layer)
+    grads = jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s).run(XS[..., :3])[1]) + jnp.sum(nnx.merge(graphdef, s).beta()))(state)
+    assert not np.any(np.asarray(grads["beta"]["value"][...]))
 
 
 def test_sequential_hoists_linear_layers_and_records():
@@ -74,7 +77,7 @@ def test_sequential_hoists_linear_layers_and_records():
     lin1, lif, lin2, out = nnx.Linear(4, 5, rngs=rngs), snn.LIF(5), nnx.Linear(5, 3, rngs=rngs), snn.LeakyIntegrator(3)
     net = snn.Sequential(lin1, lif, lin2, out)
     v, (z, v_rec) = net(XS, record=True)
-    _, z_ref = snnjax.run(snnjax.lif(0.9), XS @ lin1.kernel[...] + lin1.bias[...])
+    _, z_ref = snnjax.run(snnjax.lif(0.9), XS @ lin1.kernel[...] + lin1.bias[...][None, None, :])
     np.testing.assert_allclose(np.asarray(z), np.asarray(z_ref), atol=0)
     np.testing.assert_array_equal(np.asarray(v), np.asarray(v_rec))
     assert v.shape == (9, 2, 3)

@@ -43,7 +43,9 @@ class Decay(nnx.Module):
     Args:
       value: the initial :math:`\beta`, scalar or ``[features]``.
       features: number of neurons ``N``.
-      trainable: store a raw ``nnx.Param`` (else a fixed ``nnx.Variable``).
+      trainable: store a raw ``nnx.Param``; else a fixed ``nnx.Variable`` whose gradient is
+        exactly zero, so an optimiser over ``nnx.split(model)`` leaves it unchanged unless it
+        adds weight decay (split with ``nnx.Param`` to keep it out of the optimiser).
       parametrization: ``"sigmoid"`` or ``"softplus"`` (see the module docstring).
 
     Calling the module returns :math:`\beta` of shape ``[features]``.
@@ -66,7 +68,7 @@ class Decay(nnx.Module):
     def __call__(self) -> jax.Array:
         raw = self.value[...]
         if not self.trainable:
-            return raw
+            return jax.lax.stop_gradient(raw)  # fixed: zero gradient even if all state is differentiated
         if self.parametrization == "sigmoid":
             return _decay.sigmoid_decay(raw)
         return _decay.softplus_decay(raw)

@@ -1,0 +1,71 @@
+"""Shared benchmark plumbing: side-by-side timing, environment record, JSON results.
+
+Timings on a shared machine are noisy, so every benchmark times its variants interleaved
+(round-robin, the same number of repeats each) and reports medians and ratios measured in
+the same run; absolute times are only for orientation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def environment() -> dict[str, Any]:
+    """Device, host and library versions, stored with every result."""
+    import flax
+    import jaxlib
+    import numpy
+    import optax
+
+    device = jax.devices()[0]
+    return {
+        "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+        "num_devices": jax.device_count(),
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": numpy.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def time_side_by_side(fns: dict[str, Callable[[], Any]], repeats: int = 10, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Median wall time in seconds of each zero-argument function, timed round-robin.
+
+    Each function must return JAX arrays (the result is blocked on). Compilation happens in the
+    warm-up calls, which are not timed.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            jax.block_until_ready(fn())
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            samples[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(s), "min_s": min(s), "repeats": len(s)} for name, s in samples.items()}
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` with the environment to ``results/<name>-<platform>.json`` and return the path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    path = RESULTS / f"{name}-{jax.devices()[0].platform}.json"
+    path.write_text(json.dumps({"benchmark": name, "environment": env, **payload}, indent=2) + "\n")
+    return path
