@@ -7,6 +7,7 @@ The public surface, flat. Submodules: :mod:`snnjax.surrogates`, :mod:`snnjax.ste
 
 from snnjax import decay, encoders, losses, ste, surrogates
 from snnjax.alif import ALIFState, alif
+from snnjax.compare import Comparison, compare_gradients
 from snnjax.cuba import CubaLIFState, cuba_lif
 from snnjax.decay import decay_from_tau, sigmoid_decay, softplus_decay, tau_from_decay
 from snnjax.identities import bypass, inject, straight_through
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALIFState",
+    "Comparison",
     "CubaLIFState",
     "DEFAULT_SURROGATE",
     "FORWARD_MODE_METHODS",
@@ -28,6 +30,7 @@ __all__ = [
     "Neuron",
     "alif",
     "bypass",
+    "compare_gradients",
     "cuba_lif",
     "decay",
     "decay_from_tau",

@@ -2,7 +2,7 @@ r"""A container that chains synapse and neuron layers and runs them over time.""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -45,12 +45,17 @@ class Sequential(nnx.Module):
                 raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) is not callable.")
         self.layers = nnx.List(layers)
 
-    def __call__(self, xs: jax.Array, *, record: bool = False) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+    def __call__(
+        self, xs: jax.Array, *, record: bool = False, tap: Callable[[jax.Array], jax.Array] | None = None
+    ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
         """Run the network.
 
         Args:
           xs: inputs ``[T, B, ...]``.
           record: also return every neuron layer's output sequence.
+          tap: applied to the input current ``[T, B, N_l]`` of every neuron layer before it is
+            scanned (the pre-activations that :func:`snnjax.rules.activity_forward_gradient`
+            perturbs); ``None`` for the identity.
 
         Returns:
           The last layer's output ``[T, B, ...]``, and with ``record`` the list of neuron-layer
@@ -62,7 +67,7 @@ class Sequential(nnx.Module):
         recorded = []
         for layer in self.layers:
             if isinstance(layer, NeuronCell):
-                _, xs = layer.run(xs)
+                _, xs = layer.run(xs if tap is None else tap(xs))
                 recorded.append(xs)
             else:
                 xs = layer(xs)

@@ -41,4 +41,4 @@ def bptt(loss_fn: Callable[..., tuple[jax.Array, Any]]) -> Rule:
         del key  # deterministic
         return (*value_and_grad(params, *args), state)
 
-    return Rule(init=lambda params: EmptyState(), apply=apply, stateful=False, name="bptt")
+    return Rule(init=lambda params: EmptyState(), apply=apply, stateful=False, name="bptt", loss_fn=loss_fn)

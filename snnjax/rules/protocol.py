@@ -45,12 +45,15 @@ class Rule(NamedTuple):
         that a rule-agnostic training step calls.
       stateful: whether the rule carries state; if so, calls must pass ``state=``.
       name: a short label for tables and logs.
+      loss_fn: the loss ``(params, *args) -> (loss, aux)`` whose gradient the rule estimates,
+        where there is one; :func:`snnjax.compare` differentiates it exactly as the reference.
     """
 
     init: Callable[[Params], RuleState]
     apply: Callable[..., tuple[tuple[jax.Array, Any], Params, RuleState]]
     stateful: bool = False
     name: str = "rule"
+    loss_fn: Callable[..., tuple[jax.Array, Any]] | None = None
 
     def __call__(self, params: Params, *args: Any, key: jax.Array | None = None, state: RuleState | None = None):
         """``(loss, aux), grads`` like ``jax.value_and_grad``; stateful rules also return the new state."""

@@ -1,0 +1,95 @@
+r"""Weight-perturbed forward gradient (Baydin et al. 2022): one ``jax.jvp`` per direction.
+
+For a random direction :math:`v` over all parameters with i.i.d. entries of mean 0 and
+variance 1, the directional derivative :math:`d = \nabla L \cdot v` costs one forward-mode
+pass, and
+
+.. math::
+
+    \hat g = \frac{1}{K} \sum_{k=1}^{K} (\nabla L \cdot v_k)\, v_k,
+    \qquad \mathbb E[\hat g] = \nabla L,
+    \qquad \operatorname{Var}[\hat g_i] = \frac{\lVert\nabla L\rVert^2 + g_i^2}{K}
+    \ \text{(Gaussian)}, \ \frac{\lVert\nabla L\rVert^2 - g_i^2}{K}\ \text{(Rademacher)}.
+
+The variance grows with the number of parameters; see :func:`snnjax.rules.activity_forward_gradient`
+for the lower-variance activity perturbation. No state is kept for a backward pass: if the
+loss is computed step by step inside one ``lax.scan`` (a network scanned as a whole), peak
+memory does not grow with the number of time steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from snnjax.rules import forward_mode
+from snnjax.rules.protocol import EmptyState, Rule
+
+__all__ = ["forward_gradient"]
+
+
+def forward_gradient(
+    loss_fn: Callable[..., tuple[jax.Array, Any]],
+    num_directions: int = 1,
+    *,
+    distribution: str = "gaussian",
+) -> Rule:
+    r"""Forward gradient by weight perturbation, a drop-in for ``jax.value_and_grad``.
+
+    Args:
+      loss_fn: ``(params, *args) -> (loss, aux)`` with a scalar loss. Any JAX function works,
+        including a Flax NNX spiking model merged from ``params`` and scanned over time, as long
+        as it is forward-mode differentiable (spike methods ``inject``, ``bypass``, ``custom_jvp``).
+      num_directions: ``K``, directions averaged per call; evaluated with ``jax.vmap``, so the
+        loss is traced once and the primal is computed once.
+      distribution: ``"gaussian"`` or ``"rademacher"`` entries of :math:`v`.
+
+    Returns:
+      A :class:`snnjax.rules.Rule`: ``(loss, aux), grads = rule(params, *args, key=key)``.
+
+    Raises:
+      ValueError: for ``num_directions < 1``, an unknown distribution, or a call without key.
+      TypeError: if ``loss_fn`` uses ``jax.custom_vjp`` (e.g. ``snnjax.spike(method="custom_vjp")``),
+        naming the spike methods that work.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax import rules
+      >>> rule = rules.forward_gradient(lambda w: (jnp.sum(w ** 2), None), num_directions=4)
+      >>> (loss, _), g = rule(jnp.ones(3), key=jax.random.key(0))
+      >>> float(loss), g.shape
+      (3.0, (3,))
+    """
+    if not callable(loss_fn):
+        raise ValueError("forward_gradient: loss_fn must be a callable (params, *args) -> (loss, aux).")
+    if not isinstance(num_directions, int) or num_directions < 1:
+        raise ValueError(f"forward_gradient: num_directions must be an int >= 1, got {num_directions!r}.")
+    forward_mode.check_distribution(distribution, "forward_gradient")
+
+    def apply(state, params, *args, key=None):
+        key = forward_mode.require_key(key, "forward_gradient")
+
+        def one_direction(k):
+            v = forward_mode.directions(k, params, distribution)
+            loss, dloss, aux = forward_mode.jvp(lambda p: loss_fn(p, *args), (params,), (v,), has_aux=True)
+            if jnp.ndim(loss) != 0:
+                raise ValueError(f"forward_gradient: loss_fn must return a scalar loss, got shape {jnp.shape(loss)}.")
+            estimate = jax.tree.map(lambda leaf: jnp.zeros(()) if leaf.dtype == jax.dtypes.float0 else dloss * leaf, v)
+            return loss, aux, estimate
+
+        keys = jax.random.split(key, num_directions)
+        # The primal does not depend on the direction, so it stays unbatched (out_axes=None).
+        loss, aux, estimates = jax.vmap(one_direction, out_axes=(None, None, 0))(keys)
+        grads = jax.tree.map(lambda p, e: _mean_or_zero(p, e), params, estimates)
+        return (loss, aux), grads, state
+
+    return Rule(init=lambda params: EmptyState(), apply=apply, name=f"FG-W(K={num_directions})", loss_fn=loss_fn)
+
+
+def _mean_or_zero(param: Any, estimate: jax.Array) -> jax.Array:
+    param = jnp.asarray(param)
+    if not jnp.issubdtype(param.dtype, jnp.inexact):
+        return jnp.zeros_like(param)
+    return jnp.mean(estimate, axis=0)
