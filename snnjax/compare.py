@@ -81,10 +81,6 @@ class Comparison(NamedTuple):
           The matplotlib figure.
         """
         try:
-            import matplotlib
-
-            if path is not None:
-                matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError("Comparison.plot needs matplotlib: pip install 'snnjax[plots]'.") from err

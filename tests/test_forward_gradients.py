@@ -223,3 +223,9 @@ def test_stateful_rules_are_compared_with_their_state():
     rule = rules.Rule(lambda p: jnp.float32(2.0), apply, stateful=True, name="doubler", loss_fn=mlp_loss)
     comparison = snnjax.compare_gradients(rule, mlp_params(), X, Y, key=jax.random.key(0), draws=2)
     np.testing.assert_allclose(comparison.norm_ratio, 2.0, rtol=1e-6)
+
+
+def test_comparison_plot_writes_a_figure(tmp_path):
+    comparison = snnjax.compare_gradients(rules.forward_gradient(mlp_loss), mlp_params(), X, Y, key=jax.random.key(0), draws=4)
+    figure = comparison.plot(tmp_path / "cmp.png")
+    assert (tmp_path / "cmp.png").stat().st_size > 1000 and len(figure.axes) == 3

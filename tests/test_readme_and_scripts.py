@@ -41,8 +41,35 @@ def test_open_neuromorphic_benchmark_smoke():
     assert all(r["median_s"] > 0 for r in rows.values())
 
 
+def _run_benchmark(name, argv):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return runpy.run_path(str(ROOT / "benchmarks" / f"{name}.py"))["main"](argv)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_forward_gradient_memory_benchmark_smoke():
+    payload = _run_benchmark("forward_gradient_memory", ["--steps", "20", "80", "--batch", "2", "--repeats", "1", "--no-write"])
+    assert payload["memory_growth"]["FG-W K=1"] < 1.5 < payload["memory_growth"]["bptt"]
+
+
+def test_fashion_mnist_benchmark_smoke(tmp_path):
+    from test_datasets import write_idx
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 256), ("t10k", 64)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
+    argv = ["--directory", str(tmp_path), "--epochs", "1", "--lrs", "1e-3", "--batch", "64", "--no-write"]
+    payload = _run_benchmark("forward_gradient_fashion_mnist", argv + ["--models", "mlp"])
+    assert set(payload["results"]["mlp"]) == {"BP", "FG-W", "FG-A", "LG-FG-A", "LG-BP"}
+    payload = _run_benchmark("forward_gradient_fashion_mnist", argv + ["--models", "lif", "--rules", "LG-FG-A"])
+    assert 0 <= payload["results"]["lif"]["LG-FG-A"]["test_error"] <= 100
+
+
 def test_cli_scripts_parse_help():
-    for script in ("examples/train_randman.py", "benchmarks/open_neuromorphic.py"):
+    for script in ("examples/train_randman.py", *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "benchmarks").glob("[!c]*.py")))):
         out = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, check=True)
         assert "usage" in out.stdout
 

@@ -161,9 +161,7 @@ def activity_forward_gradient(
     """
     if not callable(model):
         raise ValueError("activity_forward_gradient: model must be a callable (params, *args, tap) -> (losses, aux).")
-    if not isinstance(num_directions, int) or num_directions < 1:
-        raise ValueError(f"activity_forward_gradient: num_directions must be an int >= 1, got {num_directions!r}.")
-    forward_mode.check_distribution(distribution, "activity_forward_gradient")
+    forward_mode.check_options(num_directions, distribution, "activity_forward_gradient")
 
     def apply(state, params, *args, key=None):
         key = forward_mode.require_key(key, "activity_forward_gradient")

@@ -64,9 +64,7 @@ def forward_gradient(
     """
     if not callable(loss_fn):
         raise ValueError("forward_gradient: loss_fn must be a callable (params, *args) -> (loss, aux).")
-    if not isinstance(num_directions, int) or num_directions < 1:
-        raise ValueError(f"forward_gradient: num_directions must be an int >= 1, got {num_directions!r}.")
-    forward_mode.check_distribution(distribution, "forward_gradient")
+    forward_mode.check_options(num_directions, distribution, "forward_gradient")
 
     def apply(state, params, *args, key=None):
         key = forward_mode.require_key(key, "forward_gradient")

@@ -16,8 +16,10 @@ __all__ = ["DISTRIBUTIONS", "directions", "draw", "jvp", "require_key"]
 DISTRIBUTIONS = ("gaussian", "rademacher")
 
 
-def check_distribution(distribution: str, rule: str) -> None:
-    """Raise ``ValueError`` unless ``distribution`` is one of :data:`DISTRIBUTIONS`."""
+def check_options(num_directions: int, distribution: str, rule: str) -> None:
+    """Raise ``ValueError`` unless ``num_directions >= 1`` and ``distribution`` is known."""
+    if not isinstance(num_directions, int) or num_directions < 1:
+        raise ValueError(f"{rule}: num_directions must be an int >= 1, got {num_directions!r}.")
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"{rule}: distribution must be one of {', '.join(map(repr, DISTRIBUTIONS))}, got {distribution!r}.")
 
