@@ -1,6 +1,7 @@
 """Open Neuromorphic workload: one Linear(n, n) + LIF layer, T = 500, B = 16.
 
     python benchmarks/open_neuromorphic.py                 # n in {512, 1024}, writes results/
+    python benchmarks/open_neuromorphic.py --sizes 4096 --repeats 3   # the size of the published runs
     python benchmarks/open_neuromorphic.py --sizes 64 --steps 20 --repeats 1 --no-write  # smoke
 
 Times the jit-compiled forward pass (sum of spikes) and forward + backward pass (gradient of
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
         results[str(n)] = rows
     payload = {"config": {"steps": args.steps, "batch": args.batch, "sizes": args.sizes, "repeats": args.repeats}, "results": results}
     if not args.no_write:
-        print(f"\nwrote {common.write_result('open_neuromorphic', payload)}")
+        name = "open_neuromorphic-n" + "-".join(map(str, args.sizes))
+        print(f"\nwrote {common.write_result(name, payload)}")
     return payload
 
 
