@@ -29,6 +29,12 @@ def test_main_job_runs_and_learns():
     assert accuracy > 0.5  # chance is 1/3
 
 
+def test_main_job_learns_with_activity_forward_gradient():
+    module = runpy.run_path(str(ROOT / "examples" / "train_randman.py"))
+    argv = ["--rule", "fg-a", "--epochs", "20", "--classes", "3", "--samples-per-class", "500", "--lr", "1e-3"]
+    assert module["main"](argv) > 0.45  # chance is 1/3; 0.64 when measured
+
+
 def test_open_neuromorphic_benchmark_smoke():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
