@@ -19,6 +19,7 @@ LG-FG-A close to BP.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -50,10 +51,6 @@ def dense(p: dict, x: jax.Array) -> jax.Array:
     return x @ p["w"] + p["b"].reshape((1,) * (x.ndim - 1) + (-1,))
 
 
-def per_example_ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return -jax.nn.log_softmax(logits)[jnp.arange(labels.shape[0]), labels]
-
-
 def make_model(kind: str, local: bool):
     """A tapped model (see snnjax.rules.activity); `local` adds the block cut and head."""
     lif1, lif2, readout = snnjax.lif(0.9, threshold=1.0), snnjax.lif(0.9, threshold=1.0), snnjax.leaky_integrator(0.8)
@@ -68,14 +65,14 @@ def make_model(kind: str, local: bool):
         losses = []
         if local:
             head = tap(dense(params["head1"], h1), block=0)
-            losses.append(per_example_ce(head if kind == "mlp" else head.mean(axis=0), labels))
+            losses.append(optax.softmax_cross_entropy_with_integer_labels(head if kind == "mlp" else head.mean(axis=0), labels))
             h1 = jax.lax.stop_gradient(h1)
         block = 1 if local else 0
         z2 = tap(dense(params["l2"], h1), block=block)
         h2 = jax.nn.relu(z2) if kind == "mlp" else snnjax.run(lif2, z2)[1]
         out = tap(dense(params["out"], h2), block=block)
         logits = out if kind == "mlp" else snnjax.run(readout, out)[1].mean(axis=0)
-        losses.append(per_example_ce(logits, labels))
+        losses.append(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
         return jnp.stack(losses), logits
 
     return model
@@ -119,9 +116,15 @@ def train(rule, kind: str, lr: float, data: dict, epochs: int, batch: int, seed:
     return params, time.perf_counter() - start
 
 
-def error(kind: str, params: dict, x: np.ndarray, y: np.ndarray) -> float:
+@functools.cache
+def predictor(kind: str):
+    """The jit-compiled class prediction of a model kind, built once."""
     model = make_model(kind, False)
-    predict = jax.jit(lambda p, x, y: jnp.argmax(model(p, x, y, rules.identity_tap)[1], axis=-1))
+    return jax.jit(lambda p, x, y: jnp.argmax(model(p, x, y, rules.identity_tap)[1], axis=-1))
+
+
+def error(kind: str, params: dict, x: np.ndarray, y: np.ndarray) -> float:
+    predict = predictor(kind)
     wrong = sum(int(jnp.sum(predict(params, x[i : i + 1000], y[i : i + 1000]) != y[i : i + 1000])) for i in range(0, len(y), 1000))
     return 100.0 * wrong / len(y)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import optax
 
 sys.path.insert(0, str(Path(__file__).parent))
 import common  # noqa: E402
@@ -42,7 +43,7 @@ def make_loss(inputs: int, hidden: int, classes: int):
         init = (lif.init((batch, hidden)), readout.init((batch, classes)), jnp.zeros((batch, classes)))
         (_, _, total), _ = jax.lax.scan(step, init, xs)
         logits = total / xs.shape[0]
-        return jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(batch), labels]), logits
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), logits
 
     return loss_fn
 

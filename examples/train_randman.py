@@ -67,15 +67,14 @@ def main(argv: list[str] | None = None) -> float:
     optimizer = optax.adam(args.lr)
     opt_state = optimizer.init(params)
 
-    def model(params, xs, labels, tap):
+    def tapped(params, xs, labels, tap):
         """Per-example losses, with every neuron layer's input current passed through tap."""
         v = nnx.merge(graphdef, params, rest)(xs, tap=tap)
         logits = v.max(axis=0)
-        losses = -jax.nn.log_softmax(logits)[jnp.arange(labels.shape[0]), labels]
-        return losses, snnjax.losses.accuracy(logits, labels)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels), snnjax.losses.accuracy(logits, labels)
 
-    loss_fn = snnjax.rules.as_loss(model)
-    rule = RULES[args.rule](model)
+    loss_fn = snnjax.rules.as_loss(tapped)
+    rule = RULES[args.rule](tapped)
 
     @jax.jit
     def train_step(params, opt_state, xs, labels, key):

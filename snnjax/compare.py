@@ -123,7 +123,7 @@ def compare_gradients(
       key: split into ``draws`` keys for the rule (and one for the reference).
       reference: the rule taken as truth; by default ``snnjax.rules.bptt(rule.loss_fn)``.
       draws: ``M``, the number of estimates (evaluated with ``lax.map``, compiled once).
-      state: the rule's state, for stateful rules (default ``rule.init(params)``).
+      state: the rule's state (default ``rule.init(params)``; stateless rules ignore it).
 
     Returns:
       A :class:`Comparison` (data; ``.table()``, ``.plot()``).
@@ -148,18 +148,14 @@ def compare_gradients(
         if getattr(rule, "loss_fn", None) is None:
             raise ValueError("compare_gradients: rule has no loss_fn; pass reference=<a rule> to compare against.")
         reference = bptt(rule.loss_fn)
-    rule_state = (rule.init(params) if state is None else state) if rule.stateful else None
-    ref_state = reference.init(params) if reference.stateful else None
+    rule_state = rule.init(params) if state is None else state
     ref_key, *keys = jax.random.split(key, draws + 1)
 
     @jax.jit
     def estimates(params, keys, *args):
-        def one(k):
-            return rule.apply(rule_state if rule.stateful else rule.init(params), params, *args, key=k)[1]
+        return jax.lax.map(lambda k: rule.apply(rule_state, params, *args, key=k)[1], keys)
 
-        return jax.lax.map(one, keys)
-
-    true = reference.apply(ref_state if reference.stateful else reference.init(params), params, *args, key=ref_key)[1]
+    true = reference.apply(reference.init(params), params, *args, key=ref_key)[1]
     est = estimates(params, jnp.stack(keys), *args)
     true_leaves = [np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(true)]
     est_leaves = [np.asarray(x, np.float64).reshape(draws, -1) for x in jax.tree.leaves(est)]

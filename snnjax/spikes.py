@@ -52,6 +52,11 @@ FORWARD_MODE_ERROR = (
 )
 
 
+def is_custom_vjp_jvp_error(err: Exception) -> bool:
+    """Whether ``err`` is JAX's "can't apply forward-mode autodiff (jvp) to a custom_vjp function"."""
+    return isinstance(err, TypeError) and "forward-mode" in str(err)
+
+
 def heaviside(x: ArrayLike) -> jax.Array:
     """The step :math:`H(x) = 1` for ``x > 0``, else ``0``, in ``x``'s dtype. Not differentiable.
 
@@ -119,8 +124,8 @@ def spike(
         with a surrogate that has no primitive.
       TypeError: with ``method="custom_vjp"`` under ``jax.jvp``. Called eagerly, the error
         names the methods that work; inside ``jax.jit`` JAX raises its own "can't apply
-        forward-mode autodiff (jvp) to a custom_vjp function" when compiling, and the
-        forward-mode rules in :mod:`snnjax.rules` check for it at trace time.
+        forward-mode autodiff (jvp) to a custom_vjp function" while tracing, and the
+        forward-mode rules in :mod:`snnjax.rules` re-raise it as the error above.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -151,7 +156,7 @@ def spike(
         try:
             return _spike_custom_vjp(x, s)
         except TypeError as err:
-            if "forward-mode" in str(err):
+            if is_custom_vjp_jvp_error(err):
                 raise TypeError(FORWARD_MODE_ERROR) from err
             raise
     raise ValueError(f"spike: unknown method {method!r}; expected one of {', '.join(METHODS)}.")

@@ -56,13 +56,15 @@ def identity_tap(z: jax.Array, block: int = 0) -> jax.Array:
     return z
 
 
+def _num_blocks(shape: tuple[int, ...]) -> int:
+    if len(shape) not in (1, 2):
+        raise ValueError(f"a tapped model must return per-example losses [B] or [num_blocks, B], got shape {shape}.")
+    return 1 if len(shape) == 1 else shape[0]
+
+
 def _per_block(losses: jax.Array) -> jax.Array:
     losses = jnp.asarray(losses)
-    if losses.ndim == 1:
-        return losses[None, :]
-    if losses.ndim == 2:
-        return losses
-    raise ValueError(f"a tapped model must return per-example losses [B] or [num_blocks, B], got shape {losses.shape}.")
+    return losses.reshape(_num_blocks(losses.shape), -1)
 
 
 def _total(losses: jax.Array) -> jax.Array:
@@ -117,8 +119,8 @@ def _discover(model: Model, params: Any, args: tuple) -> list[tuple[jax.ShapeDty
     losses, _ = jax.eval_shape(lambda p: model(p, *args, tap=_Tap(record)), params)
     if not found:
         raise ValueError("activity_forward_gradient: the model never called tap(z); pass each pre-activation through it.")
-    num_blocks = _per_block(jnp.zeros(losses.shape)).shape[0]
-    for spec, block in found:
+    num_blocks = _num_blocks(losses.shape)
+    for _, block in found:
         if block >= num_blocks:
             raise ValueError(f"tap used block={block} but the model returns losses for {num_blocks} block(s).")
     return found

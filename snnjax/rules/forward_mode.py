@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from snnjax.spikes import FORWARD_MODE_ERROR
+from snnjax.spikes import FORWARD_MODE_ERROR, is_custom_vjp_jvp_error
 
 __all__ = ["DISTRIBUTIONS", "directions", "draw", "jvp", "require_key"]
 
@@ -61,6 +61,6 @@ def jvp(fun: Callable, primals: tuple, tangents: tuple, has_aux: bool = False):
     try:
         return jax.jvp(fun, primals, tangents, has_aux=has_aux)
     except TypeError as err:
-        if "forward-mode" in str(err) or "custom_vjp" in str(err):
+        if is_custom_vjp_jvp_error(err):
             raise TypeError(FORWARD_MODE_ERROR) from err
         raise
