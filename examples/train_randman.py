@@ -1,4 +1,4 @@
-"""Train a spiking network with BPTT on Randman, generated on the spot (no download).
+"""A training loop written out by hand: a spiking network trained on Randman (no download).
 
     python examples/train_randman.py            # about a minute on a laptop CPU
     python examples/train_randman.py --epochs 2 --samples-per-class 100   # a quick look

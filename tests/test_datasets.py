@@ -53,3 +53,160 @@ def test_randman_is_deterministic_and_single_spike():
     np.testing.assert_array_equal(a.spikes, b.spikes)
     assert a.spikes.shape == (15, 20, 10) and np.all(a.spikes.sum(axis=1) == 1)
     assert not np.array_equal(a.spikes, randman(num_classes=3, units=10, steps=20, samples_per_class=5, seed=2).spikes)
+
+
+# --- One loader, batching -----------------------------------------------------------------
+
+from snnjax.datasets import DATASETS, Dataset, batch_indices, batches, bin_spikes, download_shd, load, load_shd  # noqa: E402
+
+SMALL_RANDMAN = dict(num_classes=3, units=6, steps=12, samples_per_class=10)
+
+
+def test_load_randman_split_is_a_partition_and_deterministic():
+    train, test = load("randman", "train", **SMALL_RANDMAN), load("randman", "test", **SMALL_RANDMAN)
+    assert train.inputs.shape == (24, 12, 6) and test.inputs.shape == (6, 12, 6)
+    assert train.kind == "spikes" and train.num_classes == 3 and train.inputs.dtype == np.uint8
+    whole = randman(**SMALL_RANDMAN)
+    np.testing.assert_array_equal(np.concatenate([train.inputs, test.inputs]), whole.spikes.astype(np.uint8))
+    np.testing.assert_array_equal(load("randman", "train", **SMALL_RANDMAN).inputs, train.inputs)
+
+
+def test_load_rejects_bad_names_and_says_how_to_get_missing_sets(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="unknown dataset 'nope'; choose one of randman"):
+        load("nope")
+    with pytest.raises(ValueError, match="split must be"):
+        load("randman", "validation")
+    monkeypatch.setenv("SNNJAX_DATA", str(tmp_path))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    with pytest.raises(FileNotFoundError, match="SNNJAX_DATA") as error:
+        load("kmnist", "train")
+    assert "snnjax download kmnist" in str(error.value) and "\n" not in str(error.value)
+    assert set(DATASETS) == {"randman", "shd", "mnist", "fashion_mnist", "kmnist", "emnist", "cifar10"}
+
+
+def test_load_reads_idx_images(tmp_path):
+    rng = np.random.default_rng(0)
+    write_idx(tmp_path / "train-images-idx3-ubyte", rng.integers(0, 256, (9, 28, 28), dtype=np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", rng.integers(0, 10, 9).astype(np.uint8))
+    data = load("mnist", "train", directory=tmp_path, source="idx")
+    assert data.kind == "image" and data.inputs.shape == (9, 28, 28) and data.num_classes == 10
+
+
+def test_batches_are_deterministic_per_seed_and_epoch_and_cover_the_epoch():
+    data = load("randman", "train", **SMALL_RANDMAN)
+    first = [(x.copy(), y.copy()) for x, y in batches(data, 5, seed=3, epoch=1)]
+    again = list(batches(data, 5, seed=3, epoch=1))
+    assert len(first) == 4 and first[0][0].shape == (12, 5, 6) and first[0][0].dtype == np.float32
+    for (x1, y1), (x2, y2) in zip(first, again):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(np.concatenate(batch_indices(24, 5, seed=3, epoch=1)), np.concatenate(batch_indices(24, 5, seed=3, epoch=2)))
+    indices = np.concatenate(batch_indices(24, 5, seed=3, epoch=1, drop_remainder=False))
+    np.testing.assert_array_equal(np.sort(indices), np.arange(24))
+    # The raster is the stored one, made time-major.
+    idx = batch_indices(24, 5, seed=3, epoch=1)[0]
+    np.testing.assert_array_equal(first[0][0], np.swapaxes(data.inputs[idx], 0, 1))
+
+
+def test_batches_encode_images_on_request():
+    images = np.array([[[0, 255], [255, 0]]] * 4, np.uint8)
+    data = Dataset(images, np.arange(4, dtype=np.int32), 4, "image", "toy")
+    x, _ = next(batches(data, 2, shuffle=False))
+    assert x.shape == (2, 2, 2) and x.max() == 1.0
+    x, _ = next(batches(data, 2, shuffle=False, encoder="latency", num_steps=3))
+    np.testing.assert_array_equal(x[:, 0], [[0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    x, _ = next(batches(data, 2, shuffle=False, encoder="rate", num_steps=7))
+    assert x.shape == (7, 2, 4) and np.all(x[:, :, [0, 3]] == 0) and np.all(x[:, :, [1, 2]] == 1)
+    with pytest.raises(ValueError, match="larger than the 4 examples"):
+        next(batches(data, 5))
+    with pytest.raises(ValueError, match="unknown encoding"):
+        next(batches(data, 2, encoder="morse", num_steps=3))
+    with pytest.raises(ValueError, match="already spikes"):
+        next(batches(load("randman", "train", **SMALL_RANDMAN), 2, encoder="rate", num_steps=3))
+
+
+# --- Spiking Heidelberg Digits ------------------------------------------------------------
+
+
+def write_shd(path, times, units, labels):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        spikes = f.create_group("spikes")
+        spikes.create_dataset("times", data=np.array([np.asarray(t, np.float32) for t in times], dtype=object), dtype=h5py.vlen_dtype(np.float32))
+        spikes.create_dataset("units", data=np.array([np.asarray(u, np.uint16) for u in units], dtype=object), dtype=h5py.vlen_dtype(np.uint16))
+        f.create_dataset("labels", data=np.asarray(labels, np.uint8))
+
+
+SHD_TIMES = [[0.0, 0.05, 0.06, 0.99, 1.5], [0.5]]
+SHD_UNITS = [[0, 3, 3, 699, 1], [2]]
+
+
+def test_load_shd_bins_written_hdf5_to_a_raster(tmp_path):
+    write_shd(tmp_path / "shd_test.h5", SHD_TIMES, SHD_UNITS, [7, 19])
+    data = load_shd("test", tmp_path, steps=10, max_time=1.0)
+    assert data.spikes.shape == (2, 10, 700) and data.spikes.dtype == np.uint8
+    expected = np.zeros((2, 10, 700), np.uint8)
+    expected[0, 0, 0] = expected[0, 0, 3] = expected[0, 9, 699] = 1  # 1.5 s lies past max_time
+    expected[1, 5, 2] = 1
+    np.testing.assert_array_equal(data.spikes, expected)
+    np.testing.assert_array_equal(data.labels, [7, 19])
+    counts = load_shd("test", tmp_path, steps=10, max_time=1.0, binary=False).spikes
+    assert counts[0, 0, 3] == 2 and counts.sum() == 5
+    via_load = load("shd", "test", directory=tmp_path, steps=10, max_time=1.0)
+    assert via_load.num_classes == 20 and via_load.kind == "spikes"
+    np.testing.assert_array_equal(via_load.inputs, data.spikes)
+    np.testing.assert_array_equal(bin_spikes(SHD_TIMES, SHD_UNITS, 10, 1.0, 700), data.spikes)
+
+
+def test_load_shd_missing_file_says_how_to_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match="snnjax download shd"):
+        load_shd("train", tmp_path)
+
+
+def test_download_shd_from_a_local_server(tmp_path, monkeypatch):
+    import hashlib
+    import io
+    import urllib.request
+
+    write_shd(tmp_path / "source.h5", SHD_TIMES, SHD_UNITS, [1, 2])
+    archive = gzip.compress((tmp_path / "source.h5").read_bytes())
+    files = {"md5sums.txt": f"{hashlib.md5(archive).hexdigest()}  shd_test.h5.gz\n".encode(), "shd_test.h5.gz": archive}
+    requested = []
+
+    def urlopen(url, timeout):
+        requested.append((url, timeout))
+        return io.BytesIO(files[url.rsplit("/", 1)[1]])
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    folder = download_shd(tmp_path / "shd", splits=("test",), timeout=5.0, base_url="https://example.org/d")
+    assert [u for u, _ in requested] == ["https://example.org/d/md5sums.txt", "https://example.org/d/shd_test.h5.gz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["shd_test.h5"]
+    np.testing.assert_array_equal(load_shd("test", folder).labels, [1, 2])
+    files["md5sums.txt"] = b"0123  shd_test.h5.gz\n"
+    with pytest.raises(ValueError, match="MD5"):
+        download_shd(tmp_path / "shd", splits=("test",), base_url="https://example.org/d")
+
+
+# --- tensorflow-datasets ------------------------------------------------------------------
+
+
+def test_tfds_path_on_tfds_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is not installed")
+    from snnjax.datasets import load_tfds
+
+    with tfds.testing.mock_data(num_examples=6):
+        data = load_tfds("mnist", "train", tmp_path)
+        assert data.images.shape == (6, 28, 28) and data.images.dtype == np.uint8 and data.labels.dtype == np.int32
+        via_load = load("mnist", "test", directory=tmp_path, source="tfds")
+        assert via_load.inputs.shape == (6, 28, 28) and via_load.num_classes == 10
+        cifar = load_tfds("cifar10", "test", tmp_path)
+        assert cifar.images.shape == (6, 32, 32, 3)
+
+
+def test_tfds_missing_set_fails_at_once_with_instructions(tmp_path):
+    pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is not installed")
+    from snnjax.datasets import load_tfds
+
+    with pytest.raises(FileNotFoundError, match="snnjax download emnist"):
+        load_tfds("emnist", "train", tmp_path / "empty")

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_commands_and_example():
     text = (ROOT / "README.md").read_text()
     commands = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
-    assert len(commands) == 2 and "examples/train_randman.py" in commands[0] and "pytest" in commands[1]
+    assert len(commands) == 2 and commands[0].endswith("snnjax demo") and "pytest" in commands[1]
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
     example = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     namespace: dict = {}
@@ -23,13 +23,13 @@ def test_readme_commands_and_example():
     assert namespace["v"].shape == (50, 8, 3)
 
 
-def test_main_job_runs_and_learns():
+def test_example_loop_runs_and_learns():
     module = runpy.run_path(str(ROOT / "examples" / "train_randman.py"))
     accuracy = module["main"](["--epochs", "4", "--classes", "3", "--samples-per-class", "60", "--hidden", "32", "--batch-size", "48", "--lr", "1e-2"])
     assert accuracy > 0.5  # chance is 1/3
 
 
-def test_main_job_learns_with_activity_forward_gradient():
+def test_example_loop_learns_with_activity_forward_gradient():
     module = runpy.run_path(str(ROOT / "examples" / "train_randman.py"))
     argv = ["--rule", "fg-a", "--epochs", "20", "--classes", "3", "--samples-per-class", "500", "--lr", "1e-3"]
     assert module["main"](argv) > 0.45  # chance is 1/3; 0.64 when measured
@@ -88,3 +88,9 @@ def test_notebooks_run_top_to_bottom(capsys):
         source = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
         exec(compile(source, str(path), "exec"), {})
     assert "jvp fails" in capsys.readouterr().out
+
+
+def test_train_runs_benchmark_smoke():
+    payload = _run_benchmark("train_runs", ["--dataset", "randman", "--encodings", "none", "--epochs", "1", "--train-size", "128", "--no-write"])
+    run = payload["runs"]["none"]
+    assert run["model"] == "rsnn 128" and len(run["history"]) == 1 and 0 <= run["test_accuracy"] <= 1

@@ -1,6 +1,42 @@
-"""Data sets: Randman (generated, no download) and MNIST-family IDX files read locally."""
+"""Data sets as arrays, and batches over them.
 
+``load(name, split)`` for every set: Randman (generated, no download), the Spiking Heidelberg
+Digits (HDF5), MNIST-family images from local IDX files or tensorflow-datasets, EMNIST and
+CIFAR-10 from tensorflow-datasets. ``batches`` makes shuffled, deterministic epochs.
+"""
+
+from snnjax.datasets.batching import ENCODINGS, batch_indices, batches, encoding, prepare
 from snnjax.datasets.idx import ImageData, load_idx, read_idx
+from snnjax.datasets.load import DATASETS, Dataset, load
 from snnjax.datasets.randman import RandmanData, randman
+from snnjax.datasets.shd import SpikeData, bin_spikes, download_shd, load_shd
 
-__all__ = ["ImageData", "RandmanData", "load_idx", "randman", "read_idx"]
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "ENCODINGS",
+    "ImageData",
+    "RandmanData",
+    "SpikeData",
+    "batch_indices",
+    "batches",
+    "bin_spikes",
+    "download_shd",
+    "encoding",
+    "load",
+    "load_idx",
+    "load_shd",
+    "load_tfds",
+    "prepare",
+    "randman",
+    "read_idx",
+]
+
+
+def __getattr__(name: str):
+    # tensorflow-datasets is heavy: import it on first use only.
+    if name == "load_tfds":
+        from snnjax.datasets.tfds_source import load_tfds
+
+        return load_tfds
+    raise AttributeError(f"module 'snnjax.datasets' has no attribute {name!r}")

@@ -23,6 +23,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing  # noqa: F401
 
 __all__ = ["RandmanData", "randman"]
 
@@ -31,7 +32,7 @@ class RandmanData(NamedTuple):
     """A Randman data set.
 
     Attributes:
-      spikes: spike rasters, ``[num_samples, steps, units]`` float32, one spike per unit.
+      spikes: spike rasters, ``[num_samples, steps, units]`` (float32 by default), one spike per unit.
       times: spike times in steps, ``[num_samples, units]`` int32.
       labels: class indices ``[num_samples]`` int32.
     """
@@ -70,6 +71,7 @@ def randman(
     *,
     prec: float = 1e-3,
     step_fraction: float = 1.0,
+    dtype: np.typing.DTypeLike = np.float32,
 ) -> RandmanData:
     r"""Generate a Randman data set (defaults: the reference's 10 classes, 100 units, 100 steps).
 
@@ -83,6 +85,7 @@ def randman(
       seed: the generator's seed; the same seed gives the same data.
       prec: sets the number of Fourier terms, :math:`\lceil \text{prec}^{-1/\alpha}\rceil`.
       step_fraction: spikes occupy the first ``step_fraction`` of the steps.
+      dtype: of the spike raster (``np.uint8`` takes a quarter of the memory).
 
     Returns:
       A shuffled :class:`RandmanData`.
@@ -111,7 +114,7 @@ def randman(
     times_arr, labels_arr = np.concatenate(times), np.concatenate(labels)
     order = rng.permutation(len(labels_arr))
     times_arr, labels_arr = times_arr[order], labels_arr[order]
-    spikes = np.zeros((len(labels_arr), steps, units), np.float32)
+    spikes = np.zeros((len(labels_arr), steps, units), dtype)
     n, u = np.meshgrid(np.arange(len(labels_arr)), np.arange(units), indexing="ij")
     spikes[n, times_arr, u] = 1.0
     return RandmanData(spikes, times_arr, labels_arr)

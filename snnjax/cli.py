@@ -1,0 +1,121 @@
+"""The ``snnjax`` command: ``snnjax demo``, ``snnjax train ...``, ``snnjax download NAME``.
+
+Every error is one line, ``snnjax: error: ...``, saying what to change (exit status 2; a
+diverged run exits with 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from snnjax.train.config import DEFAULTS, MODELS, RULES
+
+__all__ = ["main"]
+
+_DATASETS = tuple(DEFAULTS)
+_DEFAULTS_TEXT = "\n".join(
+    f"  {name:14s} model {d['model']}, hidden {' '.join(map(str, d['hidden']))}, steps {d['steps']}, encoding {d['encoding']}, "
+    f"epochs {d['epochs']}, lr {d['lr']:g}, batch {d['batch_size']}"
+    for name, d in DEFAULTS.items()
+)
+
+
+def _option(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
+    if not demo:
+        parser.add_argument("--dataset", choices=_DATASETS, default="randman", help="the data set (default: randman, generated, no download)")
+        parser.add_argument("--model", choices=MODELS, help="mlp (ReLU, images, no time), snn (feed-forward LIF) or rsnn (recurrent LIF); default per dataset")
+        parser.add_argument("--rule", choices=RULES, default="bptt", help="learning rule: bptt, fg-w (weight-perturbed forward gradient), fg-a (activity-perturbed)")
+        parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes, e.g. --hidden 400 400")
+        parser.add_argument("--steps", type=int, help="time steps T (image encoding length, SHD bins, Randman raster length)")
+        parser.add_argument("--encoding", choices=("rate", "latency", "current", "none"), help="how images become spikes; none for mlp")
+        parser.add_argument("--batch-size", type=int, help="examples per step")
+        parser.add_argument("--lr", type=float, help="Adam learning rate")
+        parser.add_argument("--data-dir", help="folder with the data files (IDX, HDF5) or tfds data_dir; else $SNNJAX_DATA and known places")
+        parser.add_argument("--data-option", type=_option, action="append", default=[], metavar="KEY=VALUE", help="passed to the loader, e.g. num_classes=3 or samples_per_class=200 (Randman), max_time=1.0 (SHD)")
+        parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last complete checkpoint")
+        parser.add_argument("--no-checkpoints", action="store_true", help="do not write a checkpoint after each epoch")
+    parser.add_argument("--epochs", type=int, help="passes over the training set (default per dataset)")
+    parser.add_argument("--seed", type=int, default=0, help="fixes weights, data order and every random draw: same seed, same numbers")
+    parser.add_argument("--out", help="output folder for metrics.jsonl, checkpoints and plots (default runs/<dataset>-<model>-<rule>, runs/demo)")
+    parser.add_argument("--train-size", type=int, help="use only the first N training examples")
+    parser.add_argument("--test-size", type=int, help="use only the first N test examples")
+    parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="snnjax", description="Train spiking networks with snnjax's learning rules.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,download}")
+    demo = commands.add_parser(
+        "demo", help="train a recurrent spiking network on Randman (no download, about 2 minutes on a laptop CPU)",
+        description="Train a 100-128-10 recurrent LIF network with BPTT on Randman (generated on the spot), print the test accuracy and write plots to runs/demo.",
+    )
+    _train_arguments(demo, demo=True)
+    train = commands.add_parser(
+        "train", help="train a network on a data set with a learning rule", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a network, evaluate it on the test split after every epoch, write metrics.jsonl, checkpoints and plots.",
+        epilog="defaults per dataset:\n" + _DEFAULTS_TEXT,
+    )
+    _train_arguments(train, demo=False)
+    download = commands.add_parser("download", help="fetch a data set on a machine with internet (shd, or a tensorflow-datasets image set)")
+    download.add_argument("name", choices=[d for d in _DATASETS if d != "randman"])
+    download.add_argument("--directory", help="where to put it (SHD: default $SNNJAX_DATA/shd; tfds: its data_dir)")
+    return parser
+
+
+def _config(args: argparse.Namespace):
+    from snnjax.train.config import Config
+
+    common = dict(epochs=args.epochs, seed=args.seed, train_size=args.train_size, test_size=args.test_size, plots=not args.no_plots, progress=not args.no_progress)
+    if args.command == "demo":
+        return Config(dataset="randman", out=args.out or "runs/demo", resume=False, checkpoints=False, **common)
+    return Config(
+        dataset=args.dataset, model=args.model, rule=args.rule, hidden=tuple(args.hidden) if args.hidden else None, steps=args.steps,
+        encoding=args.encoding, batch_size=args.batch_size, lr=args.lr, out=args.out, data_dir=args.data_dir,
+        data_options=dict(args.data_option), resume=args.resume, checkpoints=not args.no_checkpoints, **common,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "download":
+            if args.name == "shd":
+                from snnjax.datasets.shd import download_shd
+
+                print(f"SHD is in {download_shd(args.directory)}")
+            else:
+                from snnjax.datasets.tfds_source import load_tfds
+
+                for split in ("train", "test"):
+                    load_tfds(args.name, split, args.directory, download=True)
+                print(f"{args.name} is prepared in tensorflow-datasets' data folder")
+            return 0
+        from snnjax.train.loop import TrainingDiverged, fit
+
+        try:
+            result = fit(_config(args))
+        except TrainingDiverged as error:
+            print(f"snnjax: training stopped: {error}", file=sys.stderr)
+            return 1
+    except (ValueError, FileNotFoundError, ImportError, OSError) as error:
+        parser.exit(2, f"snnjax: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}\n")
+    written = ", ".join(["metrics.jsonl", *(["checkpoints/"] if (result.out / "checkpoints").is_dir() else []), *(f.name for f in result.files)])
+    print(f"test accuracy {result.test_accuracy:.3f} (chance {1 / result.num_classes:.3f}); {written} in {result.out}")
+    return 0
+

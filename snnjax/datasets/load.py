@@ -1,0 +1,105 @@
+"""One loader for every data set: ``snnjax.datasets.load(name, split=...)``."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from snnjax.datasets.idx import load_idx
+from snnjax.datasets.randman import randman
+from snnjax.datasets.shd import SHD_CLASSES, load_shd
+
+__all__ = ["DATASETS", "Dataset", "load"]
+
+IMAGE_SETS = {"mnist": 10, "fashion_mnist": 10, "kmnist": 10, "emnist": 47, "cifar10": 10}
+IDX_READABLE = ("mnist", "fashion_mnist", "kmnist")
+DATASETS = ("randman", "shd", *IMAGE_SETS)
+
+
+class Dataset(NamedTuple):
+    """A split of a data set, as arrays.
+
+    Attributes:
+      inputs: images ``[N, H, W]`` or ``[N, H, W, C]`` uint8, or spike rasters ``[N, T, channels]``
+        (sample-major, as stored; the batches are time-major).
+      labels: ``[N]`` int32.
+      num_classes: the number of classes.
+      kind: ``"image"`` or ``"spikes"``.
+      name: the data set's name.
+    """
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    kind: str
+    name: str
+
+
+def _randman(split: str, seed: int, num_classes: int = 10, units: int = 100, steps: int = 100, samples_per_class: int = 1000, **options) -> Dataset:
+    data = randman(num_classes=num_classes, units=units, steps=steps, samples_per_class=samples_per_class, seed=seed, dtype=np.uint8, **options)
+    cut = int(0.8 * len(data.labels))  # the generator shuffles, so a fixed cut is a random split
+    part = slice(None, cut) if split == "train" else slice(cut, None)
+    return Dataset(data.spikes[part], data.labels[part], num_classes, "spikes", "randman")
+
+
+def load(name: str, split: str = "train", *, directory: str | os.PathLike | None = None, source: str = "auto", seed: int = 0, **options) -> Dataset:
+    """Load a split of a data set as arrays.
+
+    Args:
+      name: one of ``DATASETS``: ``randman`` (generated, no download), ``shd`` (HDF5 files),
+        ``mnist``, ``fashion_mnist``, ``kmnist`` (IDX files or tensorflow-datasets), ``emnist``,
+        ``cifar10`` (tensorflow-datasets).
+      split: ``"train"`` or ``"test"`` (Randman: a fixed 80/20 cut of the generated set).
+      directory: where the files are (IDX or HDF5 folder, or tfds's ``data_dir``).
+      source: for image sets, ``"idx"``, ``"tfds"`` or ``"auto"`` (local IDX files first, then a
+        prepared tensorflow-datasets copy).
+      seed: Randman's generator seed.
+      **options: passed to the set's own loader (:func:`~snnjax.datasets.randman`'s sizes,
+        :func:`~snnjax.datasets.load_shd`'s ``steps`` and ``max_time``).
+
+    Returns:
+      :class:`Dataset`.
+
+    Raises:
+      ValueError: for an unknown name, split or source.
+      FileNotFoundError: for a missing set, saying how to get it.
+
+    Example:
+      >>> from snnjax.datasets import load
+      >>> data = load("randman", "test", num_classes=2, units=4, steps=6, samples_per_class=10)
+      >>> data.inputs.shape, data.kind, data.num_classes
+      ((4, 6, 4), 'spikes', 2)
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
+    if split not in ("train", "test"):
+        raise ValueError(f"{name}: split must be 'train' or 'test', got {split!r}.")
+    if source not in ("auto", "idx", "tfds"):
+        raise ValueError(f"source must be 'auto', 'idx' or 'tfds', got {source!r}.")
+    if name == "randman":
+        return _randman(split, seed, **options)
+    if name == "shd":
+        data = load_shd(split, directory, **options)
+        return Dataset(data.spikes, data.labels, SHD_CLASSES, "spikes", "shd")
+    if options:
+        raise ValueError(f"{name}: unexpected options {sorted(options)}.")
+    errors = []
+    if source in ("auto", "idx") and name in IDX_READABLE:
+        try:
+            images = load_idx(name, split, directory)
+            return Dataset(images.images, images.labels, IMAGE_SETS[name], "image", name)
+        except FileNotFoundError as error:
+            if source == "idx":
+                raise
+            errors.append(str(error))
+    if source == "idx":
+        raise ValueError(f"{name} has no IDX reader here; use source='tfds'.")
+    from snnjax.datasets.tfds_source import load_tfds
+
+    try:
+        images = load_tfds(name, split, directory if source == "tfds" else None)
+    except (FileNotFoundError, ImportError) as error:
+        raise FileNotFoundError(" Or: ".join([*errors, str(error)])) from None
+    return Dataset(images.images, images.labels, IMAGE_SETS[name], "image", name)

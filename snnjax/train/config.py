@@ -1,0 +1,118 @@
+"""What a training run is: a :class:`Config`, its per-dataset defaults, and its checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from snnjax.datasets.batching import ENCODINGS
+from snnjax.datasets.load import DATASETS
+
+__all__ = ["Config", "DEFAULTS", "MODELS", "RULES", "resolve"]
+
+MODELS = ("mlp", "snn", "rsnn")
+RULES = ("bptt", "fg-w", "fg-a")
+
+# Per data set: the network and input coding that train well in a few minutes on a CPU.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "randman": dict(model="rsnn", hidden=(128,), steps=100, encoding="none", epochs=10, lr=2e-3, batch_size=128),
+    "shd": dict(model="rsnn", hidden=(256,), steps=100, encoding="none", epochs=20, lr=1e-3, batch_size=128),
+    "mnist": dict(model="snn", hidden=(400, 400), steps=25, encoding="rate", epochs=5, lr=1e-3, batch_size=128),
+    "fashion_mnist": dict(model="snn", hidden=(400, 400), steps=25, encoding="rate", epochs=5, lr=1e-3, batch_size=128),
+    "kmnist": dict(model="snn", hidden=(400, 400), steps=25, encoding="rate", epochs=5, lr=1e-3, batch_size=128),
+    "emnist": dict(model="snn", hidden=(400, 400), steps=25, encoding="rate", epochs=5, lr=1e-3, batch_size=128),
+    "cifar10": dict(model="snn", hidden=(1024, 512), steps=25, encoding="rate", epochs=10, lr=5e-4, batch_size=128),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A training run; ``None`` fields take the data set's default (``DEFAULTS``).
+
+    Attributes:
+      dataset: one of :data:`snnjax.datasets.DATASETS`.
+      model: ``mlp`` (ReLU, images only), ``snn`` (feed-forward LIF) or ``rsnn`` (recurrent LIF);
+        spiking models read out through leaky integrators, max over time.
+      rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient) or ``fg-a`` (activity-perturbed).
+      epochs: passes over the training split.
+      batch_size: examples per step.
+      lr: Adam's learning rate.
+      hidden: hidden layer sizes.
+      steps: time steps T (image encodings; SHD's bins; Randman's raster length).
+      encoding: for images: ``rate``, ``latency``, ``current`` or ``none`` (``mlp`` only).
+      seed: fixes the initial weights, the data order, encoders and the rule's draws.
+      out: the run's folder (metrics, checkpoints, plots); default ``runs/<dataset>-<model>-<rule>``.
+      data_dir: where the data files are (IDX or HDF5 folder, tfds ``data_dir``).
+      train_size, test_size: use only the first N examples of a split (quick runs).
+      data_options: passed to the loader (Randman's ``num_classes``, ``samples_per_class``, ...).
+      resume: continue the run in ``out`` from its last complete checkpoint.
+      checkpoints: write a checkpoint after every epoch.
+      plots: write PNG plots at the end (needs matplotlib).
+      progress: show a progress bar.
+    """
+
+    dataset: str = "randman"
+    model: str | None = None
+    rule: str = "bptt"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    hidden: tuple[int, ...] | None = None
+    steps: int | None = None
+    encoding: str | None = None
+    seed: int = 0
+    out: str | None = None
+    data_dir: str | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    data_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resume: bool = False
+    checkpoints: bool = True
+    plots: bool = True
+    progress: bool = True
+
+
+def _positive(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def resolve(config: Config) -> Config:
+    """Fill ``None`` fields from the data set's defaults and check every value.
+
+    Raises:
+      ValueError: one line naming the bad value and what to use instead.
+    """
+    if config.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(DATASETS)}.")
+    defaults = DEFAULTS[config.dataset]
+    filled = {f.name: defaults[f.name] if getattr(config, f.name) is None and f.name in defaults else getattr(config, f.name) for f in dataclasses.fields(config)}
+    filled["hidden"] = tuple(filled["hidden"])
+    if filled["model"] == "mlp" and config.encoding is None:
+        filled["encoding"] = "none"
+    if filled["out"] is None:
+        filled["out"] = f"runs/{config.dataset}-{filled['model']}-{config.rule}"
+    c = Config(**filled)
+    if c.model not in MODELS:
+        raise ValueError(f"unknown model {c.model!r}; choose one of {', '.join(MODELS)}.")
+    if c.rule not in RULES:
+        raise ValueError(f"unknown rule {c.rule!r}; choose one of {', '.join(RULES)}.")
+    if c.encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {c.encoding!r}; choose one of {', '.join(ENCODINGS)}.")
+    is_image = c.dataset not in ("randman", "shd")
+    if c.model == "mlp" and (not is_image or c.encoding != "none"):
+        raise ValueError("model 'mlp' takes images without a time axis: use an image dataset with --encoding none, or a spiking model.")
+    if c.model != "mlp" and is_image and c.encoding == "none":
+        raise ValueError(f"model {c.model!r} runs over time: pick --encoding rate, latency or current for {c.dataset}.")
+    for name in ("epochs", "batch_size", "steps"):
+        _positive(name, getattr(c, name))
+    for name in ("train_size", "test_size"):
+        if getattr(c, name) is not None:
+            _positive(name, getattr(c, name))
+    if not c.hidden:
+        raise ValueError("hidden must list at least one layer size, e.g. --hidden 128.")
+    for size in c.hidden:
+        _positive("each hidden size", size)
+    if not (isinstance(c.lr, (int, float)) and 0 < c.lr < 10):
+        raise ValueError(f"lr must be a number in (0, 10), got {c.lr!r}.")
+    return c

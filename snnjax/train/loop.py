@@ -1,0 +1,241 @@
+"""The training loop: a jit-compiled, rule-agnostic step, evaluation, metrics, checkpoints, plots.
+
+:func:`fit` runs a :class:`~snnjax.train.Config` end to end and writes into its ``out`` folder:
+``config.json``, ``metrics.jsonl`` (one JSON object per epoch), ``checkpoints/<epoch>/`` (orbax)
+and ``curves.png``, ``raster.png``, ``rates.png``. Every random draw is derived from the seed,
+the epoch and the step, so a run resumed from a checkpoint retraces the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from snnjax.datasets import batch_indices, encoding, load, prepare
+from snnjax.rules.protocol import Rule
+from snnjax.train.config import Config, resolve
+from snnjax.train.models import build_model, build_rule, count_correct, logits_and_layers, tapped_model
+
+__all__ = ["Result", "TrainingDiverged", "fit", "make_eval_step", "make_train_step"]
+
+# Fields that may change when a run is resumed; any other difference is an error.
+_RESUMABLE = ("epochs", "resume", "checkpoints", "plots", "progress", "out")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being finite; the last good checkpoint is left as it was."""
+
+
+class Result(NamedTuple):
+    """What :func:`fit` returns.
+
+    Attributes:
+      history: one dict of metrics per epoch (as in ``metrics.jsonl``).
+      params: the trained parameters (an ``nnx.State`` of ``nnx.Param``).
+      test_accuracy: the last epoch's test accuracy.
+      num_classes: the data set's number of classes.
+      out: the run's folder.
+      files: the plots written.
+    """
+
+    history: list[dict]
+    params: Any
+    test_accuracy: float
+    num_classes: int
+    out: Path
+    files: list[Path]
+
+
+def make_train_step(rule: Rule, optimizer: optax.GradientTransformation, prepare_fn: Callable[[jax.Array, jax.Array], jax.Array]):
+    """``(params, opt_state, rule_state, inputs, labels, key) -> (params, opt_state, rule_state, loss, correct)``.
+
+    jit-compiled with the parameters and both states donated; ``prepare_fn(inputs, key)``
+    turns a raw batch into the network's input inside the compiled step.
+    """
+
+    def step(params, opt_state, rule_state, inputs, labels, key):
+        encode_key, rule_key = jax.random.split(key)
+        (loss, logits), grads, rule_state = rule.apply(rule_state, params, prepare_fn(inputs, encode_key), labels, key=rule_key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, rule_state, loss, count_correct(logits, labels)
+
+    return jax.jit(step, donate_argnums=(0, 1, 2))
+
+
+def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], jax.Array]):
+    """``(params, inputs, labels, key) -> (summed loss, correct)``, jit-compiled."""
+
+    def evaluate(params, inputs, labels, key):
+        logits, _ = run(params, prepare_fn(inputs, key))
+        return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), count_correct(logits, labels)
+
+    return jax.jit(evaluate)
+
+
+def _prepare_out(c: Config) -> Path:
+    out = Path(c.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"cannot write to the output folder {out} ({error.strerror}); pass --out with a writable folder.") from None
+    saved = out / "config.json"
+    has_checkpoints = (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
+    if c.resume and saved.is_file():
+        before = json.loads(saved.read_text())
+        now = json.loads(json.dumps(dataclasses.asdict(c)))
+        changed = sorted(k for k in now if k not in _RESUMABLE and before.get(k) != now[k])
+        if changed:
+            raise ValueError(f"--resume: {', '.join(changed)} differ from the run in {out}; keep them or start a new run with another --out.")
+    elif has_checkpoints and not c.resume:
+        raise ValueError(f"{out} already holds a run's checkpoints; pass --resume to continue it, or --out for a new run.")
+    saved.write_text(json.dumps(dataclasses.asdict(c), indent=1))
+    return out
+
+
+def _load(c: Config, split: str):
+    options = dict(c.data_options)
+    seed = options.pop("seed", 0)  # Randman's task stays the same across run seeds
+    if c.dataset in ("randman", "shd"):
+        options.setdefault("steps", c.steps)
+    data = load(c.dataset, split, directory=c.data_dir, seed=seed, **options)
+    size = c.train_size if split == "train" else c.test_size
+    if size is not None:
+        data = data._replace(inputs=data.inputs[:size], labels=data.labels[:size])
+    return data
+
+
+def _evaluate(evaluate, params, data, batch_size: int, key: jax.Array) -> tuple[float, float]:
+    loss, correct = 0.0, 0
+    for i, idx in enumerate(batch_indices(len(data.labels), batch_size, shuffle=False, drop_remainder=False)):
+        batch_loss, batch_correct = evaluate(params, data.inputs[idx], data.labels[idx], jax.random.fold_in(key, i))
+        loss, correct = loss + float(batch_loss), correct + int(batch_correct)
+    return loss / len(data.labels), correct / len(data.labels)
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.3f}  {task.fields[speed]:.0f} ex/s"),
+        disable=not enabled, transient=True,
+    )
+
+
+def fit(config: Config, *, on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print) -> Result:
+    """Train and evaluate as ``config`` says, writing metrics, checkpoints and plots.
+
+    Args:
+      config: the run; ``None`` fields take the data set's defaults.
+      on_step: called with the global step number after every step (e.g. to stop early).
+      log: where the per-epoch lines go.
+
+    Returns:
+      A :class:`Result`.
+
+    Raises:
+      ValueError: bad settings, one line each. FileNotFoundError: missing data.
+      TrainingDiverged: the loss became NaN or infinite; no checkpoint is written after it.
+    """
+    c = resolve(config)
+    out = _prepare_out(c)
+    train, test = _load(c, "train"), _load(c, "test")
+    if c.batch_size > len(train.labels):
+        raise ValueError(f"batch_size {c.batch_size} is larger than the {len(train.labels)} training examples; lower --batch-size.")
+    spiking = c.model != "mlp"
+    inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
+    graphdef, params, rest = nnx.split(build_model(c.model, inputs, train.num_classes, c.hidden, c.seed), nnx.Param, ...)
+    rule = build_rule(c.rule, tapped_model(graphdef, rest, spiking))
+    optimizer = optax.adam(c.lr)
+    state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule.init(params)}
+    encode = encoding(c.encoding, c.steps)
+    prepare_fn = lambda x, key: prepare(x, train.kind, encode, key)  # noqa: E731
+    step = make_train_step(rule, optimizer, prepare_fn)
+    run = logits_and_layers(graphdef, rest, spiking)
+    evaluate = make_eval_step(run, prepare_fn)
+
+    history: list[dict] = []
+    start_epoch = 0
+    checkpoints = None
+    if c.checkpoints or c.resume:
+        from snnjax.train.checkpoint import Checkpoints
+
+        checkpoints = Checkpoints(out / "checkpoints")
+    if c.resume and checkpoints is not None:
+        found = checkpoints.restore_latest(state)
+        if found is not None:
+            start_epoch, state, record, problems = found
+            history = record["history"]
+            for problem in problems:
+                log(f"note: {problem}; resuming from the one before.")
+            log(f"resuming {out} after epoch {start_epoch}")
+    (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+
+    root = jax.random.key(c.seed)
+    compile_start = time.perf_counter()
+    example = train.inputs[: c.batch_size], train.labels[: c.batch_size], root
+    step = step.lower(state["params"], state["opt_state"], state["rule_state"], *example).compile()
+    log(f"{c.dataset}: {len(train.labels)} train / {len(test.labels)} test examples, model {c.model} {inputs}-{'-'.join(map(str, c.hidden))}-{train.num_classes}, rule {c.rule}; step compiled in {time.perf_counter() - compile_start:.1f} s")
+    with _progress(c.progress) as progress:
+        for epoch in range(start_epoch + 1, c.epochs + 1):
+            state, (train_loss, train_acc, seconds, seen) = _train_epoch(step, state, train, c, epoch, root, progress, on_step)
+            test_loss, test_acc = _evaluate(evaluate, state["params"], test, max(c.batch_size, 256), jax.random.fold_in(root, 0))  # epochs count from 1
+            history.append(dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc, seconds=seconds, examples_per_second=seen / seconds))
+            log(f"epoch {epoch:3d}/{c.epochs}  loss {history[-1]['train_loss']:.4f}  train acc {history[-1]['train_accuracy']:.3f}  test acc {test_acc:.3f}  ({seconds:.1f} s, {seen / seconds:.0f} ex/s)")
+            if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state["params"])):
+                raise TrainingDiverged(f"the parameters became NaN or infinite in epoch {epoch}; lower --lr (now {c.lr}); no checkpoint was written for it.")
+            if checkpoints is not None and c.checkpoints:
+                checkpoints.save(epoch, state, {"history": history})
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(history[-1]) + "\n")
+    if checkpoints is not None:
+        checkpoints.close()
+    files = _plots(c, out, history, run, state["params"], test, prepare_fn, spiking) if c.plots and history else []
+    return Result(history, state["params"], history[-1]["test_accuracy"] if history else float("nan"), train.num_classes, out, files)
+
+
+def _train_epoch(step, state: dict, train, c: Config, epoch: int, root: jax.Array, progress, on_step) -> tuple[dict, tuple[float, float, float, int]]:
+    """One pass over the training set: the new state and (mean loss, accuracy, seconds, examples)."""
+    steps_per_epoch = len(train.labels) // c.batch_size
+    sync_every = max(1, steps_per_epoch // 20)  # pull the running sums to the host this often
+    task = progress.add_task("train", total=steps_per_epoch, epoch=f"{epoch}/{c.epochs}", loss=0.0, acc=0.0, speed=0.0)
+    epoch_key = jax.random.fold_in(root, epoch)
+    loss_sum, correct_sum, seen, start = jnp.zeros(()), jnp.zeros((), jnp.int32), 0, time.perf_counter()
+    for i, idx in enumerate(batch_indices(len(train.labels), c.batch_size, seed=c.seed, epoch=epoch)):
+        *carry, loss, correct = step(state["params"], state["opt_state"], state["rule_state"], train.inputs[idx], train.labels[idx], jax.random.fold_in(epoch_key, i))
+        state = dict(zip(("params", "opt_state", "rule_state"), carry))
+        loss_sum, correct_sum, seen = loss_sum + loss * len(idx), correct_sum + correct, seen + len(idx)
+        if on_step is not None:
+            on_step((epoch - 1) * steps_per_epoch + i + 1)
+        if (i + 1) % sync_every == 0 or i + 1 == steps_per_epoch:
+            mean_loss = float(loss_sum) / seen
+            if not math.isfinite(mean_loss):
+                last = f"checkpoint {epoch - 1} in {Path(c.out) / 'checkpoints'} is the last good one" if c.checkpoints and epoch > 1 else "no checkpoint was written"
+                raise TrainingDiverged(f"the loss became {mean_loss} in epoch {epoch}, step {i + 1}; lower --lr (now {c.lr}); {last}.")
+            progress.update(task, completed=i + 1, loss=mean_loss, acc=int(correct_sum) / seen, speed=seen / (time.perf_counter() - start))
+    progress.remove_task(task)
+    return state, (float(loss_sum) / seen, int(correct_sum) / seen, time.perf_counter() - start, seen)
+
+
+def _plots(c: Config, out: Path, history, run, params, test, prepare_fn, spiking: bool) -> list[Path]:
+    from snnjax.train.plots import write_plots
+
+    if not spiking:
+        return write_plots(out, history, None, None)
+    count = min(64, len(test.labels))
+    x = prepare_fn(test.inputs[:count], jax.random.key(c.seed))
+    _, layers = jax.jit(run)(params, x)
+    return write_plots(out, history, np.asarray(x[:, 0]), [np.asarray(s) for s in layers], int(test.labels[0]))

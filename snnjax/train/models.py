@@ -1,0 +1,103 @@
+r"""The networks and rules the training command builds by name.
+
+Every network is a *tapped model* (:mod:`snnjax.rules.activity`): the pre-activation of every
+layer passes through ``tap``, so BPTT, weight- and activity-perturbed forward gradients all
+train the same network. Spiking networks read out through leaky integrators and classify by
+the maximum membrane over time, :math:`\text{logits} = \max_t v_t`, with cross-entropy.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+import snnjax
+from snnjax import rules
+from snnjax.nn import LIF, LeakyIntegrator, Sequential
+from snnjax.rules.protocol import Rule
+
+__all__ = ["MLP", "build_model", "build_rule", "tapped_model"]
+
+
+class MLP(nnx.Module):
+    """A ReLU perceptron ``[B, D] -> [B, classes]`` whose pre-activations can be tapped.
+
+    Args:
+      sizes: layer widths, input first, classes last.
+      rngs: for the weights.
+    """
+
+    def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs):
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+
+    def __call__(self, x: jax.Array, *, record: bool = False, tap: Callable[[jax.Array], jax.Array] | None = None):
+        """Logits ``[B, classes]``; with ``record`` also the hidden activations ``[B, N_l]``."""
+        tap = tap or (lambda z: z)
+        recorded = []
+        for i, layer in enumerate(self.layers):
+            x = tap(layer(x))
+            if i < len(self.layers) - 1:
+                x = jax.nn.relu(x)
+                recorded.append(x)
+        return (x, recorded) if record else x
+
+
+def build_model(name: str, inputs: int, classes: int, hidden: tuple[int, ...], seed: int) -> nnx.Module:
+    """``mlp``, ``snn`` (feed-forward LIF layers) or ``rsnn`` (recurrent LIF layers).
+
+    The LIF layers use :math:`\\beta = 0.95`, threshold 1 and a fast-sigmoid surrogate of
+    slope 10; the readout is ``classes`` leaky integrators with :math:`\\kappa = 0.95`.
+    """
+    rngs = nnx.Rngs(seed)
+    sizes = (inputs, *hidden, classes)
+    if name == "mlp":
+        return MLP(sizes, rngs=rngs)
+    if name not in ("snn", "rsnn"):
+        raise ValueError(f"unknown model {name!r}; choose mlp, snn or rsnn.")
+    surrogate = snnjax.surrogates.fast_sigmoid(slope=10.0)
+    layers = []
+    for a, b in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nnx.Linear(a, b, rngs=rngs), LIF(b, beta=0.95, recurrent=name == "rsnn", surrogate=surrogate, rngs=rngs)]
+    layers += [nnx.Linear(sizes[-2], classes, rngs=rngs), LeakyIntegrator(classes, kappa=0.95)]
+    return Sequential(*layers)
+
+
+def tapped_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
+    """``(params, x, labels, tap) -> (per-example losses [B], logits [B, C])`` for the rules."""
+
+    def model(params, x, labels, tap):
+        out = nnx.merge(graphdef, params, rest)(x, tap=tap)
+        logits = out.max(axis=0) if spiking else out
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels), logits
+
+    return model
+
+
+def build_rule(name: str, model) -> Rule:
+    """The rule ``name`` (``bptt``, ``fg-w``, ``fg-a``) for a tapped model."""
+    if name == "bptt":
+        return rules.bptt(rules.as_loss(model))
+    if name == "fg-w":
+        return rules.forward_gradient(rules.as_loss(model))
+    if name == "fg-a":
+        return rules.activity_forward_gradient(model)
+    raise ValueError(f"unknown rule {name!r}; choose bptt, fg-w or fg-a.")
+
+
+def logits_and_layers(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
+    """``(params, x) -> (logits, [layer outputs])``, for evaluation and plots."""
+
+    def run(params, x):
+        out, layers = nnx.merge(graphdef, params, rest)(x, record=True)
+        return (out.max(axis=0) if spiking else out), layers
+
+    return run
+
+
+def count_correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Number of examples whose largest logit is the label (ties: lowest index)."""
+    return jnp.sum(jnp.argmax(logits, axis=-1) == labels)

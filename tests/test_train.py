@@ -1,0 +1,181 @@
+"""The training loop and the `snnjax` command: determinism, resume, NaN, bad input, the demo."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from snnjax import cli
+from snnjax.rules.protocol import EmptyState, Rule
+from snnjax.train import Config, TrainingDiverged, fit, loop
+from snnjax.train.checkpoint import Checkpoints
+
+TINY = dict(dataset="randman", hidden=(8,), steps=10, batch_size=8, progress=False, plots=False, data_options={"num_classes": 2, "units": 5, "samples_per_class": 20})
+QUIET = dict(log=lambda line: None)
+
+
+def _run(tmp_path, name, **overrides):
+    return fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / name), **overrides}), **QUIET)
+
+
+def _same_params(a, b):
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
+
+
+def _without_times(history):
+    return [{k: v for k, v in h.items() if k not in ("seconds", "examples_per_second")} for h in history]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("runs"), "whole")
+
+
+def test_same_seed_same_numbers_and_outputs_written(uninterrupted, tmp_path):
+    again = _run(tmp_path, "again")
+    assert _without_times(again.history) == _without_times(uninterrupted.history)
+    assert _same_params(again.params, uninterrupted.params)
+    lines = [json.loads(line) for line in (tmp_path / "again" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in lines] == [1, 2, 3] and set(lines[0]) >= {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "examples_per_second"}
+    assert Checkpoints(tmp_path / "again" / "checkpoints").epochs() == [2, 3]  # keeps the last two
+    other_seed = _run(tmp_path, "seed1", seed=1)
+    assert not _same_params(other_seed.params, uninterrupted.params)
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_result(uninterrupted, tmp_path):
+    def interrupt(step):
+        if step == 6:  # in epoch 2 (4 steps per epoch): its partial work is lost
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / "run")}), on_step=interrupt, **QUIET)
+    assert Checkpoints(tmp_path / "run" / "checkpoints").epochs() == [1]
+    with pytest.raises(ValueError, match="already holds a run's checkpoints; pass --resume"):
+        fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / "run")}), **QUIET)
+    resumed = fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / "run"), "resume": True}), **QUIET)
+    assert _same_params(resumed.params, uninterrupted.params)
+    assert _without_times(resumed.history) == _without_times(uninterrupted.history)
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(ValueError, match="hidden differ from the run"):
+        fit(Config(**{**TINY, "hidden": (9,), "epochs": 4, "out": str(tmp_path / "run"), "resume": True}), **QUIET)
+
+
+def test_a_damaged_or_unfinished_checkpoint_never_stops_a_resume(uninterrupted, tmp_path):
+    import shutil
+
+    _run(tmp_path, "run", epochs=2)
+    folder = tmp_path / "run" / "checkpoints"
+    # A save killed midway leaves orbax's temporary folder; a damaged newest one lacks its state.
+    shutil.copytree(folder / "2", folder / "3.orbax-checkpoint-tmp-1234")
+    shutil.rmtree(folder / "2" / "state")
+    lines = []
+    resumed = fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / "run"), "resume": True}), log=lines.append)
+    assert any("checkpoint 2 did not load" in line for line in lines) and any("after epoch 1" in line for line in lines)
+    assert _same_params(resumed.params, uninterrupted.params)
+
+
+def _diverging(after_steps, what="loss"):
+    """A rule wrapper whose loss (or gradient) turns NaN after `after_steps` steps (counted in its state)."""
+    real = loop.build_rule
+
+    def build_rule(name, model):
+        inner = real(name, model)
+
+        def apply(state, params, *args, key):
+            (loss, aux), grads, inner_state = inner.apply(state[0], params, *args, key=key)
+            broken = state[1] >= after_steps
+            if what == "loss":
+                loss = jnp.where(broken, jnp.nan, loss)
+            else:
+                grads = jax.tree.map(lambda g: jnp.where(broken, jnp.nan, g), grads)
+            return (loss, aux), grads, (inner_state, state[1] + 1)
+
+        return Rule(lambda p: (inner.init(p), jnp.zeros((), jnp.int32)), apply, True, "diverging")
+
+    return build_rule
+
+
+def test_nan_loss_stops_without_touching_the_last_good_checkpoint(tmp_path, monkeypatch):
+    good = _run(tmp_path, "good", epochs=1)
+    monkeypatch.setattr(loop, "build_rule", _diverging(after_steps=4))
+    with pytest.raises(TrainingDiverged, match=r"loss became nan in epoch 2.*lower --lr.*checkpoint 1 .* is the last good one"):
+        _run(tmp_path, "bad")
+    checkpoints = Checkpoints(tmp_path / "bad" / "checkpoints")
+    assert checkpoints.epochs() == [1]
+    like = {"params": good.params, "opt_state": optax.adam(1e-3).init(good.params), "rule_state": (EmptyState(), jnp.zeros((), jnp.int32))}
+    state, record = checkpoints.restore(1, like)  # intact: the same parameters as a clean one-epoch run
+    assert _same_params(state["params"], good.params) and len(record["history"]) == 1
+
+
+def test_nan_parameters_after_the_last_step_of_an_epoch_are_not_saved(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "build_rule", _diverging(after_steps=3, what="grads"))  # the epoch's fourth and last step
+    with pytest.raises(TrainingDiverged, match="parameters became NaN or infinite in epoch 1"):
+        _run(tmp_path, "bad")
+    assert Checkpoints(tmp_path / "bad" / "checkpoints").epochs() == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--hidden", "0"], "each hidden size must be a positive integer, got 0"),
+        (["train", "--batch-size", "100000"], "batch_size 100000 is larger than the 8000 training examples"),
+        (["train", "--model", "mlp"], "model 'mlp' takes images"),
+        (["train", "--lr", "-1"], "lr must be a number in (0, 10)"),
+        (["train", "--dataset", "fashion_mnist", "--encoding", "none"], "pick --encoding rate, latency or current"),
+        (["train", "--dataset", "kmnist", "--data-dir", "/nonexistent"], "kmnist: no train-images-idx3-ubyte"),
+    ],
+)
+def test_bad_input_is_one_line_saying_what_to_change(argv, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("SNNJAX_DATA", str(tmp_path))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*argv, "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_unknown_names_and_unwritable_output(capsys, tmp_path):
+    for argv in (["train", "--dataset", "imagenet"], ["train", "--rule", "hebb"], ["train", "--model", "transformer"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        assert "invalid choice" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--out", str(tmp_path / "file" / "run"), "--train-size", "16", "--data-option", "samples_per_class=4"])
+    assert "cannot write to the output folder" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end_and_writes_plots(tmp_path, capsys):
+    code = cli.main(["demo", "--epochs", "1", "--train-size", "256", "--test-size", "64", "--out", str(tmp_path / "demo"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "test accuracy" in out and "(chance 0.100)" in out
+    assert {p.name for p in (tmp_path / "demo").iterdir()} >= {"metrics.jsonl", "config.json", "curves.png", "raster.png", "rates.png"}
+
+
+def test_train_learns_an_image_set_from_idx_files_with_every_rule(tmp_path):
+    from test_datasets import write_idx
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 160).astype(np.uint8)
+    images = np.zeros((160, 28, 28), np.uint8)
+    images[labels == 1, :14] = 255  # class 1 lights the top half
+    images[labels == 0, 14:] = 255
+    for split in ("train", "t10k"):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", images)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", labels)
+    common = dict(dataset="mnist", data_dir=str(tmp_path), hidden=(16,), batch_size=16, epochs=2, progress=False, plots=False, checkpoints=False)
+    for model, rule, encoding in (("mlp", "bptt", None), ("snn", "bptt", "rate"), ("snn", "fg-a", "latency"), ("mlp", "fg-w", None)):
+        result = fit(Config(**common, model=model, rule=rule, encoding=encoding, steps=6, lr=1e-2, out=str(tmp_path / f"{model}-{rule}")), **QUIET)
+        assert result.test_accuracy > 0.9, (model, rule, result.history)
+
+
+def test_command_line_entry_points_explain_every_option():
+    out = subprocess.run([sys.executable, "-m", "snnjax", "train", "--help"], capture_output=True, text=True, check=True).stdout
+    for option in ("--dataset", "--model", "--rule", "--epochs", "--hidden", "--encoding", "--resume", "--data-dir", "--seed", "defaults per dataset"):
+        assert option in out
+    assert "demo" in subprocess.run([sys.executable, "-m", "snnjax", "--help"], capture_output=True, text=True, check=True).stdout
