@@ -46,7 +46,7 @@ class Sequential(nnx.Module):
         self.layers = nnx.List(layers)
 
     def __call__(
-        self, xs: jax.Array, *, record: bool = False, tap: Callable[[jax.Array], jax.Array] | None = None
+        self, xs: jax.Array, *, record: bool = False, tap: Callable[[jax.Array], jax.Array] | None = None, route: Any = None
     ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
         """Run the network.
 
@@ -56,6 +56,10 @@ class Sequential(nnx.Module):
           tap: applied to the input current ``[T, B, N_l]`` of every neuron layer before it is
             scanned (the pre-activations that :func:`snnjax.rules.activity_forward_gradient`
             perturbs); ``None`` for the identity.
+          route: a :class:`snnjax.rules.Route` (for FA, DFA, FDFA): every ``nnx.Linear``
+            computes ``route.linear(x, kernel) + bias``, the output of every neuron layer that
+            is not the last layer passes through ``route.hidden``, the result through
+            ``route.output``; ``None`` for a plain forward pass.
 
         Returns:
           The last layer's output ``[T, B, ...]``, and with ``record`` the list of neuron-layer
@@ -65,10 +69,18 @@ class Sequential(nnx.Module):
         if xs.ndim < 3:
             raise ValueError(f"Sequential: xs must be time-major [T, B, features], got shape {xs.shape}.")
         recorded = []
-        for layer in self.layers:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
             if isinstance(layer, NeuronCell):
                 _, xs = layer.run(xs if tap is None else tap(xs))
                 recorded.append(xs)
+                if route is not None and i < last:
+                    xs = route.hidden(xs)
+            elif route is not None and isinstance(layer, nnx.Linear):
+                xs = route.linear(xs, layer.kernel[...])
+                xs = xs if layer.bias is None else xs + layer.bias[...].reshape((1,) * (xs.ndim - 1) + (-1,))
             else:
                 xs = layer(xs)
+        if route is not None:
+            xs = route.output(xs)
         return (xs, recorded) if record else xs

@@ -2,8 +2,24 @@
 
 from snnjax.rules.activity import activity_forward_gradient, as_loss, identity_tap
 from snnjax.rules.bptt import bptt
+from snnjax.rules.feedback import FeedbackState, Route, as_routed_loss, dfa, fa, fdfa
 from snnjax.rules.forward_gradient import forward_gradient
 from snnjax.rules.forward_mode import directions
 from snnjax.rules.protocol import EmptyState, Rule
 
-__all__ = ["EmptyState", "Rule", "activity_forward_gradient", "as_loss", "bptt", "directions", "forward_gradient", "identity_tap"]
+__all__ = [
+    "EmptyState",
+    "FeedbackState",
+    "Route",
+    "Rule",
+    "activity_forward_gradient",
+    "as_loss",
+    "as_routed_loss",
+    "bptt",
+    "dfa",
+    "directions",
+    "fa",
+    "fdfa",
+    "forward_gradient",
+    "identity_tap",
+]

@@ -18,6 +18,7 @@ from flax import nnx
 import snnjax
 from snnjax import rules
 from snnjax.nn import LIF, LeakyIntegrator, Sequential
+from snnjax.rules.feedback import Route
 from snnjax.rules.protocol import Rule
 
 __all__ = ["MLP", "build_model", "build_rule", "tapped_model"]
@@ -34,15 +35,22 @@ class MLP(nnx.Module):
     def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs):
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
 
-    def __call__(self, x: jax.Array, *, record: bool = False, tap: Callable[[jax.Array], jax.Array] | None = None):
-        """Logits ``[B, classes]``; with ``record`` also the hidden activations ``[B, N_l]``."""
+    def __call__(self, x: jax.Array, *, record: bool = False, tap: Callable[[jax.Array], jax.Array] | None = None, route: Route | None = None):
+        """Logits ``[B, classes]``; with ``record`` also the hidden activations ``[B, N_l]``.
+
+        ``tap`` sees every pre-activation, ``route`` every product, hidden output and the
+        output (as in :class:`snnjax.nn.Sequential`).
+        """
         tap = tap or (lambda z: z)
+        route = route or Route()
         recorded = []
         for i, layer in enumerate(self.layers):
-            x = tap(layer(x))
+            x = tap(route.linear(x, layer.kernel[...]) + layer.bias[...].reshape((1,) * (x.ndim - 1) + (-1,)))
             if i < len(self.layers) - 1:
                 x = jax.nn.relu(x)
                 recorded.append(x)
+                x = route.hidden(x)
+        x = route.output(x)
         return (x, recorded) if record else x
 
 
