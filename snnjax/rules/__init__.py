@@ -5,6 +5,7 @@ from snnjax.rules.bptt import bptt
 from snnjax.rules.feedback import FeedbackState, Route, as_routed_loss, dfa, fa, fdfa
 from snnjax.rules.forward_gradient import forward_gradient
 from snnjax.rules.forward_mode import directions
+from snnjax.rules.online import online_dfa
 from snnjax.rules.protocol import EmptyState, Rule
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "fdfa",
     "forward_gradient",
     "identity_tap",
+    "online_dfa",
 ]
