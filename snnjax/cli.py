@@ -37,7 +37,7 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
     if not demo:
         parser.add_argument("--dataset", choices=_DATASETS, default="randman", help="the data set (default: randman, generated, no download)")
         parser.add_argument("--model", choices=MODELS, help="mlp (ReLU, images, no time), snn (feed-forward LIF) or rsnn (recurrent LIF); default per dataset")
-        parser.add_argument("--rule", choices=RULES, default="bptt", help="learning rule: bptt, fg-w (weight-perturbed forward gradient), fg-a (activity-perturbed)")
+        parser.add_argument("--rule", choices=RULES, default="bptt", help="learning rule: bptt, fg-w / fg-a (forward gradient, weight- / activity-perturbed), fa (feedback alignment), dfa (direct FA), fdfa (forward DFA)")
         parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes, e.g. --hidden 400 400")
         parser.add_argument("--steps", type=int, help="time steps T (image encoding length, SHD bins, Randman raster length)")
         parser.add_argument("--encoding", choices=("rate", "latency", "current", "none"), help="how images become spikes; none for mlp")

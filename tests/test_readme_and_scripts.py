@@ -94,3 +94,23 @@ def test_train_runs_benchmark_smoke():
     payload = _run_benchmark("train_runs", ["--dataset", "randman", "--encodings", "none", "--epochs", "1", "--train-size", "128", "--no-write"])
     run = payload["runs"]["none"]
     assert run["model"] == "rsnn 128" and len(run["history"]) == 1 and 0 <= run["test_accuracy"] <= 1
+
+
+def test_feedback_alignment_benchmark_smoke(tmp_path):
+    from test_datasets import write_idx
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 256), ("t10k", 64)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
+    argv = ["--data-dir", str(tmp_path), "--epochs", "1", "--lrs", "1e-3", "--every", "1", "--steps", "3", "--no-write"]
+    payload = _run_benchmark("feedback_alignment_fashion_mnist", argv + ["--models", "mlp", "--rules", "fa", "fdfa"])
+    runs = payload["results"]["mlp"]
+    assert len(runs["fdfa lr=0.001"]["angles"][0]["angles"]) == 2 and 0 <= runs["fa lr=0.001"]["test_accuracy"] <= 1
+    payload = _run_benchmark("feedback_alignment_fashion_mnist", argv + ["--models", "snn", "--rules", "dfa"])
+    assert "overall" in payload["results"]["snn"]["dfa lr=0.001"]["cosine_with_bp"]
+
+
+def test_online_dfa_memory_benchmark_smoke():
+    payload = _run_benchmark("online_dfa_memory", ["--steps", "10", "40", "--batch", "2", "--repeats", "1", "--no-write"])
+    assert payload["memory_growth"]["dfa online"] < 1.2 < payload["memory_growth"]["bptt"]

@@ -48,7 +48,7 @@ def test_same_seed_same_numbers_and_outputs_written(uninterrupted, tmp_path):
 
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_result(uninterrupted, tmp_path):
-    def interrupt(step):
+    def interrupt(step, state):
         if step == 6:  # in epoch 2 (4 steps per epoch): its partial work is lost
             raise KeyboardInterrupt
 
@@ -83,8 +83,8 @@ def _diverging(after_steps, what="loss"):
     """A rule wrapper whose loss (or gradient) turns NaN after `after_steps` steps (counted in its state)."""
     real = loop.build_rule
 
-    def build_rule(name, model):
-        inner = real(name, model)
+    def build_rule(name, *models_and_options):
+        inner = real(name, *models_and_options)
 
         def apply(state, params, *args, key):
             (loss, aux), grads, inner_state = inner.apply(state[0], params, *args, key=key)
@@ -169,7 +169,8 @@ def test_train_learns_an_image_set_from_idx_files_with_every_rule(tmp_path):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte", images)
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte", labels)
     common = dict(dataset="mnist", data_dir=str(tmp_path), hidden=(16,), batch_size=16, epochs=2, progress=False, plots=False, checkpoints=False)
-    for model, rule, encoding in (("mlp", "bptt", None), ("snn", "bptt", "rate"), ("snn", "fg-a", "latency"), ("mlp", "fg-w", None)):
+    runs = (("mlp", "bptt", None), ("snn", "bptt", "rate"), ("snn", "fg-a", "latency"), ("mlp", "fg-w", None), ("mlp", "fa", None), ("snn", "dfa", "rate"), ("mlp", "fdfa", None))
+    for model, rule, encoding in runs:
         result = fit(Config(**common, model=model, rule=rule, encoding=encoding, steps=6, lr=1e-2, out=str(tmp_path / f"{model}-{rule}")), **QUIET)
         assert result.test_accuracy > 0.9, (model, rule, result.history)
 

@@ -67,18 +67,27 @@ def _layers(net: nnx.Module) -> list[tuple[int, int]]:
     return pairs
 
 
-def _local_jacobians(step: Callable, state: Any, current: jax.Array):
-    """Per-neuron derivatives of ``(state', out)`` with respect to each state array and the current.
+def _read_fields(step: Callable, state: Any, current: jax.Array) -> list[int]:
+    """The state arrays that ``step`` reads; the others (a LIF's stored spike) need no trace."""
+    closed = jax.make_jaxpr(step)(state, current)
+    jaxpr = closed.jaxpr
+    variables = [v for eqn in jaxpr.eqns for v in eqn.invars] + list(jaxpr.outvars)
+    used = {id(v) for v in variables if type(v).__name__ != "Literal"}
+    return [m for m, var in enumerate(jaxpr.invars[: len(state)]) if id(var) in used]
 
-    Returns ``(new_state, out, d_state, d_current)``: ``d_state[m]`` is the tangent of
-    ``(state', out)`` along state array ``m`` (ones), ``d_current`` along the current.
+
+def _local_jacobians(step: Callable, state: Any, current: jax.Array, fields: list[int]):
+    """Per-neuron derivatives of ``(state', out)`` with respect to the state arrays ``fields`` and the current.
+
+    Returns ``(new_state, out, d_state, d_current)``: ``d_state[i]`` is the tangent of
+    ``(state', out)`` along state array ``fields[i]`` (ones), ``d_current`` along the current.
+    Neurons are independent (no recurrence), so a tangent of ones gives every neuron's own derivative.
     """
-    fields = list(state)
-    zeros = [jnp.zeros_like(f) for f in fields]
+    zeros = [jnp.zeros_like(f) for f in state]
     (new_state, out), d_current = forward_mode.jvp(lambda i: step(state, i), (current,), (jnp.ones_like(current),))
     d_state = []
-    for m in range(len(fields)):
-        tangent = type(state)(*[jnp.ones_like(f) if n == m else z for n, (f, z) in enumerate(zip(fields, zeros))])
+    for m in fields:
+        tangent = type(state)(*[jnp.ones_like(f) if n == m else z for n, (f, z) in enumerate(zip(state, zeros))])
         d_state.append(forward_mode.jvp(lambda s: step(s, current), (state,), (tangent,))[1])
     return new_state, out, d_state, d_current
 
@@ -150,7 +159,10 @@ def online_dfa(
             return new_states, outs
 
         states0 = [n.init((batch, n_out), dtype) for n, (_, n_out) in zip(neurons, sizes)]
-        traces0 = [(jnp.zeros((batch, n_in, n_out, len(s)), dtype), jnp.zeros((batch, n_out, len(s)), dtype)) for (n_in, n_out), s in zip(sizes, states0)]
+        # One [B, N_in, N] trace (and [B, N] for the bias) per state array: the neuron axis
+        # stays innermost, so every update below is a vectorised elementwise pass.
+        fields = [_read_fields(n.step, s, jnp.zeros((batch, n_out), dtype)) for n, s, (_, n_out) in zip(neurons, states0, sizes)]
+        traces0 = [([jnp.zeros((batch, n_in, n_out), dtype)] * len(f), [jnp.zeros((batch, n_out), dtype)] * len(f)) for (n_in, n_out), f in zip(sizes, fields)]
         grads0 = [(jnp.zeros_like(w), jnp.zeros_like(b)) for w, b in weights]
         hidden_shapes = [(batch, n_out) for _, n_out in sizes[:-1]]
         fdfa_carry0 = ([jax.tree.map(jnp.zeros_like, s) for s in states0], [jnp.zeros(m.shape, dtype) for m in state.matrices]) if feedback == "fdfa" else None
@@ -166,7 +178,7 @@ def online_dfa(
                 fdfa_carry = (tangents, [acc + jnp.einsum("bn,bc->nc", u, d_outs[-1]) for acc, u in zip(sums, noise)])
             local, x = [], x_t
             for l, ((w, b), neuron) in enumerate(zip(weights, neurons)):
-                local.append((x, *_local_jacobians(neuron.step, states[l], x @ w + b.reshape(1, -1))))
+                local.append((x, *_local_jacobians(neuron.step, states[l], x @ w + b.reshape(1, -1), fields[l])))
                 x = local[-1][2]
             y = x
             loss, error = jax.value_and_grad(lambda y: jnp.mean(loss_t(y, labels)) / steps)(y)
@@ -174,15 +186,17 @@ def online_dfa(
             new_states, new_traces, new_grads = [], [], []
             for l, (x, s, out, d_state, d_current) in enumerate(local):
                 eps_w, eps_b = traces[l]
-                out_ds = jnp.stack([d[1] for d in d_state], axis=-1)  # d out / d state_{t-1}[m]: [B, N, k]
-                out_di = d_current[1]  # d out / d I: [B, N]
                 delta = signals[l]
-                g_w = jnp.einsum("bjm,bijm->ij", delta[..., None] * out_ds, eps_w) + jnp.einsum("bj,bi->ij", delta * out_di, x)
-                g_b = jnp.einsum("bjm,bjm->j", delta[..., None] * out_ds, eps_b) + jnp.sum(delta * out_di, axis=0)
-                state_ds = jnp.stack([jnp.stack(list(d[0]), axis=-1) for d in d_state], axis=-1)  # d state'[n] / d state[m]: [B, N, k, k]
-                state_di = jnp.stack(list(d_current[0]), axis=-1)  # d state'[n] / d I: [B, N, k]
-                eps_w = jnp.einsum("bjnm,bijm->bijn", state_ds, eps_w) + jnp.einsum("bjn,bi->bijn", state_di, x)
-                eps_b = jnp.einsum("bjnm,bjm->bjn", state_ds, eps_b) + state_di
+                k = len(eps_w)
+                # delta times d out / d state_{t-1}[m] and d out / d I, per neuron: [B, N]
+                signal_ds = [delta * d[1] for d in d_state]
+                signal_di = delta * d_current[1]
+                g_w = sum(jnp.einsum("bj,bij->ij", sig, e) for sig, e in zip(signal_ds, eps_w)) + x.T @ signal_di
+                g_b = sum(jnp.sum(sig * e, axis=0) for sig, e in zip(signal_ds, eps_b)) + jnp.sum(signal_di, axis=0)
+                # eps_t[n] = sum_m (d state'[n] / d state[m]) eps_{t-1}[m] + (d state'[n] / d I) x
+                read = fields[l]  # traces of the state arrays the step reads, in order
+                eps_w = [sum(d_state[m][0][n][:, None, :] * eps_w[m] for m in range(k)) + d_current[0][n][:, None, :] * x[:, :, None] for n in read]
+                eps_b = [sum(d_state[m][0][n] * eps_b[m] for m in range(k)) + d_current[0][n] for n in read]
                 new_states.append(s)
                 new_traces.append((eps_w, eps_b))
                 new_grads.append((grads[l][0] + g_w, grads[l][1] + g_b))

@@ -12,7 +12,7 @@ Example:
 
 from snnjax.train.config import DEFAULTS, MODELS, RULES, Config, resolve
 from snnjax.train.loop import Result, TrainingDiverged, fit, make_eval_step, make_train_step
-from snnjax.train.models import MLP, build_model, build_rule, tapped_model
+from snnjax.train.models import MLP, build_model, build_rule, routed_model, tapped_model
 
 __all__ = [
     "Config",
@@ -28,5 +28,6 @@ __all__ = [
     "make_eval_step",
     "make_train_step",
     "resolve",
+    "routed_model",
     "tapped_model",
 ]

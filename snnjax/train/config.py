@@ -11,7 +11,7 @@ from snnjax.datasets.load import DATASETS
 __all__ = ["Config", "DEFAULTS", "MODELS", "RULES", "resolve"]
 
 MODELS = ("mlp", "snn", "rsnn")
-RULES = ("bptt", "fg-w", "fg-a")
+RULES = ("bptt", "fg-w", "fg-a", "fa", "dfa", "fdfa")
 
 # Per data set: the network and input coding that train well in a few minutes on a CPU.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -33,7 +33,8 @@ class Config:
       dataset: one of :data:`snnjax.datasets.DATASETS`.
       model: ``mlp`` (ReLU, images only), ``snn`` (feed-forward LIF) or ``rsnn`` (recurrent LIF);
         spiking models read out through leaky integrators, max over time.
-      rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient) or ``fg-a`` (activity-perturbed).
+      rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient), ``fg-a`` (activity-perturbed),
+        ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment) or ``fdfa`` (forward DFA).
       epochs: passes over the training split.
       batch_size: examples per step.
       lr: Adam's learning rate.

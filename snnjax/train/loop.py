@@ -24,7 +24,7 @@ from flax import nnx
 from snnjax.datasets import batch_indices, encoding, load, prepare
 from snnjax.rules.protocol import Rule
 from snnjax.train.config import Config, resolve
-from snnjax.train.models import build_model, build_rule, count_correct, logits_and_layers, tapped_model
+from snnjax.train.models import build_model, build_rule, count_correct, logits_and_layers, routed_model, tapped_model
 
 __all__ = ["Result", "TrainingDiverged", "fit", "make_eval_step", "make_train_step"]
 
@@ -135,12 +135,14 @@ def _progress(enabled: bool):
     )
 
 
-def fit(config: Config, *, on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print) -> Result:
+def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, log: Callable[[str], None] = print) -> Result:
     """Train and evaluate as ``config`` says, writing metrics, checkpoints and plots.
 
     Args:
       config: the run; ``None`` fields take the data set's defaults.
-      on_step: called with the global step number after every step (e.g. to stop early).
+      on_step: called as ``on_step(step, state)`` after every step, with the global step number
+        and the train state ``{"params", "opt_state", "rule_state"}`` (to stop early, or to
+        measure the rule as it trains).
       log: where the per-epoch lines go.
 
     Returns:
@@ -158,11 +160,14 @@ def fit(config: Config, *, on_step: Callable[[int], None] | None = None, log: Ca
     spiking = c.model != "mlp"
     inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
     graphdef, params, rest = nnx.split(build_model(c.model, inputs, train.num_classes, c.hidden, c.seed), nnx.Param, ...)
-    rule = build_rule(c.rule, tapped_model(graphdef, rest, spiking))
-    optimizer = optax.adam(c.lr)
-    state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule.init(params)}
     encode = encoding(c.encoding, c.steps)
     prepare_fn = lambda x, key: prepare(x, train.kind, encode, key)  # noqa: E731
+    root = jax.random.key(c.seed)
+    example_args = (jax.eval_shape(prepare_fn, train.inputs[: c.batch_size], root), jax.ShapeDtypeStruct((c.batch_size,), jnp.int32))
+    feedback_key = jax.random.fold_in(root, 2**31 - 1)  # FA's and DFA's fixed matrices
+    rule = build_rule(c.rule, tapped_model(graphdef, rest, spiking), routed_model(graphdef, rest, spiking), example_args, feedback_key)
+    optimizer = optax.adam(c.lr)
+    state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule.init(params)}
     step = make_train_step(rule, optimizer, prepare_fn)
     run = logits_and_layers(graphdef, rest, spiking)
     evaluate = make_eval_step(run, prepare_fn)
@@ -184,7 +189,6 @@ def fit(config: Config, *, on_step: Callable[[int], None] | None = None, log: Ca
             log(f"resuming {out} after epoch {start_epoch}")
     (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
 
-    root = jax.random.key(c.seed)
     compile_start = time.perf_counter()
     example = train.inputs[: c.batch_size], train.labels[: c.batch_size], root
     step = step.lower(state["params"], state["opt_state"], state["rule_state"], *example).compile()
@@ -219,7 +223,7 @@ def _train_epoch(step, state: dict, train, c: Config, epoch: int, root: jax.Arra
         state = dict(zip(("params", "opt_state", "rule_state"), carry))
         loss_sum, correct_sum, seen = loss_sum + loss * len(idx), correct_sum + correct, seen + len(idx)
         if on_step is not None:
-            on_step((epoch - 1) * steps_per_epoch + i + 1)
+            on_step((epoch - 1) * steps_per_epoch + i + 1, state)
         if (i + 1) % sync_every == 0 or i + 1 == steps_per_epoch:
             mean_loss = float(loss_sum) / seen
             if not math.isfinite(mean_loss):

@@ -21,7 +21,7 @@ from snnjax.nn import LIF, LeakyIntegrator, Sequential
 from snnjax.rules.feedback import Route
 from snnjax.rules.protocol import Rule
 
-__all__ = ["MLP", "build_model", "build_rule", "tapped_model"]
+__all__ = ["MLP", "build_model", "build_rule", "routed_model", "tapped_model"]
 
 
 class MLP(nnx.Module):
@@ -85,15 +85,36 @@ def tapped_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
     return model
 
 
-def build_rule(name: str, model) -> Rule:
-    """The rule ``name`` (``bptt``, ``fg-w``, ``fg-a``) for a tapped model."""
+def routed_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
+    """``(params, x, labels, route) -> (per-example losses [B], logits [B, C])`` for FA, DFA, FDFA."""
+
+    def model(params, x, labels, route):
+        out = nnx.merge(graphdef, params, rest)(x, route=route)
+        logits = out.max(axis=0) if spiking else out
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels), logits
+
+    return model
+
+
+def build_rule(name: str, tapped, routed=None, example_args: tuple = (), key: jax.Array | None = None) -> Rule:
+    """The rule ``name`` (one of ``snnjax.train.RULES``) for a network given as a tapped and a routed model.
+
+    Args:
+      name: ``bptt``, ``fg-w``, ``fg-a`` (built from ``tapped``), ``fa``, ``dfa``, ``fdfa``
+        (built from ``routed``, whose feedback matrices take their shapes from ``example_args``;
+        FA's and DFA's are drawn from ``key``).
+    """
     if name == "bptt":
-        return rules.bptt(rules.as_loss(model))
+        return rules.bptt(rules.as_loss(tapped))
     if name == "fg-w":
-        return rules.forward_gradient(rules.as_loss(model))
+        return rules.forward_gradient(rules.as_loss(tapped))
     if name == "fg-a":
-        return rules.activity_forward_gradient(model)
-    raise ValueError(f"unknown rule {name!r}; choose bptt, fg-w or fg-a.")
+        return rules.activity_forward_gradient(tapped)
+    if name in ("fa", "dfa"):
+        return getattr(rules, name)(routed, example_args, key=key)
+    if name == "fdfa":
+        return rules.fdfa(routed, example_args)
+    raise ValueError(f"unknown rule {name!r}; choose bptt, fg-w, fg-a, fa, dfa or fdfa.")
 
 
 def logits_and_layers(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
