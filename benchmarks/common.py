@@ -69,3 +69,14 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}-{jax.devices()[0].platform}.json"
     path.write_text(json.dumps({"benchmark": name, "environment": env, **payload}, indent=2) + "\n")
     return path
+
+
+def summarise_over_steps(results: dict[str, dict[str, dict[str, float]]], baseline: str = "forward") -> tuple[dict, dict]:
+    """Print and return, from ``results[T][variant] = {"temp_bytes", "median_s"}``, each variant's
+    peak-memory growth from the first T to the last and its time at the last T over ``baseline``'s."""
+    first, last = list(results)[0], list(results)[-1]
+    growth = {n: results[last][n]["temp_bytes"] / max(results[first][n]["temp_bytes"], 1) for n in results[last]}
+    slowdown = {n: results[last][n]["median_s"] / results[last][baseline]["median_s"] for n in results[last]}
+    print(f"\npeak-memory growth from T={first} to T={last}: " + ", ".join(f"{n} {g:.2f}x" for n, g in growth.items()))
+    print(f"time relative to the {baseline} pass at T={last}: " + ", ".join(f"{n} {s:.2f}x" for n, s in slowdown.items()))
+    return growth, slowdown

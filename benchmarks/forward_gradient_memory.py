@@ -87,11 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
             + " "
             + " ".join(f"{1e3 * times[n]['median_s']:14.1f}" for n in variants)
         )
-    first, last = str(args.steps[0]), str(args.steps[-1])
-    growth = {n: results[last][n]["temp_bytes"] / max(results[first][n]["temp_bytes"], 1) for n in variants}
-    print(f"\npeak-memory growth from T={first} to T={last}: " + ", ".join(f"{n} {g:.2f}x" for n, g in growth.items()))
-    slowdown = {n: results[last][n]["median_s"] / results[last]["forward"]["median_s"] for n in variants}
-    print(f"time per step relative to the forward pass at T={last}: " + ", ".join(f"{n} {s:.2f}x" for n, s in slowdown.items()))
+    growth, slowdown = common.summarise_over_steps(results)
     payload = {"config": vars(args), "results": results, "memory_growth": growth, "time_vs_forward": slowdown}
     if not args.no_write:
         print(f"wrote {common.write_result('forward_gradient_memory', payload)}")

@@ -70,11 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         times = common.time_side_by_side({name: (lambda c=c: c(params, xs, labels)) for name, c in compiled.items()}, repeats=args.repeats)
         results[str(steps)] = {name: {"temp_bytes": memory[name], **times[name]} for name in variants}
         print(f"T={steps:5d}  " + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * times[n]['median_s']:.1f} ms" for n in variants))
-    first, last = str(args.steps[0]), str(args.steps[-1])
-    growth = {n: results[last][n]["temp_bytes"] / max(results[first][n]["temp_bytes"], 1) for n in results[last]}
-    slowdown = {n: results[last][n]["median_s"] / results[last]["forward"]["median_s"] for n in results[last]}
-    print(f"\npeak-memory growth from T={first} to T={last}: " + ", ".join(f"{n} {g:.2f}x" for n, g in growth.items()))
-    print(f"time relative to the forward pass at T={last}: " + ", ".join(f"{n} {s:.2f}x" for n, s in slowdown.items()))
+    growth, slowdown = common.summarise_over_steps(results)
     payload = {"config": vars(args), "results": results, "memory_growth": growth, "time_vs_forward": slowdown}
     if not args.no_write:
         print(f"wrote {common.write_result('online_dfa_memory', payload)}")

@@ -74,26 +74,23 @@ def build_model(name: str, inputs: int, classes: int, hidden: tuple[int, ...], s
     return Sequential(*layers)
 
 
-def tapped_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
-    """``(params, x, labels, tap) -> (per-example losses [B], logits [B, C])`` for the rules."""
-
-    def model(params, x, labels, tap):
-        out = nnx.merge(graphdef, params, rest)(x, tap=tap)
+def _classifier(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
+    def model(params, x, labels, **hook):  # hook: tap= or route=, passed on to the network
+        out = nnx.merge(graphdef, params, rest)(x, **hook)
         logits = out.max(axis=0) if spiking else out
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels), logits
 
     return model
+
+
+def tapped_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
+    """``(params, x, labels, tap) -> (per-example losses [B], logits [B, C])`` for BPTT and forward gradients."""
+    return _classifier(graphdef, rest, spiking)
 
 
 def routed_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
     """``(params, x, labels, route) -> (per-example losses [B], logits [B, C])`` for FA, DFA, FDFA."""
-
-    def model(params, x, labels, route):
-        out = nnx.merge(graphdef, params, rest)(x, route=route)
-        logits = out.max(axis=0) if spiking else out
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels), logits
-
-    return model
+    return _classifier(graphdef, rest, spiking)
 
 
 def build_rule(name: str, tapped, routed=None, example_args: tuple = (), key: jax.Array | None = None) -> Rule:
