@@ -88,12 +88,15 @@ def alif(
       threshold: base threshold :math:`\vartheta`; default 1.0 (``"bellec"``) or 0.1 (``"fgi"``).
       adaptation: adaptation strength :math:`\beta_a`; default 1.8 (``"bellec"``) or 0.8 (``"fgi"``).
       reset: ``"subtract"`` (by the form's reset amount) or ``"zero"``.
-      detach_reset, recurrent, surrogate, method: as for :func:`snnjax.lif`.
+      detach_reset: as for :func:`snnjax.lif`.
+      recurrent: as for :func:`snnjax.lif`.
+      surrogate: as for :func:`snnjax.lif`.
+      method: as for :func:`snnjax.lif`.
 
     Returns:
       A :class:`snnjax.Neuron` with :class:`ALIFState`, outputting spikes ``z_t`` ``[B, ...]``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, snnjax
       >>> neuron = snnjax.alif(alpha=0.0, rho=0.5, threshold=1.0, adaptation=1.0)
       >>> _, z = snnjax.run(neuron, jnp.full((4, 1, 1), 1.6))

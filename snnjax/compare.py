@@ -35,14 +35,16 @@ class Comparison(NamedTuple):
 
     Attributes:
       names: row names, the leaves' key paths and ``"overall"``.
-      cosine, cosine_std: cosine similarity with the reference, mean and std over draws ``[rows]``.
+      cosine: cosine similarity with the reference, mean over draws ``[rows]``.
+      cosine_std: its standard deviation over draws ``[rows]``.
       norm_ratio: mean of ``|estimate| / |reference|`` ``[rows]``.
       bias: ``|mean estimate - reference| / |reference|`` ``[rows]``.
       bias_if_unbiased: the ``bias`` expected from noise alone for an unbiased estimator ``[rows]``.
       coverage: fraction of coordinates whose 95 % interval contains the reference ``[rows]``.
       variance: total variance of one draw over ``|reference|^2`` ``[rows]``.
       draws: ``M``.
-      rule, reference: the two rules' names.
+      rule: the compared rule's name.
+      reference: the reference rule's name.
     """
 
     names: list[str]
@@ -71,7 +73,7 @@ class Comparison(NamedTuple):
     def __str__(self) -> str:
         return self.table()
 
-    def plot(self, path: str | None = None):
+    def plot(self, path: str | None = None) -> Any:
         """Bar charts of cosine (with std), norm ratio and bias per row; needs matplotlib.
 
         Args:
@@ -119,7 +121,8 @@ def compare_gradients(
 
     Args:
       rule: an :class:`snnjax.rules.Rule`.
-      params, *args: what the rule is called with.
+      params: the parameters the rule is called with.
+      *args: the rest of its arguments.
       key: split into ``draws`` keys for the rule (and one for the reference).
       reference: the rule taken as truth; by default ``snnjax.rules.bptt(rule.loss_fn)``.
       draws: ``M``, the number of estimates (evaluated with ``lax.map``, compiled once).
@@ -132,7 +135,7 @@ def compare_gradients(
       ValueError: if there is no reference (a rule without ``loss_fn``), ``draws < 2``, or the
         reference gradient is zero.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import rules, compare_gradients
       >>> rule = rules.forward_gradient(lambda w: (jnp.sum(jnp.sin(w)), None))

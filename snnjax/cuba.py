@@ -66,12 +66,17 @@ def cuba_lif(
     Args:
       alpha: synaptic current decay in ``[0, 1]``, scalar or per neuron ``[N]``.
       beta: membrane decay in ``[0, 1]``, scalar or per neuron ``[N]``.
-      threshold, reset, detach_reset, recurrent, surrogate, method: as for :func:`snnjax.lif`.
+      threshold: as for :func:`snnjax.lif`.
+      reset: as for :func:`snnjax.lif`.
+      detach_reset: as for :func:`snnjax.lif`.
+      recurrent: as for :func:`snnjax.lif`.
+      surrogate: as for :func:`snnjax.lif`.
+      method: as for :func:`snnjax.lif`.
 
     Returns:
       A :class:`snnjax.Neuron` with :class:`CubaLIFState`, outputting spikes ``z_t`` ``[B, ...]``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, snnjax
       >>> _, z = snnjax.run(snnjax.cuba_lif(alpha=0.5, beta=0.5), jnp.full((3, 1, 1), 0.5))
       >>> z[:, 0, 0]  # i = 0.5, 0.75, 0.875; v = 0.5, 1.0 (not above 1), 1.375

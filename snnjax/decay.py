@@ -40,7 +40,7 @@ def decay_from_tau(tau: ArrayLike, dt: ArrayLike = 1.0) -> jax.Array:
     Raises:
       ValueError: if a concrete ``tau`` or ``dt`` is zero or negative.
 
-    Example:
+    Examples:
       >>> import snnjax
       >>> round(float(snnjax.decay_from_tau(20.0, dt=1.0)), 4)
       0.9512
@@ -51,32 +51,63 @@ def decay_from_tau(tau: ArrayLike, dt: ArrayLike = 1.0) -> jax.Array:
 
 
 def tau_from_decay(beta: ArrayLike, dt: ArrayLike = 1.0) -> jax.Array:
-    r"""The time constant :math:`\tau = -\Delta t / \log \beta` of a decay factor in ``(0, 1)``."""
+    r"""The time constant :math:`\tau = -\Delta t / \log \beta` of a decay factor in ``(0, 1)``.
+
+    Examples:
+      >>> import math
+      >>> from snnjax.decay import tau_from_decay
+      >>> round(float(tau_from_decay(math.exp(-1 / 20))), 3)
+      20.0
+    """
     _check_open_unit(beta, "tau_from_decay")
     b = jnp.asarray(beta, jnp.result_type(float))
     return -jnp.asarray(dt, b.dtype) / jnp.log(b)
 
 
 def sigmoid_decay(raw: ArrayLike) -> jax.Array:
-    r"""Trainable decay :math:`\beta = \operatorname{sigmoid}(r) \in (0, 1)` (the FGI ALIF's choice)."""
+    r"""Trainable decay :math:`\beta = \operatorname{sigmoid}(r) \in (0, 1)` (the FGI ALIF's choice).
+
+    Examples:
+      >>> from snnjax.decay import sigmoid_decay
+      >>> round(float(sigmoid_decay(0.0)), 3)
+      0.5
+    """
     return jax.nn.sigmoid(jnp.asarray(raw))
 
 
 def sigmoid_decay_inverse(beta: ArrayLike) -> jax.Array:
-    r"""The raw value :math:`r = \log(\beta / (1 - \beta))` with ``sigmoid_decay(r) == beta``."""
+    r"""The raw value :math:`r = \log(\beta / (1 - \beta))` with ``sigmoid_decay(r) == beta``.
+
+    Examples:
+      >>> from snnjax.decay import sigmoid_decay, sigmoid_decay_inverse
+      >>> round(float(sigmoid_decay(sigmoid_decay_inverse(0.9))), 4)
+      0.9
+    """
     _check_open_unit(beta, "sigmoid_decay_inverse")
     b = jnp.asarray(beta, jnp.result_type(float))
     return jnp.log(b) - jnp.log1p(-b)
 
 
 def softplus_decay(raw: ArrayLike, dt: float = 1.0, tau_min: float = 0.0) -> jax.Array:
-    r"""Trainable decay through the time constant: :math:`\tau = \tau_\min + \operatorname{softplus}(r)`, :math:`\beta = e^{-\Delta t/\tau}`."""
+    r"""Trainable decay through the time constant: :math:`\tau = \tau_\min + \operatorname{softplus}(r)`, :math:`\beta = e^{-\Delta t/\tau}`.
+
+    Examples:
+      >>> from snnjax.decay import softplus_decay
+      >>> 0.0 < float(softplus_decay(1.0)) < 1.0
+      True
+    """
     tau = tau_min + jax.nn.softplus(jnp.asarray(raw))
     return jnp.exp(-dt / tau)
 
 
 def softplus_decay_inverse(beta: ArrayLike, dt: float = 1.0, tau_min: float = 0.0) -> jax.Array:
-    r"""The raw value with ``softplus_decay(raw, dt, tau_min) == beta``; needs :math:`\tau > \tau_\min`."""
+    r"""The raw value with ``softplus_decay(raw, dt, tau_min) == beta``; needs :math:`\tau > \tau_\min`.
+
+    Examples:
+      >>> from snnjax.decay import softplus_decay, softplus_decay_inverse
+      >>> round(float(softplus_decay(softplus_decay_inverse(0.9))), 4)
+      0.9
+    """
     tau = tau_from_decay(beta, dt) - tau_min
     t = concrete(tau)
     if t is not None and not np.all(t > 0):

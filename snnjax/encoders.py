@@ -43,7 +43,7 @@ def rate(key: jax.Array, x: ArrayLike, num_steps: int, *, gain: float = 1.0, dty
     Returns:
       Spikes ``[T, B, ...]``.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import encoders
       >>> z = encoders.rate(jax.random.key(0), jnp.array([[0.0, 1.0]]), num_steps=5)
@@ -79,7 +79,7 @@ def latency(
     Returns:
       Spikes ``[T, B, ...]``, at most one per input.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax import encoders
       >>> encoders.latency(jnp.array([[1.0, 0.5, 0.0]]), num_steps=5)[:, 0]
@@ -112,7 +112,7 @@ def delta(xs: ArrayLike, threshold: float = 0.1, *, off_spikes: bool = False, fi
     Returns:
       Spikes ``[T, B, ...]`` in ``xs``'s dtype.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax import encoders
       >>> encoders.delta(jnp.array([[0.0], [0.5], [0.5], [0.0]]), 0.1, off_spikes=True)[:, 0]

@@ -66,7 +66,7 @@ def inject(x: ArrayLike, value: ArrayLike, derivative: ArrayLike) -> jax.Array:
     Returns:
       An array of ``x``'s shape and dtype equal to ``value``.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import inject
       >>> step = lambda x: inject(x, x > 0, jnp.exp(-x**2 / 2))
@@ -103,7 +103,7 @@ def bypass(smooth: ArrayLike, value: ArrayLike) -> jax.Array:
     Returns:
       An array of ``smooth``'s shape and dtype equal to ``value``.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import bypass
       >>> step = lambda x: bypass(jax.nn.sigmoid(x), x > 0)
@@ -131,7 +131,7 @@ def straight_through(x: ArrayLike, value: ArrayLike) -> jax.Array:
     Returns:
       ``value`` with ``x``'s shape and dtype; its derivative with respect to ``x`` is 1.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import straight_through
       >>> f = lambda x: straight_through(x, jnp.round(x))

@@ -77,7 +77,7 @@ def lif(
       ValueError: for ``beta`` outside ``[0, 1]``, an unknown reset, surrogate or method, a
         non-finite threshold; at trace time, for parameters whose shape does not fit the input.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, snnjax
       >>> neuron = snnjax.lif(beta=0.5, reset="zero")
       >>> _, z = snnjax.run(neuron, jnp.ones((3, 2, 4)))
@@ -117,9 +117,14 @@ def iaf(
     r"""An integrate-and-fire population: :func:`lif` with :math:`\beta = 1` (no leak).
 
     Args:
-      threshold, reset, detach_reset, recurrent, surrogate, method: as for :func:`lif`.
+      threshold: as for :func:`lif`.
+      reset: as for :func:`lif`.
+      detach_reset: as for :func:`lif`.
+      recurrent: as for :func:`lif`.
+      surrogate: as for :func:`lif`.
+      method: as for :func:`lif`.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, snnjax
       >>> _, z = snnjax.run(snnjax.iaf(), jnp.full((4, 1, 1), 0.5))
       >>> z[:, 0, 0]  # v = 0.5, 1.0 (not above 1), 1.5 -> spike, reset to 0.5, 1.0

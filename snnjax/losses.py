@@ -52,7 +52,7 @@ def rate_cross_entropy(spikes: ArrayLike, labels: ArrayLike, scale: float = 1.0)
       labels: class indices ``[B]``.
       scale: multiplies the rates (a softmax temperature); rates lie in [0, 1].
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax import losses
       >>> z = jnp.zeros((4, 1, 2)).at[:, 0, 1].set(1.0)
@@ -69,6 +69,13 @@ def membrane_cross_entropy(v: ArrayLike, labels: ArrayLike) -> jax.Array:
     Args:
       v: readout membrane ``[T, B, C]``.
       labels: class indices ``[B]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax import losses
+      >>> v = jnp.zeros((5, 2, 3))
+      >>> round(float(losses.membrane_cross_entropy(v, jnp.array([0, 2]))), 4)  # log 3
+      1.0986
     """
     v, labels = _check(v, labels, "membrane_cross_entropy")
     return _cross_entropy(v.sum(axis=0), labels)
@@ -80,6 +87,13 @@ def max_membrane_cross_entropy(v: ArrayLike, labels: ArrayLike) -> jax.Array:
     Args:
       v: readout membrane ``[T, B, C]``.
       labels: class indices ``[B]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax import losses
+      >>> v = jnp.zeros((5, 2, 3)).at[2, 0, 1].set(4.0).at[3, 1, 2].set(4.0)
+      >>> round(float(losses.max_membrane_cross_entropy(v, jnp.array([1, 2]))), 4)
+      0.036
     """
     v, labels = _check(v, labels, "max_membrane_cross_entropy")
     return _cross_entropy(v.max(axis=0), labels)
@@ -97,7 +111,7 @@ def spike_count_mse(spikes: ArrayLike, labels: ArrayLike, target_true: float = 1
       target_true: target count of the correct class.
       target_false: target count of the others.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax import losses
       >>> z = jnp.zeros((20, 1, 2)).at[:15, 0, 0].set(1.0).at[:3, 0, 1].set(1.0)
@@ -125,6 +139,13 @@ def firing_rate_regularizer(spikes: ArrayLike, lower: float = 0.0, upper: float 
       lower: the rate below which silence is penalised.
       upper: the rate above which activity is penalised.
       per_neuron: the rate per neuron (over time and batch) or per sample (over time and neurons).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax import losses
+      >>> spikes = jnp.zeros((10, 2, 3)).at[:, :, 0].set(1.0)  # neuron 0 fires every step
+      >>> round(float(losses.firing_rate_regularizer(spikes, lower=0.0, upper=0.5)), 4)
+      0.0833
     """
     z = jnp.asarray(spikes)
     if z.ndim < 3:
@@ -146,7 +167,7 @@ def accuracy(outputs: ArrayLike, labels: ArrayLike) -> jax.Array:
     Returns:
       A float32 scalar in ``[0, 1]``. Ties go to the lowest class index.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax import losses
       >>> float(losses.accuracy(jnp.array([[0.1, 0.9], [0.8, 0.2]]), jnp.array([1, 1])))

@@ -66,7 +66,7 @@ def run(
       ValueError: if ``xs`` is not at least ``[T, B]``, ``T`` is 0, ``xs`` is not floating
         point, or a state array does not have shape ``xs.shape[1:]``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, snnjax
       >>> final, spikes = snnjax.run(snnjax.lif(beta=0.5), jnp.full((4, 1, 1), 0.6))
       >>> spikes[:, 0, 0]  # v = 0.6, 0.9, 1.05 -> spike and reset to 0.05, 0.625

@@ -43,7 +43,7 @@ def leaky_integrator(kappa: ArrayLike = 0.9, *, scale_input: bool = False) -> Ne
     Returns:
       A :class:`snnjax.Neuron` with :class:`LeakyIntegratorState`, outputting ``v_t`` ``[B, ...]``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, snnjax
       >>> _, v = snnjax.run(snnjax.leaky_integrator(0.5), jnp.ones((3, 1, 1)))
       >>> v[:, 0, 0]

@@ -65,6 +65,11 @@ def heaviside(x: ArrayLike) -> jax.Array:
 
     Returns:
       Exactly 0 or 1, same shape and dtype as ``x`` (NaN maps to 0).
+
+    Examples:
+      >>> import jax.numpy as jnp, snnjax
+      >>> snnjax.heaviside(jnp.array([-1.0, 0.0, 2.0]))
+      Array([0., 0., 1.], dtype=float32)
     """
     x = jnp.asarray(x)
     return (x > 0).astype(x.dtype)
@@ -127,7 +132,7 @@ def spike(
         forward-mode autodiff (jvp) to a custom_vjp function" while tracing, and the
         forward-mode rules in :mod:`snnjax.rules` re-raise it as the error above.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> import snnjax
       >>> snnjax.spike(jnp.array([-0.5, 0.0, 1e-30, 3e7]))

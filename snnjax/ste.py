@@ -53,7 +53,7 @@ def sign(x: ArrayLike) -> jax.Array:
     Returns:
       :math:`\pm 1` in ``x``'s shape and dtype.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import ste
       >>> ste.sign(jnp.array([-2.0, 0.0, 0.5]))
@@ -74,7 +74,7 @@ def round(x: ArrayLike) -> jax.Array:  # noqa: A001 - the field's name for it
     Returns:
       ``jnp.round(x)``, exactly, in ``x``'s dtype.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import ste
       >>> ste.round(jnp.array([0.4, 2.5]))
@@ -106,6 +106,12 @@ def absmax_scale(x: ArrayLike, bits: int = 8, axis: int | tuple[int, ...] | None
 
     Returns:
       The scale, broadcastable to ``x`` (reduced axes kept with size 1). Not differentiated.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax import ste
+      >>> ste.absmax_scale(jnp.array([[0.5, -2.0]]), bits=8, axis=-1)  # the step: max|x| / 127 per row
+      Array([[0.01574803]], dtype=float32)
     """
     x = _float(x, "absmax_scale")
     _, qmax = _int_range(bits, True)
@@ -147,7 +153,7 @@ def fake_quantize(
     Returns:
       The dequantised values, ``x``'s shape and dtype.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax import ste
       >>> ste.fake_quantize(jnp.array([0.26, -3.0, 9.0]), bits=4, scale=0.5)
@@ -188,6 +194,15 @@ def ternary(w: ArrayLike, eps: float = 1e-5) -> jax.Array:
 
     Returns:
       Values in :math:`\{-m, 0, m\}`, ``w``'s shape and dtype.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax import ste
+      >>> w = jnp.array([-0.8, -0.1, 0.05, 0.9])
+      >>> ste.ternary(w)
+      Array([-0.4625,  0.    ,  0.    ,  0.4625], dtype=float32)
+      >>> jax.grad(lambda w: ste.ternary(w).sum())(w)  # straight through
+      Array([1., 1., 1., 1.], dtype=float32)
     """
     w = _float(w, "ternary")
     s = _sg(1.0 / jnp.maximum(jnp.mean(jnp.abs(w)), eps))
@@ -213,6 +228,15 @@ def absmax_quantize(x: ArrayLike, bits: int = 8, axis: int = -1, eps: float = 1e
 
     Returns:
       The quantised activations, ``x``'s shape and dtype.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax import ste
+      >>> x = jnp.array([[0.5, -1.0, 0.25]])
+      >>> ste.absmax_quantize(x, bits=2)
+      Array([[ 0., -1.,  0.]], dtype=float32)
+      >>> jax.grad(lambda x: ste.absmax_quantize(x, bits=2).sum())(x)
+      Array([[1., 1., 1.]], dtype=float32)
     """
     x = _float(x, "absmax_quantize")
     qmin, qmax = _int_range(bits, True)

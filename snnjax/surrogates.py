@@ -159,7 +159,7 @@ def fast_sigmoid(slope: float = 25.0, height: float | None = 1.0) -> Surrogate:
       slope: :math:`k > 0`, the steepness in units of ``1 / x``.
       height: the derivative's peak at ``x = 0``; ``None`` for unit integral (``k / 2``).
 
-    Example:
+    Examples:
       >>> from snnjax import surrogates
       >>> float(surrogates.fast_sigmoid(slope=10.0).derivative(0.1))
       0.25
@@ -186,6 +186,12 @@ def sigmoid(slope: float = 25.0, height: float | None = 1.0) -> Surrogate:
     Args:
       slope: :math:`k > 0`.
       height: the peak at ``x = 0``; ``None`` for unit integral (``k / 4``).
+
+    Examples:
+      >>> import jax, snnjax
+      >>> s = snnjax.surrogates.sigmoid(slope=4.0)
+      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
+      1.0
     """
     k = _positive(slope, "slope")
     return Surrogate("sigmoid", _sigmoid_phi, _sigmoid_Phi, k, _height(height, k, 4.0, "sigmoid"))
@@ -209,6 +215,12 @@ def arctan(slope: float = math.pi, height: float | None = 1.0) -> Surrogate:
     Args:
       slope: :math:`k > 0`.
       height: the peak at ``x = 0``; ``None`` for unit integral (``k / pi``).
+
+    Examples:
+      >>> import jax, snnjax
+      >>> s = snnjax.surrogates.arctan()
+      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
+      1.0
     """
     k = _positive(slope, "slope")
     return Surrogate("arctan", _arctan_phi, _arctan_Phi, k, _height(height, k, math.pi, "arctan"))
@@ -232,6 +244,12 @@ def triangle(width: float = 1.0, height: float | None = 1.0) -> Surrogate:
     Args:
       width: :math:`w > 0`, the half-width of the support.
       height: the peak; ``None`` for unit integral (``1 / w``).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, snnjax
+      >>> s = snnjax.surrogates.triangle(width=1.0)
+      >>> jax.vmap(jax.grad(lambda x: snnjax.spike(x, s)))(jnp.array([-0.5, 0.0, 2.0]))
+      Array([0.5, 1. , 0. ], dtype=float32)
     """
     w = _positive(width, "width")
     return Surrogate("triangle", _triangle_phi, _triangle_Phi, 1.0 / w, _height(height, 1.0 / w, 1.0, "triangle"))
@@ -255,6 +273,12 @@ def gaussian(width: float = 1.0, height: float | None = 1.0) -> Surrogate:
     Args:
       width: :math:`w > 0`, the standard deviation.
       height: the peak; ``None`` for unit integral.
+
+    Examples:
+      >>> import jax, snnjax
+      >>> s = snnjax.surrogates.gaussian()
+      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
+      1.0
     """
     w = _positive(width, "width")
     return Surrogate("gaussian", _gaussian_phi, _gaussian_Phi, 1.0 / w, _height(height, 1.0 / w, _SQRT_2PI, "gaussian"))
@@ -293,6 +317,12 @@ def multi_gaussian(width: float = 0.5, h: float = 0.15, s: float = 6.0, height: 
       h: weight of the negative side lobes (0.15).
       s: the side lobes' width relative to ``width`` (6).
       height: the peak; ``None`` for unit integral.
+
+    Examples:
+      >>> import jax, snnjax
+      >>> s = snnjax.surrogates.multi_gaussian()
+      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
+      1.0
     """
     w = _positive(width, "width")
     h, s = _positive(h, "h"), _positive(s, "s")
@@ -321,6 +351,12 @@ def rectangular(width: float = 1.0, height: float | None = 1.0) -> Surrogate:
     Args:
       width: :math:`w > 0`, the full width of the box.
       height: the value inside the box; ``None`` for unit integral (``1 / w``).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, snnjax
+      >>> s = snnjax.surrogates.rectangular(width=1.0)
+      >>> jax.vmap(jax.grad(lambda x: snnjax.spike(x, s)))(jnp.array([-1.0, 0.0, 0.4]))
+      Array([0., 1., 1.], dtype=float32)
     """
     w = _positive(width, "width")
     return Surrogate("rectangular", _rectangular_phi, _rectangular_Phi, 1.0 / w, _height(height, 1.0 / w, 1.0, "rectangular"))
@@ -343,6 +379,12 @@ def exponential(slope: float = 1.0, height: float | None = 1.0) -> Surrogate:
     Args:
       slope: :math:`k > 0`, the decay rate.
       height: the peak; ``None`` for unit integral (``k / 2``).
+
+    Examples:
+      >>> import jax, snnjax
+      >>> s = snnjax.surrogates.exponential()
+      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
+      1.0
     """
     k = _positive(slope, "slope")
     return Surrogate("exponential", _exponential_phi, _exponential_Phi, k, _height(height, k, 2.0, "exponential"))
@@ -364,6 +406,12 @@ def straight_through(height: float = 1.0) -> Surrogate:
 
     Args:
       height: the constant derivative.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, snnjax
+      >>> s = snnjax.surrogates.straight_through()
+      >>> jax.vmap(jax.grad(lambda x: snnjax.spike(x, s)))(jnp.array([-3.0, 0.0, 3.0]))
+      Array([1., 1., 1.], dtype=float32)
     """
     return Surrogate("straight_through", _straight_through_phi, _straight_through_Phi, 1.0, _height(height, 1.0, math.inf, "straight_through"))
 
@@ -381,7 +429,7 @@ def custom(
         ``method="bypass"``. Not checked against ``derivative``.
       name: a label for error messages and tables.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax import surrogates
       >>> s = surrogates.custom(lambda x: 1.0 / (1.0 + 9.0 * x * x), name="narrow_arctan")
@@ -423,7 +471,7 @@ def resolve(surrogate: SurrogateLike) -> Surrogate:
     Raises:
       ValueError: for an unknown name or a value of another type.
 
-    Example:
+    Examples:
       >>> from snnjax import surrogates
       >>> surrogates.resolve("gaussian") == surrogates.gaussian()
       True

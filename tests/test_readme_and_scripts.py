@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,14 +81,31 @@ def test_cli_scripts_parse_help():
         assert "usage" in out.stdout
 
 
-def test_notebooks_run_top_to_bottom(capsys):
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _code_cells(path):
     import json
 
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        cells = json.loads(path.read_text())["cells"]
-        source = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-        exec(compile(source, str(path), "exec"), {})
-    assert "jvp fails" in capsys.readouterr().out
+    return ["".join(c["source"]).strip() for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_run_top_to_bottom(name, capsys, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "show", lambda *a, **k: plt.close("all"))
+    exec(compile("\n".join(_code_cells(ROOT / "notebooks" / name)), name, "exec"), {})
+    if name.startswith("01_"):
+        assert "jvp fails" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_are_paired_with_python_copies(name):
+    jupytext = pytest.importorskip("jupytext", reason="jupytext is not installed")
+    script = jupytext.read(ROOT / "notebooks" / name.replace(".ipynb", ".py"))
+    assert ["".join(c["source"]).strip() for c in script["cells"] if c["cell_type"] == "code"] == _code_cells(ROOT / "notebooks" / name)
 
 
 def test_train_runs_benchmark_smoke():

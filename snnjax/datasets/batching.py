@@ -29,6 +29,14 @@ def encoding(name: str, num_steps: int) -> Callable[[jax.Array, jax.Array], jax.
     ``rate``: Bernoulli spikes with probability ``x`` per step; ``latency``: one spike at
     :math:`\operatorname{round}((T-1)(1-x))`, zero pixels silent; ``current``: ``x`` as a
     constant input current for ``T`` steps.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax.datasets import encoding
+      >>> encoding('latency', 3)(None, jnp.array([[1.0, 0.5]]))[:, 0].tolist()
+      [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
+      >>> encoding('rate', 10)(jax.random.key(0), jnp.ones((2, 4))).shape
+      (10, 2, 4)
     """
     if name not in ENCODINGS:
         raise ValueError(f"unknown encoding {name!r}; choose one of {', '.join(ENCODINGS)}.")
@@ -52,6 +60,15 @@ def prepare(inputs: jax.Array, kind: str, encode: Callable[[jax.Array, jax.Array
       encode: from :func:`encoding` (images only).
       key: for stochastic encoders.
       flatten: flatten images to ``[B, D]`` before encoding.
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> from snnjax.datasets import encoding, prepare
+      >>> images = np.full((2, 28, 28), 255, np.uint8)
+      >>> prepare(images, 'image', encoding('current', 5), jax.random.key(0)).shape
+      (5, 2, 784)
+      >>> prepare(np.zeros((2, 7, 3), np.uint8), 'spikes', None, None).shape
+      (7, 2, 3)
     """
     x = jnp.asarray(inputs).astype(jnp.float32)
     if kind == "spikes":
@@ -63,7 +80,15 @@ def prepare(inputs: jax.Array, kind: str, encode: Callable[[jax.Array, jax.Array
 
 
 def batch_indices(num_examples: int, batch_size: int, *, seed: int = 0, epoch: int = 0, shuffle: bool = True, drop_remainder: bool = True) -> list[np.ndarray]:
-    """The example indices of each batch of one epoch (see the module docstring for the order)."""
+    """The example indices of each batch of one epoch (see the module docstring for the order).
+
+    Examples:
+      >>> from snnjax.datasets import batch_indices
+      >>> tuple(tuple(b.tolist()) for b in batch_indices(5, 2, shuffle=False))
+      ((0, 1), (2, 3))
+      >>> tuple(tuple(b.tolist()) for b in batch_indices(5, 2, shuffle=False, drop_remainder=False))
+      ((0, 1), (2, 3), (4,))
+    """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     if drop_remainder and batch_size > num_examples:
@@ -90,7 +115,8 @@ def batches(
     Args:
       data: from :func:`snnjax.datasets.load`.
       batch_size: B.
-      seed, epoch: fix the order (and the encoder's randomness).
+      seed: with ``epoch``, fixes the order (and the encoder's randomness).
+      epoch: the epoch number.
       shuffle: shuffle the examples.
       drop_remainder: drop the last, smaller batch.
       encoder: one of ``ENCODINGS`` for image sets (``None``: no encoding).
@@ -101,7 +127,7 @@ def batches(
       ``(inputs, labels)``: spike rasters ``[T, B, channels]``, images ``[B, H, W(, C)]`` or
       ``[B, D]``, or encoded images ``[T, B, D]``, all float32; labels ``[B]`` int32.
 
-    Example:
+    Examples:
       >>> from snnjax.datasets import load, batches
       >>> data = load("randman", "train", num_classes=2, units=3, steps=5, samples_per_class=10)
       >>> x, y = next(batches(data, 4, seed=0))

@@ -43,6 +43,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
       ValueError: if the file is not IDX or is truncated.
+
+    Examples:
+      >>> from snnjax.datasets import read_idx
+      >>> images = read_idx('/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz')  # doctest: +SKIP
+      >>> images.shape, images.dtype  # doctest: +SKIP
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -93,6 +98,11 @@ def load_idx(name: str, split: str = "train", directory: str | os.PathLike | Non
     Raises:
       FileNotFoundError: naming where it looked and how to provide the files.
       ValueError: for an unknown split or mismatched image and label counts.
+
+    Examples:
+      >>> from snnjax.datasets import load_idx
+      >>> data = load_idx('fashion_mnist', 'test')  # doctest: +SKIP
+      >>> data.images.shape, data.labels.shape  # doctest: +SKIP
     """
     if split not in _FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")

@@ -66,7 +66,7 @@ def load(name: str, split: str = "train", *, directory: str | os.PathLike | None
       ValueError: for an unknown name, split or source.
       FileNotFoundError: for a missing set, saying how to get it.
 
-    Example:
+    Examples:
       >>> from snnjax.datasets import load
       >>> data = load("randman", "test", num_classes=2, units=4, steps=6, samples_per_class=10)
       >>> data.inputs.shape, data.kind, data.num_classes

@@ -90,7 +90,7 @@ def randman(
     Returns:
       A shuffled :class:`RandmanData`.
 
-    Example:
+    Examples:
       >>> from snnjax.datasets import randman
       >>> data = randman(num_classes=2, units=5, steps=10, samples_per_class=3)
       >>> data.spikes.shape, data.labels.shape, float(data.spikes.sum(axis=1).max())

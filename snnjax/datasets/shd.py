@@ -54,7 +54,15 @@ def _folder(directory: str | os.PathLike | None) -> Path:
 
 
 def bin_spikes(times: list[np.ndarray], units: list[np.ndarray], steps: int, max_time: float, channels: int, binary: bool = True) -> np.ndarray:
-    """Bin per-sample spike events into a ``[N, steps, channels]`` uint8 raster (see the module docstring)."""
+    """Bin per-sample spike events into a ``[N, steps, channels]`` uint8 raster (see the module docstring).
+
+    Examples:
+      >>> import numpy as np
+      >>> from snnjax.datasets import bin_spikes
+      >>> r = bin_spikes([np.array([0.0, 0.25, 0.9])], [np.array([0, 1, 1])], steps=4, max_time=1.0, channels=2)
+      >>> r[0].T.tolist()
+      [[1, 0, 0, 0], [0, 1, 0, 1]]
+    """
     raster = np.zeros((len(times), steps, channels), np.uint8)
     for n, (t, u) in enumerate(zip(times, units)):
         t, u = np.asarray(t, np.float64), np.asarray(u, np.int64)
@@ -95,6 +103,11 @@ def load_shd(
     Raises:
       FileNotFoundError: naming the folder and how to download the files.
       ValueError: for a bad split or size.
+
+    Examples:
+      >>> from snnjax.datasets import load_shd
+      >>> data = load_shd('test', steps=100)  # doctest: +SKIP
+      >>> data.spikes.shape  # doctest: +SKIP
     """
     if split not in ("train", "test"):
         raise ValueError(f"shd: split must be 'train' or 'test', got {split!r}.")
@@ -140,6 +153,10 @@ def download_shd(directory: str | os.PathLike | None = None, splits: tuple[str, 
     Raises:
       OSError: if the server cannot be reached, with the URL to fetch by hand.
       ValueError: if a download's MD5 sum does not match.
+
+    Examples:
+      >>> from snnjax.datasets import download_shd
+      >>> folder = download_shd('shd-data', splits=('test',))  # doctest: +SKIP
     """
     folder = _folder(directory)
     folder.mkdir(parents=True, exist_ok=True)

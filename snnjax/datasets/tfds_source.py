@@ -57,6 +57,11 @@ def load_tfds(name: str, split: str = "train", data_dir: str | os.PathLike | Non
 
     Raises:
       FileNotFoundError: if the set is not prepared and ``download`` is false.
+
+    Examples:
+      >>> from snnjax.datasets import load_tfds
+      >>> data = load_tfds('cifar10', 'test')  # doctest: +SKIP
+      >>> data.images.shape  # doctest: +SKIP
     """
     tfds = _import_tfds()
     tfds_name = TFDS_NAMES.get(name, name)

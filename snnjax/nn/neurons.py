@@ -49,6 +49,12 @@ class Decay(nnx.Module):
       parametrization: ``"sigmoid"`` or ``"softplus"`` (see the module docstring).
 
     Calling the module returns :math:`\beta` of shape ``[features]``.
+
+    Examples:
+      >>> from snnjax.nn import Decay
+      >>> d = Decay(0.9, 3, trainable=True)
+      >>> tuple(round(float(b), 4) for b in d())
+      (0.9, 0.9, 0.9)
     """
 
     def __init__(self, value: ArrayLike, features: int, *, trainable: bool = False, parametrization: str = "sigmoid"):
@@ -78,6 +84,14 @@ class NeuronCell(nnx.RNNCellBase):
     """Base of the neuron modules: an NNX recurrent cell over a pure :class:`snnjax.Neuron`.
 
     Subclasses implement :meth:`neuron`. Features are the last axis (``num_feature_axes = 1``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import snnjax.nn as snn
+      >>> rnn = nnx.RNN(snn.LIF(4))  # every neuron layer is an nnx RNN cell
+      >>> rnn(jnp.ones((2, 6, 4)) * 0.6).shape  # batch-major [B, T, N] for nnx.RNN
+      (2, 6, 4)
     """
 
     features: int
@@ -132,14 +146,18 @@ class LIF(NeuronCell):
     Args:
       features: number of neurons ``N``.
       beta: initial membrane decay, scalar or ``[N]``.
-      threshold, reset, detach_reset, surrogate, method: as for :func:`snnjax.lif`.
+      threshold: as for :func:`snnjax.lif`.
+      reset: as for :func:`snnjax.lif`.
+      detach_reset: as for :func:`snnjax.lif`.
+      surrogate: as for :func:`snnjax.lif`.
+      method: as for :func:`snnjax.lif`.
       trainable_decay: learn a per-neuron decay.
       decay_parametrization: ``"sigmoid"`` or ``"softplus"``.
       recurrent: add trainable recurrent weights ``[N, N]`` (needs ``rngs``).
       unroll: scan unroll for :meth:`run`.
       rngs: ``nnx.Rngs`` for the recurrent weights.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
       >>> import snnjax.nn as snn
@@ -185,7 +203,15 @@ class LIF(NeuronCell):
 
 
 class IAF(LIF):
-    """Integrate-and-fire layer: :class:`LIF` with ``beta = 1`` (no leak, nothing to train in it)."""
+    """Integrate-and-fire layer: :class:`LIF` with ``beta = 1`` (no leak, nothing to train in it).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import snnjax.nn as snn
+      >>> _, spikes = snn.IAF(1).run(jnp.full((4, 1, 1), 0.5))
+      >>> spikes[:, 0, 0].tolist()  # integrates to 1, fires, resets
+      [0.0, 0.0, 1.0, 0.0]
+    """
 
     def __init__(self, features: int, **kwargs: Any):
         if "beta" in kwargs or kwargs.get("trainable_decay"):
@@ -201,7 +227,15 @@ class CubaLIF(NeuronCell):
       alpha: initial synaptic decay, scalar or ``[N]``.
       beta: initial membrane decay, scalar or ``[N]``.
       trainable_decay: learn both decays per neuron.
-      other arguments: as for :class:`LIF`.
+
+    The other keyword arguments are as for :class:`LIF`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import snnjax.nn as snn
+      >>> _, spikes = snn.CubaLIF(3, alpha=0.8, beta=0.9).run(jnp.full((10, 2, 3), 0.3))
+      >>> spikes.shape
+      (10, 2, 3)
     """
 
     def __init__(
@@ -250,9 +284,19 @@ class ALIF(NeuronCell):
       alpha: initial membrane decay, scalar or ``[N]`` (draw the FGI benchmark's
         ``sigmoid(N(3, 0.1))`` yourself and pass it).
       rho: initial adaptation decay, scalar or ``[N]``.
-      form, threshold, adaptation: as for :func:`snnjax.alif`.
+      form: as for :func:`snnjax.alif`.
+      threshold: as for :func:`snnjax.alif`.
+      adaptation: as for :func:`snnjax.alif`.
       trainable_decay: learn both decays per neuron.
-      other arguments: as for :class:`LIF`.
+
+    The other keyword arguments are as for :class:`LIF`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import snnjax.nn as snn
+      >>> _, spikes = snn.ALIF(4, alpha=0.9, rho=0.95).run(jnp.full((20, 2, 4), 0.4))
+      >>> spikes.shape, float(spikes[:, 0, 0].sum())
+      ((20, 2, 4), 2.0)
     """
 
     def __init__(
@@ -305,7 +349,16 @@ class LeakyIntegrator(NeuronCell):
       features: number of neurons ``N``.
       kappa: initial decay, scalar or ``[N]``.
       scale_input: multiply the input by ``1 - kappa``.
-      trainable_decay, decay_parametrization, unroll: as for :class:`LIF`.
+      trainable_decay: as for :class:`LIF`.
+      decay_parametrization: as for :class:`LIF`.
+      unroll: as for :class:`LIF`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import snnjax.nn as snn
+      >>> _, v = snn.LeakyIntegrator(1, kappa=0.5).run(jnp.ones((3, 1, 1)))
+      >>> v[:, 0, 0].tolist()
+      [1.0, 1.5, 1.75]
     """
 
     def __init__(

@@ -26,7 +26,7 @@ class Sequential(nnx.Module):
     Args:
       *layers: NNX modules or callables ``[T, B, ...] -> [T, B, ...]``, applied in order.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
       >>> import snnjax.nn as snn

@@ -51,7 +51,14 @@ Model = Callable[..., tuple[jax.Array, Any]]
 
 
 def identity_tap(z: jax.Array, block: int = 0) -> jax.Array:
-    """The tap of an unperturbed forward pass: returns ``z`` unchanged."""
+    """The tap of an unperturbed forward pass: returns ``z`` unchanged.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax import rules
+      >>> rules.identity_tap(jnp.ones(2), block=1)
+      Array([1., 1.], dtype=float32)
+    """
     del block
     return z
 
@@ -78,7 +85,7 @@ def as_loss(model: Model) -> Callable[..., tuple[jax.Array, Any]]:
     The loss is the batch mean of the per-example losses, summed over blocks, with every tap
     the identity.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax import rules
       >>> model = lambda w, x, tap: (jnp.sum(tap(x @ w) ** 2, axis=-1), None)
@@ -153,7 +160,7 @@ def activity_forward_gradient(
         match the losses, ``num_directions < 1``, a missing key.
       TypeError: for models using ``jax.custom_vjp`` (forward mode), naming the methods that work.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import rules
       >>> model = lambda w, x, tap: (jnp.sum(jnp.tanh(tap(x @ w)), axis=-1), None)

@@ -25,7 +25,7 @@ def bptt(loss_fn: Callable[..., tuple[jax.Array, Any]]) -> Rule:
     Returns:
       A :class:`snnjax.rules.Rule`: ``(loss, aux), grads = rule(params, *args, key=None)``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax import rules
       >>> rule = rules.bptt(lambda w, x: ((w * x) ** 2, None))

@@ -55,7 +55,16 @@ RoutedModel = Callable[..., tuple[jax.Array, Any]]
 
 
 class Route:
-    """The identity route of a plain forward pass; the rules' routes subclass it."""
+    """The identity route of a plain forward pass; the rules' routes subclass it.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax.rules import Route
+      >>> route = Route()
+      >>> y = route.output(route.linear(route.hidden(jnp.ones((2, 3))), jnp.ones((3, 1))))
+      >>> y[:, 0], len(route.hiddens)
+      (Array([3., 3.], dtype=float32), 1)
+    """
 
     def __init__(self) -> None:
         self.linears: list[jax.Array] = []
@@ -137,7 +146,15 @@ class FeedbackState(NamedTuple):
 
 
 def as_routed_loss(model: RoutedModel) -> Callable[..., tuple[jax.Array, Any]]:
-    """The ``loss_fn(params, *args) -> (batch-mean loss, aux)`` of a routed model, for other rules."""
+    """The ``loss_fn(params, *args) -> (batch-mean loss, aux)`` of a routed model, for other rules.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax import rules
+      >>> model = lambda w, x, route: (jnp.sum(route.output(route.linear(x, w)), axis=-1), None)
+      >>> float(rules.as_routed_loss(model)(jnp.ones((2, 1)), jnp.ones((3, 2)))[0])
+      2.0
+    """
 
     def loss_fn(params, *args):
         losses, aux = model(params, *args, route=Route())
@@ -208,7 +225,7 @@ def fa(model: RoutedModel, example_args: tuple, *, key: jax.Array, scale: float 
       A stateful :class:`~snnjax.rules.Rule`; ``state.matrices`` may be replaced by any
       matrices of the same shapes (``B_l = W_l`` gives backpropagation).
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import rules
       >>> def model(p, x, y, route):
@@ -236,6 +253,21 @@ def dfa(model: RoutedModel, example_args: tuple, *, key: jax.Array, scale: float
 
     Returns:
       A stateful :class:`~snnjax.rules.Rule`; ``state.matrices`` may be replaced.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax import rules
+      >>> def model(p, x, y, route):
+      ...     h = route.hidden(jnp.tanh(route.linear(x, p[0])))
+      ...     return jnp.sum((route.output(route.linear(h, p[1])) - y) ** 2, axis=-1), None
+      >>> p, x, y = (jnp.ones((3, 4)) / 3, jnp.ones((4, 2)) / 4), jnp.ones((5, 3)), jnp.zeros((5, 2))
+      >>> rule = rules.dfa(model, (x, y), key=jax.random.key(0))
+      >>> state = rule.init(p)
+      >>> tuple(b.shape for b in state.matrices)
+      ((4, 2),)
+      >>> (loss, _), grads, state = rule(p, x, y, state=state)
+      >>> grads[0].shape, grads[1].shape
+      ((3, 4), (4, 2))
     """
     return _fixed(model, example_args, key, scale, "dfa", "DFA")
 
@@ -253,6 +285,18 @@ def fdfa(model: RoutedModel, example_args: tuple, *, rate: float = 0.01, distrib
       A stateful :class:`~snnjax.rules.Rule` that needs ``key``; each call updates the estimates
       (returned in the state) and then takes the DFA gradient with them. The hidden outputs'
       noise of layer ``l`` is drawn from ``jax.random.fold_in(key, l)``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax import rules
+      >>> def model(p, x, route):
+      ...     h = route.hidden(route.linear(x, p[0]))
+      ...     return jnp.sum(route.output(route.linear(h, p[1])) ** 2, axis=-1), None
+      >>> p, x = (jnp.ones((3, 4)), jnp.full((4, 2), 0.5)), jnp.ones((64, 3))
+      >>> rule = rules.fdfa(model, (x,), rate=1.0)  # rate 1: B is this batch's estimate
+      >>> _, _, state = rule(p, x, key=jax.random.key(0), state=rule.init(p))
+      >>> bool(jnp.allclose(state.matrices[0], p[1], atol=0.3))  # the Jacobian dy/dh is W2
+      True
     """
     if not callable(model):
         raise ValueError("fdfa: model must be a callable (params, *args, route) -> (losses, aux).")

@@ -54,7 +54,7 @@ def forward_gradient(
       TypeError: if ``loss_fn`` uses ``jax.custom_vjp`` (e.g. ``snnjax.spike(method="custom_vjp")``),
         naming the spike methods that work.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import rules
       >>> rule = rules.forward_gradient(lambda w: (jnp.sum(w ** 2), None), num_directions=4)

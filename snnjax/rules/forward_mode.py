@@ -43,6 +43,13 @@ def directions(key: jax.Array, like: Any, distribution: str = "gaussian") -> Any
 
     Gaussian :math:`\mathcal N(0, 1)` or Rademacher :math:`\pm 1`. Leaves that are not floating
     point (integer counters, say) get a zero tangent of dtype ``float0``, as ``jax.jvp`` wants.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax import rules
+      >>> v = rules.directions(jax.random.key(0), {'w': jnp.zeros((2, 3)), 'b': jnp.zeros(3)}, 'rademacher')
+      >>> v['w'].shape, set(v['b'].tolist()) <= {-1.0, 1.0}
+      ((2, 3), True)
     """
     leaves, treedef = jax.tree.flatten(like)
     keys = jax.random.split(key, max(len(leaves), 1))

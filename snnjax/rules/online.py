@@ -118,6 +118,20 @@ def online_dfa(
       A stateful :class:`~snnjax.rules.Rule` with a :class:`~snnjax.rules.FeedbackState`:
       ``(loss, y), grads, state = rule(params, xs, labels, key=key, state=state)`` for inputs
       ``xs: [T, B, N_in]``; ``y: [T, B, C]`` is the readout.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> import snnjax.nn as snn
+      >>> from snnjax import rules
+      >>> rngs = nnx.Rngs(0)
+      >>> net = snn.Sequential(nnx.Linear(4, 8, rngs=rngs), snn.LIF(8), nnx.Linear(8, 2, rngs=rngs), snn.LeakyIntegrator(2))
+      >>> rule = rules.online_dfa(net, optax.softmax_cross_entropy_with_integer_labels, key=jax.random.key(1))
+      >>> params = nnx.state(net, nnx.Param)
+      >>> xs, labels = jnp.ones((30, 3, 4)), jnp.array([0, 1, 0])
+      >>> (loss, ys), grads, state = rule(params, xs, labels, state=rule.init(params))
+      >>> ys.shape, grads["layers"][0]["kernel"].shape
+      ((30, 3, 2), (4, 8))
     """
     if feedback not in ("dfa", "fdfa"):
         raise ValueError(f"online_dfa: feedback must be 'dfa' or 'fdfa', got {feedback!r}.")

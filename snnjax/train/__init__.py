@@ -1,6 +1,6 @@
 """Training runs: :func:`fit` a :class:`Config` (what the ``snnjax train`` command does).
 
-Example:
+Examples:
   >>> import tempfile
   >>> from snnjax.train import Config, fit
   >>> result = fit(Config(dataset="randman", epochs=1, hidden=(16,), steps=20, batch_size=8, out=tempfile.mkdtemp(),

@@ -50,6 +50,12 @@ class Config:
       checkpoints: write a checkpoint after every epoch.
       plots: write PNG plots at the end (needs matplotlib).
       progress: show a progress bar.
+
+    Examples:
+      >>> from snnjax.train import Config, resolve
+      >>> c = resolve(Config(dataset="fashion_mnist", rule="fdfa"))
+      >>> c.model, c.hidden, c.encoding, c.out
+      ('snn', (400, 400), 'rate', 'runs/fashion_mnist-snn-fdfa')
     """
 
     dataset: str = "randman"
@@ -83,6 +89,15 @@ def resolve(config: Config) -> Config:
 
     Raises:
       ValueError: one line naming the bad value and what to use instead.
+
+    Examples:
+      >>> from snnjax.train import Config, resolve
+      >>> resolve(Config()).epochs
+      10
+      >>> resolve(Config(hidden=(0,)))
+      Traceback (most recent call last):
+      ...
+      ValueError: each hidden size must be a positive integer, got 0.
     """
     if config.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(DATASETS)}.")

@@ -61,6 +61,20 @@ def make_train_step(rule: Rule, optimizer: optax.GradientTransformation, prepare
 
     jit-compiled with the parameters and both states donated; ``prepare_fn(inputs, key)``
     turns a raw batch into the network's input inside the compiled step.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> from snnjax.train import build_model, build_rule, tapped_model, make_train_step, make_eval_step
+      >>> from snnjax.train.models import logits_and_layers
+      >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
+      >>> to_input = lambda x, key: x / 255.0  # the raw batch -> the network's input
+      >>> rule, optimizer = build_rule("bptt", tapped_model(graphdef, rest, False)), optax.adam(1e-2)
+      >>> step = make_train_step(rule, optimizer, to_input)
+      >>> x, y = jnp.full((2, 4), 128.0), jnp.array([0, 2])
+      >>> params, opt_state, rule_state, loss, correct = step(params, optimizer.init(params), rule.init(params), x, y, jax.random.key(0))
+      >>> loss.shape, int(correct) <= 2
+      ((), True)
     """
 
     def step(params, opt_state, rule_state, inputs, labels, key):
@@ -73,7 +87,20 @@ def make_train_step(rule: Rule, optimizer: optax.GradientTransformation, prepare
 
 
 def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], jax.Array]):
-    """``(params, inputs, labels, key) -> (summed loss, correct)``, jit-compiled."""
+    """``(params, inputs, labels, key) -> (summed loss, correct)``, jit-compiled.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> from snnjax.train import build_model, build_rule, tapped_model, make_train_step, make_eval_step
+      >>> from snnjax.train.models import logits_and_layers
+      >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
+      >>> to_input = lambda x, key: x / 255.0  # the raw batch -> the network's input
+      >>> evaluate = make_eval_step(logits_and_layers(graphdef, rest, False), to_input)
+      >>> loss_sum, correct = evaluate(params, jnp.full((5, 4), 128.0), jnp.zeros(5, jnp.int32), jax.random.key(0))
+      >>> loss_sum.shape, 0 <= int(correct) <= 5
+      ((), True)
+    """
 
     def evaluate(params, inputs, labels, key):
         logits, _ = run(params, prepare_fn(inputs, key))
@@ -151,6 +178,15 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
     Raises:
       ValueError: bad settings, one line each. FileNotFoundError: missing data.
       TrainingDiverged: the loss became NaN or infinite; no checkpoint is written after it.
+
+    Examples:
+      >>> import tempfile
+      >>> from snnjax.train import Config, fit
+      >>> config = Config(dataset="randman", epochs=2, hidden=(16,), steps=20, batch_size=8, out=tempfile.mkdtemp(),
+      ...                 data_options={"num_classes": 2, "samples_per_class": 10}, progress=False, plots=False)
+      >>> result = fit(config, log=lambda line: None)
+      >>> tuple(h["epoch"] for h in result.history), tuple(sorted(p.name for p in (result.out / "checkpoints").iterdir()))
+      ((1, 2), ('1', '2'))
     """
     c = resolve(config)
     out = _prepare_out(c)

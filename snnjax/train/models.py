@@ -30,6 +30,14 @@ class MLP(nnx.Module):
     Args:
       sizes: layer widths, input first, classes last.
       rngs: for the weights.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from snnjax.train import MLP
+      >>> logits, hidden = MLP((4, 8, 3), rngs=nnx.Rngs(0))(jnp.ones((2, 4)), record=True)
+      >>> logits.shape, hidden[0].shape
+      ((2, 3), (2, 8))
     """
 
     def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs):
@@ -59,6 +67,13 @@ def build_model(name: str, inputs: int, classes: int, hidden: tuple[int, ...], s
 
     The LIF layers use :math:`\\beta = 0.95`, threshold 1 and a fast-sigmoid surrogate of
     slope 10; the readout is ``classes`` leaky integrators with :math:`\\kappa = 0.95`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax.train import build_model
+      >>> net = build_model("snn", inputs=5, classes=3, hidden=(8, 8), seed=0)
+      >>> net(jnp.ones((10, 2, 5))).shape  # readout membrane [T, B, classes]
+      (10, 2, 3)
     """
     rngs = nnx.Rngs(seed)
     sizes = (inputs, *hidden, classes)
@@ -84,12 +99,36 @@ def _classifier(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
 
 
 def tapped_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
-    """``(params, x, labels, tap) -> (per-example losses [B], logits [B, C])`` for BPTT and forward gradients."""
+    """``(params, x, labels, tap) -> (per-example losses [B], logits [B, C])`` for BPTT and forward gradients.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from snnjax.train import build_model, tapped_model
+      >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
+      >>> model = tapped_model(graphdef, rest, spiking=False)
+      >>> from snnjax import rules
+      >>> losses, logits = model(params, jnp.ones((2, 4)), jnp.array([0, 2]), tap=rules.identity_tap)
+      >>> losses.shape, logits.shape
+      ((2,), (2, 3))
+    """
     return _classifier(graphdef, rest, spiking)
 
 
 def routed_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
-    """``(params, x, labels, route) -> (per-example losses [B], logits [B, C])`` for FA, DFA, FDFA."""
+    """``(params, x, labels, route) -> (per-example losses [B], logits [B, C])`` for FA, DFA, FDFA.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from snnjax.train import build_model, routed_model
+      >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
+      >>> model = routed_model(graphdef, rest, spiking=False)
+      >>> from snnjax import rules
+      >>> losses, logits = model(params, jnp.ones((2, 4)), jnp.array([0, 2]), route=rules.Route())
+      >>> losses.shape
+      (2,)
+    """
     return _classifier(graphdef, rest, spiking)
 
 
@@ -100,6 +139,17 @@ def build_rule(name: str, tapped, routed=None, example_args: tuple = (), key: ja
       name: ``bptt``, ``fg-w``, ``fg-a`` (built from ``tapped``), ``fa``, ``dfa``, ``fdfa``
         (built from ``routed``, whose feedback matrices take their shapes from ``example_args``;
         FA's and DFA's are drawn from ``key``).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from snnjax.train import build_model, build_rule, routed_model, tapped_model
+      >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
+      >>> x, y = jnp.ones((2, 4)), jnp.array([0, 2])
+      >>> rule = build_rule("dfa", tapped_model(graphdef, rest, False), routed_model(graphdef, rest, False), (x, y), jax.random.key(0))
+      >>> (loss, logits), grads, state = rule(params, x, y, state=rule.init(params))
+      >>> rule.name, logits.shape
+      ('DFA', (2, 3))
     """
     if name == "bptt":
         return rules.bptt(rules.as_loss(tapped))

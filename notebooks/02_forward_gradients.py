@@ -1,0 +1,78 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+# ---
+
+# %% [markdown]
+# # Forward gradients against `jax.grad`
+#
+# A forward gradient needs no backward pass: one `jax.jvp` along a random direction `v` gives the
+# directional derivative `grad . v`, and `(grad . v) v` is an unbiased estimate of the gradient.
+# This notebook measures, on a small spiking network, how close the weight-perturbed (FG-W) and
+# activity-perturbed (FG-A) estimates come to the true gradient, and how their variance falls with
+# the number of directions K. Runs in well under a minute on a CPU.
+
+# %%
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import optax
+from flax import nnx
+
+import snnjax
+import snnjax.nn as snn
+from snnjax import compare_gradients, rules
+
+# %% [markdown]
+# ## A tapped spiking network
+#
+# `Sequential(..., tap=tap)` passes every neuron layer's input current through `tap`, which is
+# where FG-A perturbs; `rules.as_loss` turns the same model into a plain loss for BPTT and FG-W.
+
+# %%
+rngs = nnx.Rngs(0)
+net = snn.Sequential(nnx.Linear(20, 32, rngs=rngs), snn.LIF(32, beta=0.9), nnx.Linear(32, 4, rngs=rngs), snn.LeakyIntegrator(4))
+graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+
+
+def model(params, xs, labels, tap):
+    logits = nnx.merge(graphdef, params, rest)(xs, tap=tap).max(axis=0)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels), logits
+
+
+xs = snnjax.encoders.rate(jax.random.key(1), jax.random.uniform(jax.random.key(2), (16, 20)), num_steps=25)
+labels = jnp.arange(16) % 4
+
+# %% [markdown]
+# ## Cosine with the true gradient, per layer
+
+# %%
+for rule in (rules.forward_gradient(rules.as_loss(model), 1), rules.activity_forward_gradient(model, 1)):
+    print(compare_gradients(rule, params, xs, labels, key=jax.random.key(3), draws=32).table(), "\n")
+
+# %% [markdown]
+# ## Variance against the number of directions K
+#
+# Averaging K directions divides the variance by about K; FG-A starts far lower because it
+# perturbs per example and per layer and takes each weight gradient through the layer's own Jacobian.
+
+# %%
+ks = [1, 4, 16]
+variance = {"FG-W": [], "FG-A": []}
+for k in ks:
+    variance["FG-W"].append(compare_gradients(rules.forward_gradient(rules.as_loss(model), k), params, xs, labels, key=jax.random.key(4), draws=16).variance[-1])
+    variance["FG-A"].append(compare_gradients(rules.activity_forward_gradient(model, k), params, xs, labels, key=jax.random.key(4), draws=16).variance[-1])
+fig, ax = plt.subplots(figsize=(4, 3))
+for name, values in variance.items():
+    ax.loglog(ks, values, marker="o", label=name)
+ax.set(xlabel="directions K", ylabel="variance / |grad|^2", title="forward-gradient variance")
+ax.legend()
+plt.show()
+print({name: [round(float(v), 2) for v in values] for name, values in variance.items()})
