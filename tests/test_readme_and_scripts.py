@@ -129,6 +129,7 @@ def test_feedback_alignment_benchmark_smoke(tmp_path):
     assert "overall" in payload["results"]["snn"]["dfa lr=0.001"]["cosine_with_bp"]
 
 
-def test_online_dfa_memory_benchmark_smoke():
-    payload = _run_benchmark("online_dfa_memory", ["--steps", "10", "40", "--batch", "2", "--repeats", "1", "--no-write"])
+def test_online_memory_benchmark_smoke():
+    payload = _run_benchmark("online_memory", ["--steps", "10", "40", "--batch", "2", "--repeats", "1", "--no-write"])
     assert payload["memory_growth"]["dfa online"] < 1.2 < payload["memory_growth"]["bptt"]
+    assert payload["memory_growth"]["fg-a online"] < 1.2 < payload["memory_growth"]["fg-a offline"]

@@ -5,7 +5,8 @@ from snnjax.rules.bptt import bptt
 from snnjax.rules.feedback import FeedbackState, Route, as_routed_loss, dfa, fa, fdfa
 from snnjax.rules.forward_gradient import forward_gradient
 from snnjax.rules.forward_mode import directions
-from snnjax.rules.online import online_dfa
+from snnjax.rules.online import online_dfa, per_step_loss
+from snnjax.rules.online_forward import online_activity_forward_gradient
 from snnjax.rules.protocol import EmptyState, Rule
 
 __all__ = [
@@ -23,5 +24,7 @@ __all__ = [
     "fdfa",
     "forward_gradient",
     "identity_tap",
+    "online_activity_forward_gradient",
     "online_dfa",
+    "per_step_loss",
 ]

@@ -51,20 +51,65 @@ from snnjax.rules import forward_mode
 from snnjax.rules.feedback import FeedbackState
 from snnjax.rules.protocol import Rule
 
-__all__ = ["online_dfa"]
+__all__ = ["online_dfa", "per_step_loss"]
 
 
-def _layers(net: nnx.Module) -> list[tuple[int, int]]:
+def _layers(net: nnx.Module, rule: str = "online_dfa") -> list[tuple[int, int]]:
     """Indices of (linear, neuron) pairs, checked."""
     layers = list(getattr(net, "layers", ()))
     pairs = list(zip(range(0, len(layers), 2), range(1, len(layers), 2)))
     ok = len(layers) >= 4 and len(layers) % 2 == 0 and all(isinstance(layers[i], nnx.Linear) and isinstance(layers[j], NeuronCell) for i, j in pairs)
     if not ok:
-        raise ValueError("online_dfa: the network must be a snnjax.nn.Sequential of (nnx.Linear, neuron layer) pairs, at least two pairs.")
+        raise ValueError(f"{rule}: the network must be a snnjax.nn.Sequential of (nnx.Linear, neuron layer) pairs, at least two pairs.")
     for _, j in pairs:
         if getattr(layers[j], "recurrent", None) is not None:
-            raise ValueError("online_dfa: recurrent neuron layers are not supported online; use the offline rules.dfa.")
+            raise ValueError(f"{rule}: recurrent neuron layers are not supported online; use the offline rule.")
     return pairs
+
+
+def _unpack(graphdef, params, rest, pairs):
+    """The linear layers' ``(W, b)`` (a zero bias where there is none) and the neurons, from ``params``."""
+    model = nnx.merge(graphdef, params, rest)
+    weights = [(model.layers[i].kernel[...], model.layers[i].bias) for i, _ in pairs]
+    weights = [(w, jnp.zeros(w.shape[1], w.dtype) if b is None else b[...]) for w, b in weights]
+    return weights, [model.layers[j].neuron() for _, j in pairs]
+
+
+def _grad_state(params, pairs, grads):
+    """``params``-shaped gradients: ``(g_W, g_b)`` per linear layer, zero elsewhere."""
+    pure = jax.tree.map(jnp.zeros_like, nnx.to_pure_dict(params))
+    for (i, _), (g_w, g_b) in zip(pairs, grads):
+        pure["layers"][i]["kernel"] = g_w
+        if "bias" in pure["layers"][i]:
+            pure["layers"][i]["bias"] = g_b
+    grad_state = jax.tree.map(jnp.zeros_like, params)
+    nnx.replace_by_pure_dict(grad_state, pure)
+    return grad_state
+
+
+def per_step_loss(net: nnx.Module, loss_t: Callable[[jax.Array, jax.Array], jax.Array]):
+    """The offline ``loss_fn(params, xs, labels) -> (loss, y)`` the online rules follow:
+    :math:`\\frac1T \\sum_t \\operatorname{mean}_b \\ell(y_t)` of the network run as a whole, for
+    :func:`snnjax.compare_gradients` and ``jax.grad``.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> import snnjax.nn as snn
+      >>> from snnjax.rules.online import per_step_loss
+      >>> net = snn.Sequential(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), snn.LeakyIntegrator(3))
+      >>> loss_fn = per_step_loss(net, optax.softmax_cross_entropy_with_integer_labels)
+      >>> loss, y = loss_fn(nnx.state(net, nnx.Param), jnp.zeros((4, 1, 2)), jnp.array([0]))
+      >>> round(float(loss), 4), y.shape  # log 3 for all-zero outputs
+      (1.0986, (4, 1, 3))
+    """
+    graphdef, _, rest = nnx.split(net, nnx.Param, ...)
+
+    def loss_fn(params, xs, labels):
+        y = nnx.merge(graphdef, params, rest)(xs)
+        return jnp.mean(jax.vmap(loss_t, in_axes=(0, None))(y, labels)), y
+
+    return loss_fn
 
 
 def _read_fields(step: Callable, state: Any, current: jax.Array) -> list[int]:
@@ -155,10 +200,7 @@ def online_dfa(
     def apply(state, params, xs, labels, key=None):
         if feedback == "fdfa":
             key = forward_mode.require_key(key, "online_dfa(feedback='fdfa')")
-        model = nnx.merge(graphdef, params, rest)
-        weights = [(model.layers[i].kernel[...], model.layers[i].bias) for i, _ in pairs]
-        weights = [(w, jnp.zeros(w.shape[1], w.dtype) if b is None else b[...]) for w, b in weights]
-        neurons = [model.layers[j].neuron() for _, j in pairs]
+        weights, neurons = _unpack(graphdef, params, rest, pairs)
         steps, batch = xs.shape[0], xs.shape[1]
         dtype = xs.dtype
 
@@ -218,16 +260,10 @@ def online_dfa(
 
         carry0 = (states0, traces0, grads0, jnp.zeros((), dtype), fdfa_carry0)
         (_, _, grads, loss, fdfa_carry), ys = jax.lax.scan(body, carry0, (xs, jnp.arange(steps)))
-        pure = jax.tree.map(jnp.zeros_like, nnx.to_pure_dict(params))
-        for (i, _), (g_w, g_b) in zip(pairs, grads):
-            pure["layers"][i]["kernel"] = g_w
-            if "bias" in pure["layers"][i]:
-                pure["layers"][i]["bias"] = g_b
-        grad_state = jax.tree.map(jnp.zeros_like, params)
-        nnx.replace_by_pure_dict(grad_state, pure)
+        grad_state = _grad_state(params, pairs, grads)
         matrices = state.matrices
         if fdfa_carry is not None:
             matrices = tuple(b - rate * (b - acc / (steps * batch)) for b, acc in zip(matrices, fdfa_carry[1]))
         return (loss, ys), grad_state, FeedbackState(matrices, state.step + 1)
 
-    return Rule(init=init, apply=apply, stateful=True, name=f"{feedback.upper()} online")
+    return Rule(init=init, apply=apply, stateful=True, name=f"{feedback.upper()} online", loss_fn=per_step_loss(net, loss_t))

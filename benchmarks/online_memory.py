@@ -1,13 +1,15 @@
-"""Peak memory and time of online DFA/FDFA (eligibility traces) against offline DFA and BPTT, over T.
+"""Peak memory and time of the online rules against their offline forms and BPTT, over T.
 
-    python benchmarks/online_dfa_memory.py                        # T in 100 500 2000 8000
-    python benchmarks/online_dfa_memory.py --steps 20 80 --no-write   # smoke
+    python benchmarks/online_memory.py                        # T in 100 500 2000 8000
+    python benchmarks/online_memory.py --steps 20 80 --no-write   # smoke
 
 A 100-128-10 network (`snnjax.nn.Sequential`: Linear, LIF, Linear, leaky-integrator readout,
 B = 16) with a cross-entropy at every time step, averaged over time. Offline rules run the
 network layer by layer over the whole sequence and differentiate it (BPTT: `jax.grad`; DFA:
-`snnjax.rules.dfa`, one `jax.grad` through each layer's own dynamics); the online rules
-(`snnjax.rules.online_dfa`) run one scan over time carrying eligibility traces. Peak memory
+`snnjax.rules.dfa`, one `jax.grad` through each layer's own dynamics; FG-A:
+`snnjax.rules.activity_forward_gradient` on the tapped network); the online rules
+(`snnjax.rules.online_dfa`, `snnjax.rules.online_activity_forward_gradient`) run one scan over
+time carrying eligibility traces or forward-mode tangents. Peak memory
 is XLA's `memory_analysis().temp_size_in_bytes`; time is the median of interleaved repeats.
 """
 
@@ -44,8 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
     net = snn.Sequential(nnx.Linear(100, 128, rngs=rngs), snn.LIF(128, beta=0.95), nnx.Linear(128, 10, rngs=rngs), snn.LeakyIntegrator(10, kappa=0.9))
     graphdef, params, rest = nnx.split(net, nnx.Param, ...)
 
-    def model(p, xs, labels, route):
-        y = nnx.merge(graphdef, p, rest)(xs, route=route)
+    def model(p, xs, labels, **hook):  # route= for DFA, tap= for FG-A
+        y = nnx.merge(graphdef, p, rest)(xs, **hook)
         return jnp.mean(jax.vmap(loss_t, in_axes=(0, None))(y, labels), axis=0), y
 
     key = jax.random.key(0)
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
         labels = jnp.arange(args.batch) % 10
         example = (xs, labels)
         dfa, online, fonline = rules.dfa(model, example, key=key), rules.online_dfa(net, loss_t, key=key), rules.online_dfa(net, loss_t, feedback="fdfa")
+        fg_a, fg_a_online = rules.activity_forward_gradient(model), rules.online_activity_forward_gradient(net, loss_t)
         states = {"dfa offline": dfa.init(params), "dfa online": online.init(params), "fdfa online": fonline.init(params)}
         variants = {
             "forward": jax.jit(lambda p, xs, y: rules.as_routed_loss(model)(p, xs, y)[0]),
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
             "dfa offline": jax.jit(lambda p, xs, y: dfa.apply(states["dfa offline"], p, xs, y)[1]),
             "dfa online": jax.jit(lambda p, xs, y: online.apply(states["dfa online"], p, xs, y)[1]),
             "fdfa online": jax.jit(lambda p, xs, y: fonline.apply(states["fdfa online"], p, xs, y, key=key)[1]),
+            "fg-a offline": jax.jit(lambda p, xs, y: fg_a(p, xs, y, key=key)[1]),
+            "fg-a online": jax.jit(lambda p, xs, y: fg_a_online(p, xs, y, key=key)[1]),
         }
         compiled = {name: fn.lower(params, xs, labels).compile() for name, fn in variants.items()}
         memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     growth, slowdown = common.summarise_over_steps(results)
     payload = {"config": vars(args), "results": results, "memory_growth": growth, "time_vs_forward": slowdown}
     if not args.no_write:
-        print(f"wrote {common.write_result('online_dfa_memory', payload)}")
+        print(f"wrote {common.write_result('online_memory', payload)}")
     return payload
 
 
