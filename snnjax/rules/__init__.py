@@ -8,12 +8,14 @@ from snnjax.rules.forward_mode import directions
 from snnjax.rules.online import online_dfa, per_step_loss
 from snnjax.rules.online_forward import online_activity_forward_gradient
 from snnjax.rules.protocol import EmptyState, Rule
+from snnjax.rules.sfdfa import SFDFAAux, sfdfa, spike_time_bp
 
 __all__ = [
     "EmptyState",
     "FeedbackState",
     "Route",
     "Rule",
+    "SFDFAAux",
     "activity_forward_gradient",
     "as_loss",
     "as_routed_loss",
@@ -27,4 +29,6 @@ __all__ = [
     "online_activity_forward_gradient",
     "online_dfa",
     "per_step_loss",
+    "sfdfa",
+    "spike_time_bp",
 ]
