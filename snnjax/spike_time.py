@@ -225,7 +225,8 @@ def crossing(net: SpikeTimeNet, layer: int, a: jax.Array, b: jax.Array, count: j
     Args:
       net: the network.
       layer: index of the non-input layer (0 = first hidden), for its threshold.
-      a, b: the membrane's coefficients for this step, ``[B, N]``.
+      a: the membrane's coefficient :math:`a` for this step, ``[B, N]``.
+      b: its :math:`b`, the reset included, ``[B, N]``.
       count: spikes so far ``[B, N]``.
       n: the step index (scalar).
 
