@@ -93,6 +93,20 @@ def run(name: str, seed: int, net: SpikeTimeNet, train, test, args) -> dict:
     return {"history": history, "angles": angles, "last_batch_diagnostics": diag}
 
 
+def summarise(results: dict) -> dict:
+    """Per rule: final and best test accuracy over seeds, seconds per epoch."""
+    summary = {}
+    for name, per_seed in results.items():
+        if not per_seed:
+            continue
+        final = [res["history"][-1]["test_accuracy"] for res in per_seed.values()]
+        best = [max(h["test_accuracy"] for h in res["history"]) for res in per_seed.values()]
+        seconds = [h["seconds"] for res in per_seed.values() for h in res["history"]]
+        summary[name] = {"final_mean": float(np.mean(final)), "final_std": float(np.std(final)), "best_mean": float(np.mean(best)),
+                         "seconds_per_epoch": float(np.median(seconds)), "seeds": len(final), "reference": REFERENCE.get(name)}
+    return summary
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -131,17 +145,14 @@ def main() -> None:
     net = SpikeTimeNet((784, 400, 400, 10), dt=args.dt)
     results: dict = {}
     for name in args.rules:
-        results[name] = {str(seed): run(name, seed, net, train, test, args) for seed in args.seeds}
-    summary = {}
-    for name, per_seed in results.items():
-        final = [res["history"][-1]["test_accuracy"] for res in per_seed.values()]
-        best = [max(h["test_accuracy"] for h in res["history"]) for res in per_seed.values()]
-        seconds = [h["seconds"] for res in per_seed.values() for h in res["history"]]
-        summary[name] = {"final_mean": float(np.mean(final)), "final_std": float(np.std(final)), "best_mean": float(np.mean(best)),
-                         "seconds_per_epoch": float(np.median(seconds)), "reference": REFERENCE.get(name)}
-        print(f"{name}: final {summary[name]['final_mean']:.2f} +- {summary[name]['final_std']:.2f} %, best {summary[name]['best_mean']:.2f} %, "
-              f"{summary[name]['seconds_per_epoch']:.0f} s/epoch ({args.train_size} examples); reference {REFERENCE.get(name)}")
-    path = common.write_result(args.name, {"settings": vars(args), "summary": summary, "results": results})
+        results[name] = {}
+        for seed in args.seeds:
+            results[name][str(seed)] = run(name, seed, net, train, test, args)
+            path = common.write_result(args.name, {"settings": vars(args), "summary": summarise(results), "results": results})  # kept if interrupted
+    summary = summarise(results)
+    for name, row in summary.items():
+        print(f"{name}: final {row['final_mean']:.2f} +- {row['final_std']:.2f} %, best {row['best_mean']:.2f} %, "
+              f"{row['seconds_per_epoch']:.0f} s/epoch ({args.train_size} examples, {row['seeds']} seeds); reference {row['reference']}")
     if any(name in results for name in ("sfdfa", "dfa")):
         plot(results, path.with_suffix(".png"))
     print(f"wrote {path}")
