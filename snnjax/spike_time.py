@@ -200,7 +200,7 @@ def ttfs(images: ArrayLike, window: float = 0.1, max_value: float = 255.0) -> ja
     Examples:
       >>> import jax.numpy as jnp
       >>> from snnjax.spike_time import ttfs
-      >>> tuple(float(t) for t in ttfs(jnp.array([[255, 51, 0]], jnp.uint8))[0])
+      >>> tuple(round(float(t), 4) for t in ttfs(jnp.array([[255, 51, 0]], jnp.uint8))[0])
       (0.0, 0.08, inf)
     """
     images = jnp.asarray(images)
@@ -238,8 +238,8 @@ def crossing(net: SpikeTimeNet, layer: int, a: jax.Array, b: jax.Array, count: j
       >>> from snnjax.spike_time import SpikeTimeNet, crossing
       >>> net = SpikeTimeNet((1, 1), theta=(0.2,))
       >>> c = crossing(net, 0, jnp.array([[4.0]]), jnp.array([[5.0]]), jnp.zeros((1, 1)), 0)
-      >>> bool(c.spiked[0, 0]), bool(c.exact[0, 0])
-      (True, True)
+      >>> bool(c.spiked[0, 0]), bool(c.exact[0, 0]), bool(c.forced[0, 0])  # u = b - a > threshold at t = 0
+      (True, False, True)
     """
     threshold, tau = net.thresholds[layer], net.tau
     x0 = jnp.exp(n * net.dt / tau).astype(a.dtype)
