@@ -140,6 +140,20 @@ def _eligibility(layer: _Layer, rows: jax.Array, factor: jax.Array, x: jax.Array
     return elig, rtrace
 
 
+def _per_hidden(regularizer: float | Sequence[float], net: SpikeTimeNet, name: str) -> tuple[float, ...]:
+    """The regulariser's :math:`\\lambda` for each hidden layer, from one value or one per layer."""
+    hidden = len(net.sizes) - 2
+    lambdas = tuple(regularizer for _ in range(hidden)) if isinstance(regularizer, (int, float)) else tuple(regularizer)
+    if len(lambdas) != hidden:
+        raise ValueError(f"{name}: regularizer needs one value or {hidden}, got {regularizer}.")
+    return lambdas
+
+
+def _rate_signals(lambdas: Sequence[float], rate_target: float, counts: Sequence[jax.Array]) -> list[jax.Array]:
+    """The firing-rate regulariser's error per hidden neuron, :math:`\\lambda (\\bar n^* - \\operatorname{mean}_b n_i)`, ``[1, N_l]``."""
+    return [lam * (rate_target - jnp.mean(n_l, axis=0, keepdims=True)) for lam, n_l in zip(lambdas, counts)]
+
+
 def _check(net: SpikeTimeNet, params: Sequence[jax.Array], times: jax.Array, labels: jax.Array, name: str) -> None:
     net.check()
     shapes = tuple((n_in, n_out) for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:]))
@@ -207,9 +221,7 @@ def sfdfa(
     if chunk < 1:
         raise ValueError(f"sfdfa: chunk must be >= 1, got {chunk}.")
     hidden = len(net.sizes) - 2
-    lambdas = tuple(regularizer for _ in range(hidden)) if isinstance(regularizer, (int, float)) else tuple(regularizer)
-    if len(lambdas) != hidden:
-        raise ValueError(f"sfdfa: regularizer needs one value or {hidden}, got {regularizer}.")
+    lambdas = _per_hidden(regularizer, net, "sfdfa")
     classes = net.sizes[-1]
     grades_on = feedback == "sfdfa"
 
@@ -287,7 +299,7 @@ def sfdfa(
         targets = count_targets(labels, classes, target_true, target_false)
         delta = targets - counts[-1]
         loss = losses.spike_count_mse(counts[-1][None], labels, target_true, target_false)
-        errors = [delta @ m.T + lam * (rate_target - jnp.mean(n_l, axis=0, keepdims=True)) for m, lam, n_l in zip(state.matrices, lambdas, counts)] + [delta]
+        errors = [delta @ m.T + r for m, r in zip(state.matrices, _rate_signals(lambdas, rate_target, counts))] + [delta]
         grads = tuple(
             jnp.einsum("bi,bij->ji", e, st.elig.reshape(batch, n, n_in)) / batch
             for e, st, n_in, n in zip(errors, layers, net.sizes[:-1], net.sizes[1:])
@@ -339,10 +351,7 @@ def spike_time_bp(
       ((16, 8), (8, 3))
     """
     net.check()
-    hidden = len(net.sizes) - 2
-    lambdas = tuple(regularizer for _ in range(hidden)) if isinstance(regularizer, (int, float)) else tuple(regularizer)
-    if len(lambdas) != hidden:
-        raise ValueError(f"spike_time_bp: regularizer needs one value or {hidden}, got {regularizer}.")
+    lambdas = _per_hidden(regularizer, net, "spike_time_bp")
     classes = net.sizes[-1]
 
     def surrogate(params, times, labels):
@@ -350,8 +359,8 @@ def spike_time_bp(
         counts = tuple(jax.lax.stop_gradient(c) for c in run.counts)
         delta = count_targets(labels, classes, target_true, target_false) - counts[-1]
         signal = jnp.mean(jnp.sum(delta * run.time_sums[-1], axis=1))
-        for lam, n_l, t_l in zip(lambdas, counts, run.time_sums):
-            signal = signal + jnp.mean(jnp.sum(lam * (rate_target - jnp.mean(n_l, axis=0, keepdims=True)) * t_l, axis=1))
+        for r, t_l in zip(_rate_signals(lambdas, rate_target, counts), run.time_sums):
+            signal = signal + jnp.mean(jnp.sum(r * t_l, axis=1))
         loss = losses.spike_count_mse(counts[-1][None], labels, target_true, target_false)
         return signal, (loss, SFDFAAux(counts, run.diagnostics, tuple(jnp.zeros_like(c) for c in counts)))
 
