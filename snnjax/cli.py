@@ -7,6 +7,7 @@ diverged run exits with 1).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from snnjax.train.config import DEFAULTS, MODELS, RULES
@@ -47,6 +48,8 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
         parser.add_argument("--data-option", type=_option, action="append", default=[], metavar="KEY=VALUE", help="passed to the loader, e.g. num_classes=3 or samples_per_class=200 (Randman), max_time=1.0 (SHD)")
         parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last complete checkpoint")
         parser.add_argument("--no-checkpoints", action="store_true", help="do not write a checkpoint after each epoch")
+        parser.add_argument("--devices", type=int, help="train data-parallel on N devices, the batch split over them (on a CPU-only machine, N simulated CPU devices)")
+        parser.add_argument("--shard-params-above", type=int, metavar="SIZE", help="with --devices: split parameters of at least SIZE elements over the devices instead of replicating them")
     parser.add_argument("--epochs", type=int, help="passes over the training set (default per dataset)")
     parser.add_argument("--seed", type=int, default=0, help="fixes weights, data order and every random draw: same seed, same numbers")
     parser.add_argument("--out", help="output folder for metrics.jsonl, checkpoints and plots (default runs/<dataset>-<model>-<rule>, runs/demo)")
@@ -85,14 +88,28 @@ def _config(args: argparse.Namespace):
     return Config(
         dataset=args.dataset, model=args.model, rule=args.rule, hidden=tuple(args.hidden) if args.hidden else None, steps=args.steps,
         encoding=args.encoding, batch_size=args.batch_size, lr=args.lr, out=args.out, data_dir=args.data_dir,
-        data_options=dict(args.data_option), resume=args.resume, checkpoints=not args.no_checkpoints, **common,
+        data_options=dict(args.data_option), resume=args.resume, checkpoints=not args.no_checkpoints, devices=args.devices,
+        shard_params_above=args.shard_params_above, **common,
     )
+
+
+def _simulate_cpu_devices(count: int) -> None:
+    """Before JAX's backends start: let the CPU backend expose ``count`` devices, unless XLA_FLAGS says otherwise.
+
+    The flag only concerns the CPU backend, so on a machine with accelerators it changes nothing.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags:
+        return
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "devices", None):
+        _simulate_cpu_devices(args.devices)
     try:
         if args.command == "download":
             if args.name == "shd":

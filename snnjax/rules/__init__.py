@@ -9,6 +9,7 @@ from snnjax.rules.online import online_dfa, per_step_loss
 from snnjax.rules.online_forward import online_activity_forward_gradient
 from snnjax.rules.protocol import EmptyState, Rule
 from snnjax.rules.sfdfa import SFDFAAux, sfdfa, spike_time_bp
+from snnjax.rules.shared_seed import shared_seed_forward_gradient
 
 __all__ = [
     "EmptyState",
@@ -30,5 +31,6 @@ __all__ = [
     "online_dfa",
     "per_step_loss",
     "sfdfa",
+    "shared_seed_forward_gradient",
     "spike_time_bp",
 ]

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from snnjax.rules import forward_mode
 from snnjax.rules.protocol import EmptyState, Rule
 
-__all__ = ["forward_gradient"]
+__all__ = ["combine", "directional_derivatives", "forward_gradient"]
 
 
 def forward_gradient(
@@ -68,22 +68,53 @@ def forward_gradient(
 
     def apply(state, params, *args, key=None):
         key = forward_mode.require_key(key, "forward_gradient")
-
-        def one_direction(k):
-            v = forward_mode.directions(k, params, distribution)
-            loss, dloss, aux = forward_mode.jvp(lambda p: loss_fn(p, *args), (params,), (v,), has_aux=True)
-            if jnp.ndim(loss) != 0:
-                raise ValueError(f"forward_gradient: loss_fn must return a scalar loss, got shape {jnp.shape(loss)}.")
-            estimate = jax.tree.map(lambda leaf: jnp.zeros(()) if leaf.dtype == jax.dtypes.float0 else dloss * leaf, v)
-            return loss, aux, estimate
-
-        keys = jax.random.split(key, num_directions)
-        # The primal does not depend on the direction, so it stays unbatched (out_axes=None).
-        loss, aux, estimates = jax.vmap(one_direction, out_axes=(None, None, 0))(keys)
-        grads = jax.tree.map(lambda p, e: _mean_or_zero(p, e), params, estimates)
-        return (loss, aux), grads, state
+        loss, aux, derivatives, v = directional_derivatives(loss_fn, params, args, key, num_directions, distribution)
+        return (loss, aux), combine(params, derivatives, v), state
 
     return Rule(init=lambda params: EmptyState(), apply=apply, name=f"FG-W(K={num_directions})", loss_fn=loss_fn)
+
+
+def directional_derivatives(loss_fn: Callable[..., tuple[jax.Array, Any]], params: Any, args: tuple, key: jax.Array, num_directions: int, distribution: str):
+    r"""``(loss, aux, d [K], v)``: the directional derivatives :math:`d_k = \nabla L \cdot v_k` along ``K`` directions from ``key``.
+
+    ``v`` is the directions, stacked on a leading axis of length ``K``. The directions depend
+    only on ``key`` and the parameters' shapes, so devices that share the key share them.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from snnjax.rules.forward_gradient import directional_derivatives
+      >>> loss, aux, d, v = directional_derivatives(lambda w: (jnp.sum(w), None), jnp.ones(3), (), jax.random.key(0), 2, "gaussian")
+      >>> d.shape, bool(jnp.allclose(d, v.sum(axis=1)))
+      ((2,), True)
+    """
+
+    def one_direction(k):
+        v = forward_mode.directions(k, params, distribution)
+        loss, dloss, aux = forward_mode.jvp(lambda p: loss_fn(p, *args), (params,), (v,), has_aux=True)
+        if jnp.ndim(loss) != 0:
+            raise ValueError(f"forward_gradient: loss_fn must return a scalar loss, got shape {jnp.shape(loss)}.")
+        return loss, aux, dloss, v
+
+    # The primal does not depend on the direction, so it stays unbatched (out_axes=None).
+    return jax.vmap(one_direction, out_axes=(None, None, 0, 0))(jax.random.split(key, num_directions))
+
+
+def combine(params: Any, derivatives: jax.Array, v: Any) -> Any:
+    r"""The estimate :math:`\hat g = \frac1K \sum_k d_k v_k`, shaped like ``params`` (zero for integer leaves).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax.rules.forward_gradient import combine
+      >>> combine(jnp.zeros(2), jnp.array([1.0, 3.0]), jnp.array([[1.0, 0.0], [0.0, 1.0]]))
+      Array([0.5, 1.5], dtype=float32)
+    """
+
+    def leaf(param, directions):
+        if directions.dtype == jax.dtypes.float0:
+            return _mean_or_zero(param, jnp.zeros((1,)))
+        return _mean_or_zero(param, derivatives.reshape((-1,) + (1,) * (directions.ndim - 1)) * directions)
+
+    return jax.tree.map(leaf, params, v)
 
 
 def _mean_or_zero(param: Any, estimate: jax.Array) -> jax.Array:

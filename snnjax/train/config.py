@@ -50,6 +50,10 @@ class Config:
       checkpoints: write a checkpoint after every epoch.
       plots: write PNG plots at the end (needs matplotlib).
       progress: show a progress bar.
+      devices: train data-parallel on this many devices (:mod:`snnjax.sharding`): the batch is
+        split over them, which ``batch_size`` must allow; ``None`` runs on the default device.
+      shard_params_above: with ``devices``, split parameters (and their Adam moments) of at
+        least this many elements over the devices instead of replicating them.
 
     Examples:
       >>> from snnjax.train import Config, resolve
@@ -77,6 +81,8 @@ class Config:
     checkpoints: bool = True
     plots: bool = True
     progress: bool = True
+    devices: int | None = None
+    shard_params_above: int | None = None
 
 
 def _positive(name: str, value: Any) -> None:
@@ -122,9 +128,13 @@ def resolve(config: Config) -> Config:
         raise ValueError(f"model {c.model!r} runs over time: pick --encoding rate, latency or current for {c.dataset}.")
     for name in ("epochs", "batch_size", "steps"):
         _positive(name, getattr(c, name))
-    for name in ("train_size", "test_size"):
+    for name in ("train_size", "test_size", "devices", "shard_params_above"):
         if getattr(c, name) is not None:
             _positive(name, getattr(c, name))
+    if c.devices is not None and c.batch_size % c.devices:
+        raise ValueError(f"batch_size {c.batch_size} must be a multiple of devices {c.devices}: each device takes an equal share.")
+    if c.shard_params_above is not None and c.devices is None:
+        raise ValueError("shard_params_above splits parameters over devices: pass devices too (--devices N).")
     if not c.hidden:
         raise ValueError("hidden must list at least one layer size, e.g. --hidden 128.")
     for size in c.hidden:

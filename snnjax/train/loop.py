@@ -20,7 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
+from snnjax import sharding
 from snnjax.datasets import batch_indices, encoding, load, prepare
 from snnjax.rules.protocol import Rule
 from snnjax.train.config import Config, resolve
@@ -29,7 +31,7 @@ from snnjax.train.models import build_model, build_rule, count_correct, logits_a
 __all__ = ["Result", "TrainingDiverged", "fit", "make_eval_step", "make_train_step"]
 
 # Fields that may change when a run is resumed; any other difference is an error.
-_RESUMABLE = ("epochs", "resume", "checkpoints", "plots", "progress", "out")
+_RESUMABLE = ("epochs", "resume", "checkpoints", "plots", "progress", "out", "devices", "shard_params_above")
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,11 +58,25 @@ class Result(NamedTuple):
     files: list[Path]
 
 
-def make_train_step(rule: Rule, optimizer: optax.GradientTransformation, prepare_fn: Callable[[jax.Array, jax.Array], jax.Array]):
+def make_train_step(
+    rule: Rule,
+    optimizer: optax.GradientTransformation,
+    prepare_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    *,
+    mesh: Mesh | None = None,
+    shard_params_above: int | None = None,
+):
     """``(params, opt_state, rule_state, inputs, labels, key) -> (params, opt_state, rule_state, loss, correct)``.
 
     jit-compiled with the parameters and both states donated; ``prepare_fn(inputs, key)``
     turns a raw batch into the network's input inside the compiled step.
+
+    With a ``mesh`` (:func:`snnjax.sharding.mesh`) the step is data-parallel: the raw batch
+    ``[B, ...]`` is split along its first axis over the mesh, the states are replicated, or
+    split for leaves of at least ``shard_params_above`` elements (:func:`snnjax.sharding.state_shardings`),
+    and XLA inserts the collectives. Place the states and batches with :func:`snnjax.sharding.put_state`
+    and :func:`snnjax.sharding.put_batch` (the same ``shard_params_above``) to avoid a copy per call.
+    The rule is unchanged and the result equals the single-device one up to float32 rounding.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax
@@ -78,16 +94,28 @@ def make_train_step(rule: Rule, optimizer: optax.GradientTransformation, prepare
     """
 
     def step(params, opt_state, rule_state, inputs, labels, key):
+        if mesh is not None:
+            params, opt_state, rule_state = _constrain(mesh, shard_params_above, params, opt_state, rule_state)
+            inputs, labels = sharding.constrain_batch((inputs, labels), mesh)
         encode_key, rule_key = jax.random.split(key)
         (loss, logits), grads, rule_state = rule.apply(rule_state, params, prepare_fn(inputs, encode_key), labels, key=rule_key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, rule_state, loss, count_correct(logits, labels)
+        params = optax.apply_updates(params, updates)
+        if mesh is not None:
+            params, opt_state, rule_state = _constrain(mesh, shard_params_above, params, opt_state, rule_state)
+        return params, opt_state, rule_state, loss, count_correct(logits, labels)
 
     return jax.jit(step, donate_argnums=(0, 1, 2))
 
 
-def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], jax.Array]):
+def _constrain(mesh: Mesh, shard_params_above: int | None, *states):
+    return tuple(sharding.constrain_state(state, mesh, min_size=shard_params_above) for state in states)
+
+
+def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], jax.Array], *, mesh: Mesh | None = None):
     """``(params, inputs, labels, key) -> (summed loss, correct)``, jit-compiled.
+
+    With a ``mesh``, a batch that the device count divides is split over it.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax
@@ -103,6 +131,8 @@ def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], j
     """
 
     def evaluate(params, inputs, labels, key):
+        if mesh is not None:
+            inputs, labels = sharding.constrain_batch((inputs, labels), mesh)
         logits, _ = run(params, prepare_fn(inputs, key))
         return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), count_correct(logits, labels)
 
@@ -144,10 +174,33 @@ def _load(c: Config, split: str):
     return data
 
 
-def _evaluate(evaluate, params, data, batch_size: int, key: jax.Array) -> tuple[float, float]:
+class _Placement(NamedTuple):
+    """Where a run's arrays go: ``state`` and ``batch`` place them, ``label`` says so in the log."""
+
+    state: Callable[[Any], Any]
+    batch: Callable[[np.ndarray], Any]
+    label: str
+
+
+def _placement(mesh: Mesh | None, shard_params_above: int | None, log: Callable[[str], None]) -> _Placement:
+    if mesh is None:
+        return _Placement(lambda tree: tree, lambda array: array, "")
+    count = mesh.devices.size
+    platform = mesh.devices.flat[0].platform
+    if platform == "cpu" and count > 1:
+        log(f"note: {count} CPU devices share this machine's cores; this checks a multi-device set-up, it does not train faster.")
+    split = f", parameters of >= {shard_params_above} elements split" if shard_params_above else ""
+    return _Placement(
+        lambda tree: sharding.put_state(tree, mesh, min_size=shard_params_above),
+        lambda array: sharding.put_batch(array, mesh),
+        f" on {count} {platform} devices (batch split{split})",
+    )
+
+
+def _evaluate(evaluate, params, data, batch_size: int, key: jax.Array, put=lambda array: array) -> tuple[float, float]:
     loss, correct = 0.0, 0
     for i, idx in enumerate(batch_indices(len(data.labels), batch_size, shuffle=False, drop_remainder=False)):
-        batch_loss, batch_correct = evaluate(params, data.inputs[idx], data.labels[idx], jax.random.fold_in(key, i))
+        batch_loss, batch_correct = evaluate(params, put(data.inputs[idx]), put(data.labels[idx]), jax.random.fold_in(key, i))
         loss, correct = loss + float(batch_loss), correct + int(batch_correct)
     return loss / len(data.labels), correct / len(data.labels)
 
@@ -189,6 +242,7 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
       ((1, 2), ('1', '2'))
     """
     c = resolve(config)
+    mesh = None if c.devices is None else sharding.mesh(c.devices)  # fails early if there are too few
     out = _prepare_out(c)
     train, test = _load(c, "train"), _load(c, "test")
     if c.batch_size > len(train.labels):
@@ -204,9 +258,10 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
     rule = build_rule(c.rule, tapped_model(graphdef, rest, spiking), routed_model(graphdef, rest, spiking), example_args, feedback_key)
     optimizer = optax.adam(c.lr)
     state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule.init(params)}
-    step = make_train_step(rule, optimizer, prepare_fn)
+    place = _placement(mesh, c.shard_params_above, log)
+    step = make_train_step(rule, optimizer, prepare_fn, mesh=mesh, shard_params_above=c.shard_params_above)
     run = logits_and_layers(graphdef, rest, spiking)
-    evaluate = make_eval_step(run, prepare_fn)
+    evaluate = make_eval_step(run, prepare_fn, mesh=mesh)
 
     history: list[dict] = []
     start_epoch = 0
@@ -223,16 +278,18 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
             for problem in problems:
                 log(f"note: {problem}; resuming from the one before.")
             log(f"resuming {out} after epoch {start_epoch}")
+    state = place.state(state)
     (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
 
     compile_start = time.perf_counter()
-    example = train.inputs[: c.batch_size], train.labels[: c.batch_size], root
+    example = place.batch(train.inputs[: c.batch_size]), place.batch(train.labels[: c.batch_size]), root
     step = step.lower(state["params"], state["opt_state"], state["rule_state"], *example).compile()
-    log(f"{c.dataset}: {len(train.labels)} train / {len(test.labels)} test examples, model {c.model} {inputs}-{'-'.join(map(str, c.hidden))}-{train.num_classes}, rule {c.rule}; step compiled in {time.perf_counter() - compile_start:.1f} s")
+    log(f"{c.dataset}: {len(train.labels)} train / {len(test.labels)} test examples, model {c.model} {inputs}-{'-'.join(map(str, c.hidden))}-{train.num_classes}, rule {c.rule}{place.label}; step compiled in {time.perf_counter() - compile_start:.1f} s")
     with _progress(c.progress) as progress:
         for epoch in range(start_epoch + 1, c.epochs + 1):
-            state, (train_loss, train_acc, seconds, seen) = _train_epoch(step, state, train, c, epoch, root, progress, on_step)
-            test_loss, test_acc = _evaluate(evaluate, state["params"], test, max(c.batch_size, 256), jax.random.fold_in(root, 0))  # epochs count from 1
+            state, (train_loss, train_acc, seconds, seen) = _train_epoch(step, state, train, c, epoch, root, progress, on_step, place.batch)
+            eval_batch = -(-max(c.batch_size, 256) // (c.devices or 1)) * (c.devices or 1)
+            test_loss, test_acc = _evaluate(evaluate, state["params"], test, eval_batch, jax.random.fold_in(root, 0), place.batch)  # epochs count from 1
             history.append(dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc, seconds=seconds, examples_per_second=seen / seconds))
             log(f"epoch {epoch:3d}/{c.epochs}  loss {history[-1]['train_loss']:.4f}  train acc {history[-1]['train_accuracy']:.3f}  test acc {test_acc:.3f}  ({seconds:.1f} s, {seen / seconds:.0f} ex/s)")
             if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state["params"])):
@@ -247,7 +304,7 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
     return Result(history, state["params"], history[-1]["test_accuracy"] if history else float("nan"), train.num_classes, out, files)
 
 
-def _train_epoch(step, state: dict, train, c: Config, epoch: int, root: jax.Array, progress, on_step) -> tuple[dict, tuple[float, float, float, int]]:
+def _train_epoch(step, state: dict, train, c: Config, epoch: int, root: jax.Array, progress, on_step, put) -> tuple[dict, tuple[float, float, float, int]]:
     """One pass over the training set: the new state and (mean loss, accuracy, seconds, examples)."""
     steps_per_epoch = len(train.labels) // c.batch_size
     sync_every = max(1, steps_per_epoch // 20)  # pull the running sums to the host this often
@@ -255,7 +312,7 @@ def _train_epoch(step, state: dict, train, c: Config, epoch: int, root: jax.Arra
     epoch_key = jax.random.fold_in(root, epoch)
     loss_sum, correct_sum, seen, start = jnp.zeros(()), jnp.zeros((), jnp.int32), 0, time.perf_counter()
     for i, idx in enumerate(batch_indices(len(train.labels), c.batch_size, seed=c.seed, epoch=epoch)):
-        *carry, loss, correct = step(state["params"], state["opt_state"], state["rule_state"], train.inputs[idx], train.labels[idx], jax.random.fold_in(epoch_key, i))
+        *carry, loss, correct = step(state["params"], state["opt_state"], state["rule_state"], put(train.inputs[idx]), put(train.labels[idx]), jax.random.fold_in(epoch_key, i))
         state = dict(zip(("params", "opt_state", "rule_state"), carry))
         loss_sum, correct_sum, seen = loss_sum + loss * len(idx), correct_sum + correct, seen + len(idx)
         if on_step is not None:
