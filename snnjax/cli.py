@@ -50,6 +50,11 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
         parser.add_argument("--no-checkpoints", action="store_true", help="do not write a checkpoint after each epoch")
         parser.add_argument("--devices", type=int, help="train data-parallel on N devices, the batch split over them (on a CPU-only machine, N simulated CPU devices)")
         parser.add_argument("--shard-params-above", type=int, metavar="SIZE", help="with --devices: split parameters of at least SIZE elements over the devices instead of replicating them")
+        hosts = parser.add_argument_group("several hosts", "run the same command on every host; --devices counts every host's devices")
+        hosts.add_argument("--distributed", action="store_true", help="join a multi-host run found by JAX itself (SLURM, Open MPI, Cloud TPU)")
+        hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (or set JAX_COORDINATOR_ADDRESS); with --num-processes and --process-id")
+        hosts.add_argument("--num-processes", type=int, help="how many processes take part")
+        hosts.add_argument("--process-id", type=int, help="this process's index, 0 to N-1")
     parser.add_argument("--epochs", type=int, help="passes over the training set (default per dataset)")
     parser.add_argument("--seed", type=int, default=0, help="fixes weights, data order and every random draw: same seed, same numbers")
     parser.add_argument("--out", help="output folder for metrics.jsonl, checkpoints and plots (default runs/<dataset>-<model>-<rule>, runs/demo)")
@@ -108,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    processes = getattr(args, "num_processes", None) or 1
     if getattr(args, "devices", None):
-        _simulate_cpu_devices(args.devices)
+        _simulate_cpu_devices(max(1, args.devices // processes))
     try:
         if args.command == "download":
             if args.name == "shd":
@@ -123,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
                     load_tfds(args.name, split, args.directory, download=True)
                 print(f"{args.name} is prepared in tensorflow-datasets' data folder")
             return 0
+        if args.command == "train" and (args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None):
+            from snnjax.sharding import initialize
+
+            try:
+                initialize(args.coordinator, args.num_processes, args.process_id)
+            except RuntimeError as error:  # no coordinator, a cluster JAX does not know, ...
+                raise ValueError(f"could not join the multi-host run: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
         from snnjax.train.loop import TrainingDiverged, fit
 
         try:
@@ -132,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     except (ValueError, FileNotFoundError, ImportError, OSError) as error:
         parser.exit(2, f"snnjax: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}\n")
+    import jax
+
+    if jax.process_index() != 0:  # on several hosts, process 0 reports
+        return 0
     written = ", ".join(["metrics.jsonl", *(["checkpoints/"] if (result.out / "checkpoints").is_dir() else []), *(f.name for f in result.files)])
     print(f"test accuracy {result.test_accuracy:.3f} (chance {1 / result.num_classes:.3f}); {written} in {result.out}")
     return 0

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "batch_sharding", "collective_bytes", "constrain_batch", "constrain_state", "mesh", "put_batch", "put_state", "state_shardings"]
+__all__ = ["AXIS", "batch_sharding", "collective_bytes", "constrain_batch", "constrain_state", "initialize", "mesh", "put_batch", "put_state", "state_shardings"]
 
 AXIS = "batch"
 _SIMULATE = "XLA_FLAGS=--xla_force_host_platform_device_count={n}"
@@ -62,10 +62,30 @@ def mesh(devices: int | None = None, *, axis: str = AXIS) -> Mesh:
         devices = len(available)
     if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
         raise ValueError(f"devices must be a positive integer, got {devices!r}.")
+    if jax.process_count() > 1 and devices != len(available):
+        raise ValueError(f"with {jax.process_count()} processes the mesh takes every device ({len(available)}), got devices={devices}.")
     if devices > len(available):
         hint = f"; to simulate {devices} CPU devices, set {_SIMULATE.format(n=devices)} before JAX is imported" if available[0].platform == "cpu" else ""
         raise ValueError(f"asked for {devices} devices but JAX sees {len(available)} ({available[0].platform}){hint}.")
     return Mesh(np.array(available[:devices]), (axis,))
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
+    """Join a multi-host run: ``jax.distributed.initialize``, with CPU collectives (gloo) switched on.
+
+    Call it first thing on every host, before any JAX computation. Without arguments JAX finds
+    the cluster itself on SLURM, Open MPI and Cloud TPU; elsewhere pass the coordinator's
+    ``host:port`` (process 0's machine; or set ``JAX_COORDINATOR_ADDRESS``), the number of
+    processes and this process's index. Afterwards ``jax.devices()`` lists every host's
+    devices, and :func:`mesh` spans them all.
+
+    Args:
+      coordinator: ``"host:port"`` of process 0.
+      num_processes: how many processes take part (one per host, usually).
+      process_id: this process's index, ``0 .. num_processes - 1``.
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices of several processes talk over gloo
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
 
 
 def batch_sharding(m: Mesh) -> NamedSharding:

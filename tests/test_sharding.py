@@ -1,5 +1,11 @@
 """Data parallelism on 8 simulated CPU devices: same results as one device, for every kind of rule."""
 
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -170,3 +176,28 @@ def test_device_settings_are_checked(tmp_path, capsys):
         cli.main(["train", "--devices", "16", "--batch-size", "16", "--out", str(tmp_path / "x"), "--no-progress"])
     assert exit_status.value.code == 2
     assert "asked for 16 devices but JAX sees 8" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one_device(tmp_path):
+    """Two processes (hosts, as far as JAX can tell) of 4 CPU devices each, joined by jax.distributed."""
+    options = ["--hidden", "8", "--steps", "10", "--batch-size", "16", "--epochs", "2", "--no-progress", "--out", str(tmp_path / "two"),
+               "--data-option", "num_classes=2", "--data-option", "units=5", "--data-option", "samples_per_class=20"]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the command gives each process 8 / 2 devices
+    port = _free_port()
+    hosts = [subprocess.Popen([sys.executable, "-m", "snnjax", "train", *options, "--devices", "8", "--coordinator", f"localhost:{port}",
+                               "--num-processes", "2", "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outputs = [host.communicate(timeout=300)[0] for host in hosts]
+    assert [host.returncode for host in hosts] == [0, 0], outputs
+    assert "on 8 cpu devices" in outputs[0] and "test accuracy" in outputs[0] and "test accuracy" not in outputs[1]
+    two = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in two] == [1, 2] and sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["1", "2"]
+    one = fit(Config(**{**TINY, "batch_size": 16, "epochs": 2}, out=str(tmp_path / "one")), log=lambda line: None).history
+    for a, b in zip(one, two):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)

@@ -139,11 +139,11 @@ def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], j
     return jax.jit(evaluate)
 
 
-def _prepare_out(c: Config) -> Path:
+def _prepare_out(c: Config, lead: bool) -> Path:
     out = Path(c.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test-{jax.process_index()}"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
@@ -158,7 +158,8 @@ def _prepare_out(c: Config) -> Path:
             raise ValueError(f"--resume: {', '.join(changed)} differ from the run in {out}; keep them or start a new run with another --out.")
     elif has_checkpoints and not c.resume:
         raise ValueError(f"{out} already holds a run's checkpoints; pass --resume to continue it, or --out for a new run.")
-    saved.write_text(json.dumps(dataclasses.asdict(c), indent=1))
+    if lead:
+        saved.write_text(json.dumps(dataclasses.asdict(c), indent=1))
     return out
 
 
@@ -243,7 +244,10 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
     """
     c = resolve(config)
     mesh = None if c.devices is None else sharding.mesh(c.devices)  # fails early if there are too few
-    out = _prepare_out(c)
+    lead = jax.process_index() == 0  # on several hosts, process 0 logs and writes the files; all train
+    if not lead:
+        log = lambda line: None  # noqa: E731
+    out = _prepare_out(c, lead)
     train, test = _load(c, "train"), _load(c, "test")
     if c.batch_size > len(train.labels):
         raise ValueError(f"batch_size {c.batch_size} is larger than the {len(train.labels)} training examples; lower --batch-size.")
@@ -279,13 +283,14 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
                 log(f"note: {problem}; resuming from the one before.")
             log(f"resuming {out} after epoch {start_epoch}")
     state = place.state(state)
-    (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    if lead:
+        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
 
     compile_start = time.perf_counter()
     example = place.batch(train.inputs[: c.batch_size]), place.batch(train.labels[: c.batch_size]), root
     step = step.lower(state["params"], state["opt_state"], state["rule_state"], *example).compile()
     log(f"{c.dataset}: {len(train.labels)} train / {len(test.labels)} test examples, model {c.model} {inputs}-{'-'.join(map(str, c.hidden))}-{train.num_classes}, rule {c.rule}{place.label}; step compiled in {time.perf_counter() - compile_start:.1f} s")
-    with _progress(c.progress) as progress:
+    with _progress(c.progress and lead) as progress:
         for epoch in range(start_epoch + 1, c.epochs + 1):
             state, (train_loss, train_acc, seconds, seen) = _train_epoch(step, state, train, c, epoch, root, progress, on_step, place.batch)
             eval_batch = -(-max(c.batch_size, 256) // (c.devices or 1)) * (c.devices or 1)
@@ -296,11 +301,12 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
                 raise TrainingDiverged(f"the parameters became NaN or infinite in epoch {epoch}; lower --lr (now {c.lr}); no checkpoint was written for it.")
             if checkpoints is not None and c.checkpoints:
                 checkpoints.save(epoch, state, {"history": history})
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(history[-1]) + "\n")
+            if lead:
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(history[-1]) + "\n")
     if checkpoints is not None:
         checkpoints.close()
-    files = _plots(c, out, history, run, state["params"], test, prepare_fn, spiking) if c.plots and history else []
+    files = _plots(c, out, history, run, state["params"], test, prepare_fn, spiking, lead) if c.plots and history else []
     return Result(history, state["params"], history[-1]["test_accuracy"] if history else float("nan"), train.num_classes, out, files)
 
 
@@ -310,26 +316,38 @@ def _train_epoch(step, state: dict, train, c: Config, epoch: int, root: jax.Arra
     sync_every = max(1, steps_per_epoch // 20)  # pull the running sums to the host this often
     task = progress.add_task("train", total=steps_per_epoch, epoch=f"{epoch}/{c.epochs}", loss=0.0, acc=0.0, speed=0.0)
     epoch_key = jax.random.fold_in(root, epoch)
-    loss_sum, correct_sum, seen, start = jnp.zeros(()), jnp.zeros((), jnp.int32), 0, time.perf_counter()
+    loss_sum, correct_sum, seen, start = 0.0, 0, 0, time.perf_counter()
+    pending = []  # the steps' (loss, correct), read on the host only every sync_every steps
     for i, idx in enumerate(batch_indices(len(train.labels), c.batch_size, seed=c.seed, epoch=epoch)):
         *carry, loss, correct = step(state["params"], state["opt_state"], state["rule_state"], put(train.inputs[idx]), put(train.labels[idx]), jax.random.fold_in(epoch_key, i))
         state = dict(zip(("params", "opt_state", "rule_state"), carry))
-        loss_sum, correct_sum, seen = loss_sum + loss * len(idx), correct_sum + correct, seen + len(idx)
+        pending.append((loss, correct, len(idx)))
         if on_step is not None:
             on_step((epoch - 1) * steps_per_epoch + i + 1, state)
         if (i + 1) % sync_every == 0 or i + 1 == steps_per_epoch:
-            mean_loss = float(loss_sum) / seen
+            loss_sum += sum(float(loss) * n for loss, _, n in pending)
+            correct_sum += sum(int(correct) for _, correct, _ in pending)
+            seen += sum(n for _, _, n in pending)
+            pending = []
+            mean_loss = loss_sum / seen
             if not math.isfinite(mean_loss):
                 last = f"checkpoint {epoch - 1} in {Path(c.out) / 'checkpoints'} is the last good one" if c.checkpoints and epoch > 1 else "no checkpoint was written"
                 raise TrainingDiverged(f"the loss became {mean_loss} in epoch {epoch}, step {i + 1}; lower --lr (now {c.lr}); {last}.")
-            progress.update(task, completed=i + 1, loss=mean_loss, acc=int(correct_sum) / seen, speed=seen / (time.perf_counter() - start))
+            progress.update(task, completed=i + 1, loss=mean_loss, acc=correct_sum / seen, speed=seen / (time.perf_counter() - start))
     progress.remove_task(task)
-    return state, (float(loss_sum) / seen, int(correct_sum) / seen, time.perf_counter() - start, seen)
+    return state, (loss_sum / seen, correct_sum / seen, time.perf_counter() - start, seen)
 
 
-def _plots(c: Config, out: Path, history, run, params, test, prepare_fn, spiking: bool) -> list[Path]:
+def _plots(c: Config, out: Path, history, run, params, test, prepare_fn, spiking: bool, lead: bool) -> list[Path]:
     from snnjax.train.plots import write_plots
 
+    if jax.process_count() > 1:  # every process takes part in gathering the weights; process 0 plots on its own
+        from jax.experimental import multihost_utils
+
+        params = multihost_utils.process_allgather(params, tiled=True)
+    if not lead:
+        return []
+    params = jax.device_put(params, jax.local_devices()[0])
     if not spiking:
         return write_plots(out, history, None, None)
     count = min(64, len(test.labels))
