@@ -83,6 +83,12 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
       coordinator: ``"host:port"`` of process 0.
       num_processes: how many processes take part (one per host, usually).
       process_id: this process's index, ``0 .. num_processes - 1``.
+
+    Examples:
+      On each of two hosts (``process_id`` 0 on the first, 1 on the second), before anything else:
+
+      >>> from snnjax import sharding
+      >>> sharding.initialize("10.0.0.1:1234", num_processes=2, process_id=0)  # doctest: +SKIP
     """
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices of several processes talk over gloo
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)

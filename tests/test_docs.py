@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = ["snnjax", "snnjax.rules", "snnjax.spike_time", "snnjax.nn", "snnjax.datasets", "snnjax.train", "snnjax.surrogates", "snnjax.ste", "snnjax.encoders", "snnjax.losses", "snnjax.decay"]
+PUBLIC = ["snnjax", "snnjax.rules", "snnjax.spike_time", "snnjax.sharding", "snnjax.nn", "snnjax.datasets", "snnjax.train", "snnjax.surrogates", "snnjax.ste", "snnjax.encoders", "snnjax.losses", "snnjax.decay"]
 
 
 def test_site_builds_strictly(tmp_path):

@@ -61,6 +61,13 @@ def test_forward_gradient_memory_benchmark_smoke():
     assert payload["memory_growth"]["FG-W K=1"] < 1.5 < payload["memory_growth"]["bptt"]
 
 
+def test_sharding_benchmark_smoke():
+    payload = _run_benchmark("sharding_throughput", ["--devices", "1", "2", "--batch", "8", "--steps", "5", "--hidden", "8", "--directions", "2", "--repeats", "1", "--no-write"])
+    assert set(payload["results"]) == {f"{rule}/{n}" for rule in ("bptt", "fg-w", "fg-a") for n in (1, 2)}
+    assert payload["results"]["bptt/1"]["collective_bytes"]["total"] == 0 < payload["results"]["bptt/2"]["collective_bytes"]["total"]
+    assert payload["shared_seed_fg_w"]["bytes"]["2"]["derivatives"] == 4 * 3  # K = 2 derivatives and the loss
+
+
 def test_fashion_mnist_benchmark_smoke(tmp_path):
     from test_datasets import write_idx
 

@@ -143,6 +143,19 @@ def test_shared_seed_forward_gradient_exchanges_k_numbers(num_directions, mesh):
     assert sent["gradients"] >= gradient_bytes
 
 
+def test_shared_seed_forward_gradient_of_a_spiking_network(mesh):
+    graphdef, params, rest = nnx.split(build_model("snn", 10, 3, (16,), seed=0), nnx.Param, ...)
+    loss_fn = rules.as_loss(tapped_model(graphdef, rest, True))
+    x, y = _spiking_problem()
+    xs = jnp.swapaxes(x, 0, 1)  # [T, B, N]
+    reference = rules.forward_gradient(loss_fn, 4)
+    (loss, logits), grads = jax.jit(lambda p, k: reference(p, xs, y, key=k))(params, KEY)
+    rule = rules.shared_seed_forward_gradient(loss_fn, mesh, 4, batch_axes=(1, 0))
+    (loss_n, logits_n), grads_n = jax.jit(lambda p, k: rule(p, xs, y, key=k))(params, KEY)
+    assert _close(loss_n, loss) and _close(logits_n, logits) and _close(grads_n, grads, rtol=1e-4, atol=1e-6)
+    assert float(jnp.abs(jax.tree.leaves(grads)[0]).max()) > 0
+
+
 def test_shared_seed_forward_gradient_bad_input(mesh):
     with pytest.raises(ValueError, match="exchange must be one of"):
         rules.shared_seed_forward_gradient(lambda p: (p, None), mesh, exchange="all")
