@@ -68,6 +68,20 @@ def test_sharding_benchmark_smoke():
     assert payload["shared_seed_fg_w"]["bytes"]["2"]["derivatives"] == 4 * 3  # K = 2 derivatives and the loss
 
 
+def test_peers_benchmark_smoke():
+    payload = _run_benchmark("peers", ["--sizes", "16", "--steps", "5", "--batch", "2", "--repeats", "1", "--no-compile", "--no-write"])
+    rows = payload["results"]["16"]
+    assert {"forward/lif-inject", "forward+backward/matmuls", "forward+backward/nnx-Sequential"} <= set(rows)
+    for peer in ("spyx", "snntorch", "norse"):  # each is either timed or reported as skipped
+        assert (peer in payload["skipped"]) != any(name.endswith("/" + peer) for name in rows)
+
+
+def test_fgi_table_smoke():
+    payload = _run_benchmark("fgi_table", ["--steps", "4", "--batch", "2", "--hidden", "4", "--repeats", "1", "--no-torch", "--no-write"])
+    timings = payload["results"]["4"]["timings"]
+    assert {f"{mode}/snnjax-{m}" for mode in ("train", "infer") for m in ("inject", "bypass", "custom_jvp", "custom_vjp")} == set(timings)
+
+
 def test_fashion_mnist_benchmark_smoke(tmp_path):
     from test_datasets import write_idx
 

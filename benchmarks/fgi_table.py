@@ -1,0 +1,225 @@
+"""The FGI speed table (Otte 2024): an ALIF network on sequential MNIST, snnjax beside PyTorch.
+
+    pip install -e '.[bench]'                      # torch
+    python benchmarks/fgi_table.py                 # T in 28 49 98 196 392 784
+    python benchmarks/fgi_table.py --steps 98 --compile-max-steps 98
+    python benchmarks/fgi_table.py --steps 8 --batch 4 --hidden 8 --repeats 1 --no-write   # smoke
+
+The paper's benchmark model has one recurrent ALIF layer of 128 neurons
+(``snnjax.alif(form="fgi")``: ``theta_t = 0.1 + 0.8 a_{t-1}``, a soft reset that is not
+detached, trainable per-neuron ``alpha = sigmoid(N(3, 0.1))`` and ``rho = sigmoid(N(4, 0.5))``,
+Gaussian surrogate ``exp(-v^2 / 2)``). A leaky-integrator readout feeds a cross-entropy on the
+time-averaged output. Batch 128, Adam with amsgrad, lr 1e-3. The 784 pixels arrive 784 / T at a
+time. The training step (loss, gradient, update) and the inference step (loss only) are timed,
+jit-compiled, for each spike method of snnjax. Beside them the same network is written in
+PyTorch by us in two ways: with a custom ``torch.autograd.Function`` (backward = the surrogate)
+and with the injection identity ``h = v * sg(g'(v)); z = h - sg(h) + sg(H(v))``. Each runs
+eager, and under ``torch.compile`` of the whole model for ``T <= --compile-max-steps``
+(compiling unrolls the loop over time: about 3 minutes at T = 98 on a 2-core CPU, growing with
+T). The random input is not MNIST: the timing does not depend on the pixel values.
+"""
+
+from __future__ import annotations
+
+import os
+
+# torch.compile's pool of compile workers, left running, slows every JAX call in this process
+# (1.5 s per training step at T = 8 instead of 1 ms); compiling in-process avoids it.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+import common  # noqa: E402
+
+import snnjax  # noqa: E402
+
+METHODS = ("inject", "bypass", "custom_jvp", "custom_vjp")
+CLASSES = 10
+
+
+def init_params(key: jax.Array, inputs: int, hidden: int) -> dict[str, jax.Array]:
+    ks = jax.random.split(key, 5)
+    scale = 1.0 / np.sqrt(inputs + hidden)
+    return {
+        "w_in": scale * jax.random.normal(ks[0], (inputs, hidden)),
+        "w_rec": scale * jax.random.normal(ks[1], (hidden, hidden)),
+        "b": jnp.zeros(hidden),
+        "alpha": 3.0 + 0.1 * jax.random.normal(ks[2], (hidden,)),  # logits of the decays
+        "rho": 4.0 + 0.5 * jax.random.normal(ks[3], (hidden,)),
+        "w_out": jax.random.normal(ks[4], (hidden, CLASSES)) / np.sqrt(hidden),
+        "kappa": jnp.full((CLASSES,), 3.0),
+    }
+
+
+def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array) -> tuple[Callable, Callable]:
+    """Zero-argument training and inference calls of the snnjax network with spike ``method``."""
+    steps, batch, inputs = xs.shape
+    hidden = params["w_rec"].shape[0]
+    surrogate = snnjax.surrogates.gaussian()
+
+    def loss_fn(p, xs, labels):
+        neuron = snnjax.alif(jax.nn.sigmoid(p["alpha"]), jax.nn.sigmoid(p["rho"]), form="fgi", recurrent=p["w_rec"], surrogate=surrogate, method=method)
+        currents = (xs.reshape(steps * batch, inputs) @ p["w_in"] + p["b"][None, :]).reshape(steps, batch, hidden)
+        _, z = snnjax.run(neuron, currents)
+        readout = (z.reshape(steps * batch, hidden) @ p["w_out"]).reshape(steps, batch, CLASSES)
+        _, v = snnjax.run(snnjax.leaky_integrator(jax.nn.sigmoid(p["kappa"])), readout)
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(v.mean(axis=0), labels))
+
+    optimizer = optax.amsgrad(1e-3)
+
+    @jax.jit
+    def train(p, opt_state, xs, labels):
+        loss, grads = jax.value_and_grad(loss_fn)(p, xs, labels)
+        updates, opt_state = optimizer.update(grads, opt_state, p)
+        return optax.apply_updates(p, updates), opt_state, loss
+
+    infer = jax.jit(loss_fn)
+    box = [params, optimizer.init(params)]
+
+    def train_call():
+        box[0], box[1], loss = train(box[0], box[1], xs, labels)
+        return loss
+
+    return train_call, lambda: infer(box[0], xs, labels)
+
+
+def torch_steps(spike_mode: str, compiled: bool, xs: np.ndarray, labels: np.ndarray, hidden: int) -> tuple[Callable, Callable]:
+    """The same network in PyTorch: ``spike_mode`` ``"function"`` (custom autograd.Function) or ``"inject"``."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps, batch, inputs = xs.shape
+
+    class Spike(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, v):
+            ctx.save_for_backward(v)
+            return (v > 0).to(v.dtype)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (v,) = ctx.saved_tensors
+            return grad * torch.exp(-0.5 * v * v)
+
+    def spike(v):
+        if spike_mode == "function":
+            return Spike.apply(v)
+        h = v * torch.exp(-0.5 * v * v).detach()
+        return h - h.detach() + (v > 0).to(v.dtype).detach()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w_in = torch.nn.Linear(inputs, hidden)
+            self.w_rec = torch.nn.Linear(hidden, hidden, bias=False)
+            self.alpha = torch.nn.Parameter(3 + 0.1 * torch.randn(hidden))
+            self.rho = torch.nn.Parameter(4 + 0.5 * torch.randn(hidden))
+            self.w_out = torch.nn.Linear(hidden, CLASSES, bias=False)
+            self.kappa = torch.nn.Parameter(torch.full((CLASSES,), 3.0))
+
+        def forward(self, x):  # [T, B, inputs] -> time-averaged readout [B, CLASSES]
+            alpha, rho, kappa = torch.sigmoid(self.alpha), torch.sigmoid(self.rho), torch.sigmoid(self.kappa)
+            currents = self.w_in(x)
+            v = torch.zeros(batch, hidden, device=x.device)
+            a, z = torch.zeros_like(v), torch.zeros_like(v)
+            out = torch.zeros(batch, CLASSES, device=x.device)
+            total = torch.zeros_like(out)
+            for t in range(steps):
+                v = alpha * v + (1 - alpha) * (currents[t] + self.w_rec(z))
+                threshold = 0.1 + 0.8 * a
+                z = spike(v - threshold)
+                v = v - z * threshold
+                a = rho * a + (1 - rho) * z
+                out = kappa * out + self.w_out(z)
+                total = total + out
+            return total / steps
+
+    torch.manual_seed(0)
+    net = Net().to(device)
+    model = torch.compile(net) if compiled else net
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, amsgrad=True)
+    x, y = torch.from_numpy(np.array(xs)).to(device), torch.from_numpy(np.array(labels)).long().to(device)
+
+    def train_call():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    def infer_call():
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(model(x), y))
+
+    return train_call, infer_call
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[28, 49, 98, 196, 392, 784])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--compile-max-steps", type=int, default=98, help="torch.compile the whole model only up to this T (0: never)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    use_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    env = common.environment()
+    if use_torch:
+        import torch
+
+        env["torch"] = torch.__version__
+        env["torch_threads"] = torch.get_num_threads()
+    print(f"device {env['device']}, jax {env['jax']}, torch {env.get('torch', 'not installed')}; B={args.batch}, {args.hidden} ALIF neurons")
+    results: dict = {}
+    for steps in args.steps:
+        if 784 % steps:
+            raise SystemExit(f"--steps: {steps} does not divide the 784 pixels")
+        rng = np.random.default_rng(steps)
+        xs = rng.random((steps, args.batch, 784 // steps), dtype=np.float32)
+        labels = (np.arange(args.batch) % CLASSES).astype(np.int32)
+        params = init_params(jax.random.key(0), 784 // steps, args.hidden)
+        fns, compile_seconds = {}, {}
+        for method in args.methods:
+            fns[f"train/snnjax-{method}"], fns[f"infer/snnjax-{method}"] = snnjax_steps(method, params, jnp.asarray(xs), jnp.asarray(labels))
+        if use_torch:
+            for mode in ("function", "inject"):
+                variants = [False] + ([True] if steps <= args.compile_max_steps else [])
+                for compiled in variants:
+                    name = f"torch-{mode}{'-compile' if compiled else ''}"
+                    fns[f"train/{name}"], fns[f"infer/{name}"] = torch_steps(mode, compiled, xs, labels, args.hidden)
+                    if compiled:  # compile here, so the warm-up inside the timing loop is short
+                        start = time.perf_counter()
+                        fns[f"train/{name}"](), fns[f"infer/{name}"]()
+                        compile_seconds[name] = time.perf_counter() - start
+        timings = common.time_side_by_side(fns, repeats=args.repeats)
+        row = {name: {**t, "ms": 1e3 * t["median_s"]} for name, t in timings.items()}
+        best = {mode: min(t["median_s"] for n, t in timings.items() if n.startswith(mode + "/snnjax")) for mode in ("train", "infer")}
+        print(f"\nT = {steps}: ms per step (train / infer), and the best snnjax method's speed-up over each")
+        for name in sorted({n.split("/", 1)[1] for n in timings}):
+            tr, inf = timings[f"train/{name}"]["median_s"], timings[f"infer/{name}"]["median_s"]
+            print(f"  {name:28s} {1e3 * tr:8.1f} / {1e3 * inf:7.1f}   x{tr / best['train']:.2f} / x{inf / best['infer']:.2f}")
+        results[str(steps)] = {"timings": row, "torch_compile_seconds": compile_seconds}
+        if not args.no_write:
+            payload = {"config": vars(args), "torch": {k: env[k] for k in ("torch", "torch_threads") if k in env}, "results": results, "command": "python benchmarks/fgi_table.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            path = common.write_result("fgi_table", payload)  # after every T, so a partial run is kept
+    if not args.no_write:
+        print(f"\nwrote {path}")
+    return {"results": results}
+
+
+if __name__ == "__main__":
+    main()
