@@ -11,7 +11,8 @@ detached, trainable per-neuron ``alpha = sigmoid(N(3, 0.1))`` and ``rho = sigmoi
 Gaussian surrogate ``exp(-v^2 / 2)``). A leaky-integrator readout feeds a cross-entropy on the
 time-averaged output. Batch 128, Adam with amsgrad, lr 1e-3. The 784 pixels arrive 784 / T at a
 time. The training step (loss, gradient, update) and the inference step (loss only) are timed,
-jit-compiled, for each spike method of snnjax. Beside them the same network is written in
+jit-compiled, for each spike method of snnjax, and for ``inject`` with ``run(..., remat=True)``
+(the step's elementwise work recomputed in the backward pass instead of stored). Beside them the same network is written in
 PyTorch by us in two ways: with a custom ``torch.autograd.Function`` (backward = the surrogate)
 and with the injection identity ``h = v * sg(g'(v)); z = h - sg(h) + sg(H(v))``. Each runs
 eager, and under ``torch.compile`` of the whole model for ``T <= --compile-max-steps``
@@ -62,7 +63,7 @@ def init_params(key: jax.Array, inputs: int, hidden: int) -> dict[str, jax.Array
     }
 
 
-def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array) -> tuple[Callable, Callable]:
+def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, remat: bool = False) -> tuple[Callable, Callable]:
     """Zero-argument training and inference calls of the snnjax network with spike ``method``."""
     steps, batch, inputs = xs.shape
     hidden = params["w_rec"].shape[0]
@@ -71,7 +72,7 @@ def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array) ->
     def loss_fn(p, xs, labels):
         neuron = snnjax.alif(jax.nn.sigmoid(p["alpha"]), jax.nn.sigmoid(p["rho"]), form="fgi", recurrent=p["w_rec"], surrogate=surrogate, method=method)
         currents = (xs.reshape(steps * batch, inputs) @ p["w_in"] + p["b"][None, :]).reshape(steps, batch, hidden)
-        _, z = snnjax.run(neuron, currents)
+        _, z = snnjax.run(neuron, currents, remat=remat)
         readout = (z.reshape(steps * batch, hidden) @ p["w_out"]).reshape(steps, batch, CLASSES)
         _, v = snnjax.run(snnjax.leaky_integrator(jax.nn.sigmoid(p["kappa"])), readout)
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(v.mean(axis=0), labels))
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         fns, compile_seconds = {}, {}
         for method in args.methods:
             fns[f"train/snnjax-{method}"], fns[f"infer/snnjax-{method}"] = snnjax_steps(method, params, jnp.asarray(xs), jnp.asarray(labels))
+        fns["train/snnjax-inject-remat"], fns["infer/snnjax-inject-remat"] = snnjax_steps("inject", params, jnp.asarray(xs), jnp.asarray(labels), remat=True)
         if use_torch:
             for mode in ("function", "inject"):
                 variants = [False] + ([True] if steps <= args.compile_max_steps else [])

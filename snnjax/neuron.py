@@ -46,6 +46,7 @@ def run(
     state: State | None = None,
     *,
     unroll: int | bool = 1,
+    remat: bool = False,
 ) -> tuple[State, jax.Array]:
     r"""Run ``neuron`` over a time-major input sequence with :func:`jax.lax.scan`.
 
@@ -58,6 +59,9 @@ def run(
       xs: inputs (already projected by the synapses), ``[T, B, ...]``, floating point.
       state: the initial state, each array ``[B, ...]``; resting state if ``None``.
       unroll: how many steps :func:`jax.lax.scan` unrolls (an int >= 1, or ``True`` for all).
+      remat: recompute each step's elementwise work in the backward pass instead of storing it
+        (``jax.checkpoint`` of the step, matrix products still saved): reverse mode then keeps
+        only the state and the products per step. Values and gradients are unchanged.
 
     Returns:
       ``(final_state, ys)`` with ``ys`` of shape ``[T, B, ...]``.
@@ -81,11 +85,14 @@ def run(
         raise ValueError(f"run: xs must be floating point, got dtype {xs.dtype}.")
     if not (unroll is True or (isinstance(unroll, int) and not isinstance(unroll, bool) and unroll >= 1)):
         raise ValueError(f"run: unroll must be an int >= 1 or True, got {unroll!r}.")
+    if not isinstance(remat, bool):
+        raise ValueError(f"run: remat must be True or False, got {remat!r}.")
     if state is None:
         state = neuron.init(xs.shape[1:], xs.dtype)
     else:
         check_state(state, xs.shape[1:], "run")
-    return jax.lax.scan(neuron.step, state, xs, unroll=unroll)
+    step = jax.checkpoint(neuron.step, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable) if remat else neuron.step
+    return jax.lax.scan(step, state, xs, unroll=unroll)
 
 
 def check_state(state: State, shape: Sequence[int], where: str) -> None:

@@ -173,16 +173,16 @@ def _builders(method, beta):
 NEURONS = list(_builders("inject", 0.8))
 
 
-def _loss(name, method, unroll, w, beta, xs=INPUTS):
+def _loss(name, method, unroll, w, beta, xs=INPUTS, remat=False):
     neuron = _builders(method, beta)[name]()
     scale = 0.3 if name == "alif-fgi" else 1.0
-    _, out = snnjax.run(neuron, jnp.asarray(xs) @ w, unroll=unroll)
+    _, out = snnjax.run(neuron, jnp.asarray(xs) @ w, unroll=unroll, remat=remat)
     return jnp.sum(out * READ) * scale
 
 
 @functools.lru_cache(maxsize=None)
-def _grads(name, method, unroll):
-    f = jax.jit(jax.value_and_grad(functools.partial(_loss, name, method, unroll), argnums=(0, 1)))
+def _grads(name, method, unroll, remat=False):
+    f = jax.jit(jax.value_and_grad(functools.partial(_loss, name, method, unroll, remat=remat), argnums=(0, 1)))
     value, (g_w, g_beta) = f(jnp.asarray(W_IN), jnp.float32(0.8))
     return np.asarray(value), np.asarray(g_w), np.asarray(g_beta)
 
@@ -218,6 +218,29 @@ def test_results_identical_for_unroll(name, unroll):
     # backward: equal up to float32 summation order, which XLA may fuse differently per unroll
     np.testing.assert_allclose(g_w, ref_w, rtol=1e-5, atol=1e-6 * np.abs(ref_w).max())
     np.testing.assert_allclose(g_beta, ref_beta, rtol=1e-5, atol=1e-6 * np.abs(ref_w).max())
+
+
+@pytest.mark.parametrize("method", ["inject", "custom_vjp"])
+@pytest.mark.parametrize("name", NEURONS)
+def test_remat_recomputes_the_same_values_and_gradients(name, method):
+    value, g_w, g_beta = _grads(name, method, 1, remat=True)
+    ref_value, ref_w, ref_beta = _grads(name, method, 1)
+    np.testing.assert_array_equal(value, ref_value)
+    np.testing.assert_allclose(g_w, ref_w, rtol=1e-5, atol=1e-6 * np.abs(ref_w).max())
+    np.testing.assert_allclose(g_beta, ref_beta, rtol=1e-5, atol=1e-6 * np.abs(ref_w).max())
+
+
+def test_remat_keeps_less_for_the_backward_pass():
+    xs = jnp.asarray(np.tile(INPUTS, (20, 1, 1)))  # 240 steps
+
+    def temp_bytes(remat):
+        def loss(w):
+            _, z = snnjax.run(snnjax.alif(0.8, 0.9, form="fgi", surrogate=SURROGATE), xs @ w, remat=remat)
+            return jnp.sum(z)
+
+        return jax.jit(jax.grad(loss)).lower(jnp.asarray(W_IN)).compile().memory_analysis().temp_size_in_bytes
+
+    assert temp_bytes(True) < temp_bytes(False)
 
 
 def test_readout_gradients_by_finite_differences():
