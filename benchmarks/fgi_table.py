@@ -146,6 +146,10 @@ def torch_steps(spike_mode: str, compiled: bool, xs: np.ndarray, labels: np.ndar
                 total = total + out
             return total / steps
 
+    # Every Net shares one forward code object, so without a higher limit dynamo stops compiling
+    # after 8 variants and silently runs the later ones eagerly.
+    torch._dynamo.config.cache_size_limit = 64
+    torch._dynamo.config.accumulated_cache_size_limit = 512
     torch.manual_seed(0)
     net = Net().to(device)
     model = torch.compile(net) if compiled else net

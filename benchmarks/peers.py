@@ -124,6 +124,32 @@ def torch_variants(library: str, n: int, steps: int, batch: int, xs: np.ndarray,
     return {f"forward/{label}": forward, f"forward+backward/{label}": forward_backward}
 
 
+def plot(payload: dict, path: Path) -> None:
+    """Bar chart of forward + backward time per library and size, on a log scale, matmuls marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = list(payload["results"])
+    names = sorted({k.split("/", 1)[1] for k in payload["results"][sizes[0]] if k.startswith("forward+backward/")} - {"matmuls"},
+                   key=lambda k: payload["results"][sizes[-1]].get(f"forward+backward/{k}", {}).get("median_s", 0))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(sizes)
+    for i, n in enumerate(sizes):
+        rows = payload["results"][n]
+        ax.bar([j + i * width for j in range(len(names))], [1e3 * rows[f"forward+backward/{k}"]["median_s"] for k in names], width, label=f"n = {n}")
+        ax.axhline(1e3 * rows["forward+backward/matmuls"]["median_s"], color=f"C{i}", ls=":", lw=1)
+    labels = [f"snnjax {k}" if k in SNNJAX else k for k in names]
+    ax.set_xticks([j + width * (len(sizes) - 1) / 2 for j in range(len(names))], labels, rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("forward + backward (ms)")
+    ax.set_title(f"Linear + LIF, T = {payload['config']['steps']}, B = {payload['config']['batch']} (dotted: bare matmuls)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
@@ -133,7 +159,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=PEERS)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--plot", metavar="JSON", help="only redraw the plot of an earlier result")
     args = parser.parse_args(argv)
+    if args.plot:
+        import json
+
+        plot(json.loads(Path(args.plot).read_text()), Path(args.plot).with_suffix(".png"))
+        return {}
     skipped = [p for p in args.peers if not installed(p) or (p != "spyx" and not installed("torch"))]
     peers = [p for p in args.peers if p not in skipped]
     env = common.environment()
@@ -169,7 +201,10 @@ def main(argv: list[str] | None = None) -> dict:
                "versions": versions, "skipped": skipped, "results": results,
                "command": "python benchmarks/peers.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     if not args.no_write:
-        print(f"\nwrote {common.write_result('peers-n' + '-'.join(map(str, args.sizes)), payload)}")
+        path = common.write_result("peers-n" + "-".join(map(str, args.sizes)), payload)
+        if importlib.util.find_spec("matplotlib"):
+            plot(payload, path.with_suffix(".png"))
+        print(f"\nwrote {path} (and the plot beside it)")
     return payload
 
 
