@@ -170,6 +170,30 @@ def torch_steps(spike_mode: str, compiled: bool, xs: np.ndarray, labels: np.ndar
     return train_call, infer_call
 
 
+def plot(results: dict, path: Path) -> None:
+    """Training and inference time per step against T, log-log, one line per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = sorted(results, key=int)
+    names = sorted({n.split("/", 1)[1] for T in steps for n in results[T]["timings"]})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for ax, mode in zip(axes, ("train", "infer")):
+        for i, name in enumerate(names):
+            points = [(int(T), results[T]["timings"][f"{mode}/{name}"]["ms"]) for T in steps if f"{mode}/{name}" in results[T]["timings"]]
+            style = "-" if name.startswith("snnjax") else "--"
+            ax.plot(*zip(*points), style, marker="o", ms=3, label=name, color=f"C{i}")
+        ax.set(xscale="log", yscale="log", xlabel="time steps T", ylabel=f"{'training' if mode == 'train' else 'inference'} step (ms)")
+        ax.set_xticks([int(T) for T in steps], steps)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes[1].legend(fontsize=7)
+    fig.suptitle("ALIF sequential MNIST (128 neurons, batch 128)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[28, 49, 98, 196, 392, 784])
@@ -180,7 +204,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--plot", metavar="JSON", help="only redraw the plot of an earlier result")
     args = parser.parse_args(argv)
+    if args.plot:
+        import json
+
+        plot(json.loads(Path(args.plot).read_text())["results"], Path(args.plot).with_suffix(".png"))
+        return {}
     use_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     env = common.environment()
     if use_torch:
@@ -223,7 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
             payload = {"config": vars(args), "torch": {k: env[k] for k in ("torch", "torch_threads") if k in env}, "results": results, "command": "python benchmarks/fgi_table.py " + " ".join(argv if argv is not None else sys.argv[1:])}
             path = common.write_result("fgi_table", payload)  # after every T, so a partial run is kept
     if not args.no_write:
-        print(f"\nwrote {path}")
+        if importlib.util.find_spec("matplotlib"):
+            plot(results, path.with_suffix(".png"))
+        print(f"\nwrote {path} (and the plot beside it)")
     return {"results": results}
 
 
