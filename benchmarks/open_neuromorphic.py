@@ -9,7 +9,8 @@ the spike count with respect to the weights and bias) beside the bare matrix pro
 layer cannot avoid: the forward product ``[T*B, n] x [n, n]`` and, for the backward pass, the
 weight-gradient product ``[n, T*B] x [T*B, n]``. The ratio layer / matmuls is the overhead of
 everything snnjax adds (bias, scan over time, spikes, surrogate derivative, reset); the target
-on CPU is forward + backward within 1.3x. Each spike method and the NNX module are timed too.
+on CPU is forward + backward within 1.3x. Each spike method, ``inject`` with ``run(..., remat=True)``
+and the NNX module are timed too.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ def variants(n: int, steps: int, batch: int) -> dict[str, callable]:
         "forward+backward/matmuls": lambda: matmul_fwd_bwd(x2d, w, cotangent),
     }
 
-    def spike_count(params, xs, method):
+    def spike_count(params, xs, method, remat=False):
         w, b = params
         currents = (xs.reshape(steps * batch, n) @ w + b[None, :]).reshape(steps, batch, n)
-        _, z = snnjax.run(snnjax.lif(0.9, method=method), currents)
+        _, z = snnjax.run(snnjax.lif(0.9, method=method), currents, remat=remat)
         return jnp.sum(z)
 
     for method in METHODS:
@@ -58,6 +59,8 @@ def variants(n: int, steps: int, batch: int) -> dict[str, callable]:
         fwd_bwd = jax.jit(jax.value_and_grad(lambda p, x, m=method: spike_count(p, x, m)))
         out[f"forward/lif-{method}"] = lambda f=fwd: f((w, b), xs)
         out[f"forward+backward/lif-{method}"] = lambda f=fwd_bwd: f((w, b), xs)
+    remat = jax.jit(jax.value_and_grad(lambda p, x: spike_count(p, x, "inject", remat=True)))
+    out["forward+backward/lif-inject-remat"] = lambda: remat((w, b), xs)
 
     model = snn.Sequential(nnx.Linear(n, n, rngs=nnx.Rngs(0)), snn.LIF(n, beta=0.9))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
