@@ -118,3 +118,22 @@ def test_optax_training_step_with_nnx_optimizer():
 
     losses = [float(step(net, optimizer)) for _ in range(20)]
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("layer", ["LIF", "ALIF"])
+def test_remat_layers_give_the_same_gradients(layer):
+    xs = jax.random.normal(jax.random.key(0), (12, 3, 4))
+
+    def grads(remat):
+        rngs = nnx.Rngs(0)
+        neuron = snn.LIF(5, recurrent=True, remat=remat, rngs=rngs) if layer == "LIF" else snn.ALIF(5, alpha=0.8, adaptation=0.3, remat=remat)
+        net = snn.Sequential(nnx.Linear(4, 5, rngs=nnx.Rngs(1)), neuron, nnx.Linear(5, 2, rngs=nnx.Rngs(2)), snn.LeakyIntegrator(2, remat=remat))
+        graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+        return jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p, rest)(xs) ** 2))(params)
+
+    for remat in (True, False):  # the option reaches the scan
+        cell = snn.LIF(5, remat=remat) if layer == "LIF" else snn.ALIF(5, remat=remat)
+        assert ("remat" in str(jax.make_jaxpr(lambda x: cell.run(x)[1])(jnp.zeros((3, 2, 5))))) == remat
+    with_remat, without = grads(True), grads(False)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.allclose(a, b, rtol=1e-5, atol=1e-6)), with_remat, without))
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(without)) > 0
