@@ -110,15 +110,8 @@ def combine(params: Any, derivatives: jax.Array, v: Any) -> Any:
     """
 
     def leaf(param, directions):
-        if directions.dtype == jax.dtypes.float0:
-            return _mean_or_zero(param, jnp.zeros((1,)))
-        return _mean_or_zero(param, derivatives.reshape((-1,) + (1,) * (directions.ndim - 1)) * directions)
+        if not jnp.issubdtype(jnp.result_type(param), jnp.inexact):  # integer leaves (float0 directions): no update
+            return jnp.zeros_like(param)
+        return jnp.mean(derivatives.reshape((-1,) + (1,) * (directions.ndim - 1)) * directions, axis=0)
 
     return jax.tree.map(leaf, params, v)
-
-
-def _mean_or_zero(param: Any, estimate: jax.Array) -> jax.Array:
-    param = jnp.asarray(param)
-    if not jnp.issubdtype(param.dtype, jnp.inexact):
-        return jnp.zeros_like(param)
-    return jnp.mean(estimate, axis=0)
