@@ -18,26 +18,23 @@ cores, so their throughput says what the splitting costs, not what more hardware
 
 from __future__ import annotations
 
-import os
+import argparse
+import sys
+from pathlib import Path
 
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
-
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from flax import nnx  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import common  # noqa: E402
 
 from snnjax import rules, sharding  # noqa: E402
 from snnjax.train import build_model, build_rule, make_train_step, routed_model, tapped_model  # noqa: E402
+
+sharding.simulate_cpu_devices(8)  # before JAX's first computation
 
 RULES = ("bptt", "fg-w", "fg-a")
 

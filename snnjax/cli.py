@@ -7,7 +7,6 @@ diverged run exits with 1).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from snnjax.train.config import DEFAULTS, MODELS, RULES
@@ -98,24 +97,15 @@ def _config(args: argparse.Namespace):
     )
 
 
-def _simulate_cpu_devices(count: int) -> None:
-    """Before JAX's backends start: let the CPU backend expose ``count`` devices, unless XLA_FLAGS says otherwise.
-
-    The flag only concerns the CPU backend, so on a machine with accelerators it changes nothing.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
     processes = getattr(args, "num_processes", None) or 1
-    if getattr(args, "devices", None):
-        _simulate_cpu_devices(max(1, args.devices // processes))
+    if getattr(args, "devices", None):  # before JAX's backends start
+        from snnjax.sharding import simulate_cpu_devices
+
+        simulate_cpu_devices(max(1, args.devices // processes))
     try:
         if args.command == "download":
             if args.name == "shd":

@@ -26,6 +26,7 @@ Examples:
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -33,7 +34,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "batch_sharding", "collective_bytes", "constrain_batch", "constrain_state", "initialize", "mesh", "put_batch", "put_state", "state_shardings"]
+__all__ = ["AXIS", "batch_sharding", "collective_bytes", "constrain_batch", "constrain_state", "initialize", "mesh", "put_batch", "put_state", "simulate_cpu_devices", "state_shardings"]
 
 AXIS = "batch"
 _SIMULATE = "XLA_FLAGS=--xla_force_host_platform_device_count={n}"
@@ -68,6 +69,25 @@ def mesh(devices: int | None = None, *, axis: str = AXIS) -> Mesh:
         hint = f"; to simulate {devices} CPU devices, set {_SIMULATE.format(n=devices)} before JAX is imported" if available[0].platform == "cpu" else ""
         raise ValueError(f"asked for {devices} devices but JAX sees {len(available)} ({available[0].platform}){hint}.")
     return Mesh(np.array(available[:devices]), (axis,))
+
+
+def simulate_cpu_devices(count: int) -> None:
+    """Let JAX's CPU backend expose ``count`` devices, unless ``XLA_FLAGS`` already sets a count.
+
+    Adds ``--xla_force_host_platform_device_count`` to ``XLA_FLAGS``; it takes effect only if
+    JAX's backends have not started yet (before the first computation or ``jax.devices()``).
+    It concerns only the CPU backend, so on a machine with accelerators it changes nothing.
+
+    Examples:
+      >>> import os
+      >>> from snnjax import sharding
+      >>> sharding.simulate_cpu_devices(8)  # before JAX's first computation
+      >>> "xla_force_host_platform_device_count" in os.environ["XLA_FLAGS"]
+      True
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:

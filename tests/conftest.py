@@ -5,13 +5,12 @@ backend starts, so set here before any test runs) for the multi-device tests; ev
 runs on the first, as it would on a one-device machine.
 """
 
-import os
+import jax
+import pytest
 
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+from snnjax.sharding import simulate_cpu_devices
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+simulate_cpu_devices(8)  # JAX's backends start at the first computation, after this
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
