@@ -80,3 +80,12 @@ def summarise_over_steps(results: dict[str, dict[str, dict[str, float]]], baseli
     print(f"\npeak-memory growth from T={first} to T={last}: " + ", ".join(f"{n} {g:.2f}x" for n, g in growth.items()))
     print(f"time relative to the {baseline} pass at T={last}: " + ", ".join(f"{n} {s:.2f}x" for n, s in slowdown.items()))
     return growth, slowdown
+
+
+def finish_over_steps(name: str, args: Any, results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """The closing of a memory-against-T benchmark: summarise, build the payload, write it unless ``args.no_write``."""
+    growth, slowdown = summarise_over_steps(results)
+    payload = {"config": vars(args), "results": results, "memory_growth": growth, "time_vs_forward": slowdown}
+    if not args.no_write:
+        print(f"wrote {write_result(name, payload)}")
+    return payload

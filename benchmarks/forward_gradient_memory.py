@@ -87,11 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
             + " "
             + " ".join(f"{1e3 * times[n]['median_s']:14.1f}" for n in variants)
         )
-    growth, slowdown = common.summarise_over_steps(results)
-    payload = {"config": vars(args), "results": results, "memory_growth": growth, "time_vs_forward": slowdown}
-    if not args.no_write:
-        print(f"wrote {common.write_result('forward_gradient_memory', payload)}")
-    return payload
+    return common.finish_over_steps("forward_gradient_memory", args, results)
 
 
 if __name__ == "__main__":

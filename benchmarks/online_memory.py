@@ -75,11 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         times = common.time_side_by_side({name: (lambda c=c: c(params, xs, labels)) for name, c in compiled.items()}, repeats=args.repeats)
         results[str(steps)] = {name: {"temp_bytes": memory[name], **times[name]} for name in variants}
         print(f"T={steps:5d}  " + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * times[n]['median_s']:.1f} ms" for n in variants))
-    growth, slowdown = common.summarise_over_steps(results)
-    payload = {"config": vars(args), "results": results, "memory_growth": growth, "time_vs_forward": slowdown}
-    if not args.no_write:
-        print(f"wrote {common.write_result('online_memory', payload)}")
-    return payload
+    return common.finish_over_steps("online_memory", args, results)
 
 
 if __name__ == "__main__":

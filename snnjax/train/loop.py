@@ -290,10 +290,11 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
     example = place.batch(train.inputs[: c.batch_size]), place.batch(train.labels[: c.batch_size]), root
     step = step.lower(state["params"], state["opt_state"], state["rule_state"], *example).compile()
     log(f"{c.dataset}: {len(train.labels)} train / {len(test.labels)} test examples, model {c.model} {inputs}-{'-'.join(map(str, c.hidden))}-{train.num_classes}, rule {c.rule}{place.label}; step compiled in {time.perf_counter() - compile_start:.1f} s")
+    devices = c.devices or 1
+    eval_batch = -(-max(c.batch_size, 256) // devices) * devices  # a multiple of the device count
     with _progress(c.progress and lead) as progress:
         for epoch in range(start_epoch + 1, c.epochs + 1):
             state, (train_loss, train_acc, seconds, seen) = _train_epoch(step, state, train, c, epoch, root, progress, on_step, place.batch)
-            eval_batch = -(-max(c.batch_size, 256) // (c.devices or 1)) * (c.devices or 1)
             test_loss, test_acc = _evaluate(evaluate, state["params"], test, eval_batch, jax.random.fold_in(root, 0), place.batch)  # epochs count from 1
             history.append(dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc, seconds=seconds, examples_per_second=seen / seconds))
             log(f"epoch {epoch:3d}/{c.epochs}  loss {history[-1]['train_loss']:.4f}  train acc {history[-1]['train_accuracy']:.3f}  test acc {test_acc:.3f}  ({seconds:.1f} s, {seen / seconds:.0f} ex/s)")
