@@ -19,6 +19,19 @@ from typing import Any, Callable
 import jax
 
 RESULTS = Path(__file__).parent / "results"
+HOST_ALLOCATOR = {"tuned": False}
+
+
+def tune_host_allocator(enabled: bool = True) -> bool:
+    """Call :func:`snnjax.tune_host_allocator` (before the first JAX computation) unless disabled.
+
+    It changes the whole process, so every library timed in it gets the same allocator; the
+    result is recorded with the environment.
+    """
+    import snnjax
+
+    HOST_ALLOCATOR["tuned"] = HOST_ALLOCATOR["tuned"] or (enabled and snnjax.tune_host_allocator())
+    return HOST_ALLOCATOR["tuned"]
 
 
 def environment() -> dict[str, Any]:
@@ -40,6 +53,7 @@ def environment() -> dict[str, Any]:
         "flax": flax.__version__,
         "optax": optax.__version__,
         "numpy": numpy.__version__,
+        "host_allocator_tuned": HOST_ALLOCATOR["tuned"],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

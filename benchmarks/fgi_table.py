@@ -11,8 +11,9 @@ detached, trainable per-neuron ``alpha = sigmoid(N(3, 0.1))`` and ``rho = sigmoi
 Gaussian surrogate ``exp(-v^2 / 2)``). A leaky-integrator readout feeds a cross-entropy on the
 time-averaged output. Batch 128, Adam with amsgrad, lr 1e-3. The 784 pixels arrive 784 / T at a
 time. The training step (loss, gradient, update) and the inference step (loss only) are timed,
-jit-compiled, for each spike method of snnjax, and for ``inject`` with ``run(..., remat=True)``
-(the step's elementwise work recomputed in the backward pass instead of stored). Beside them the same network is written in
+jit-compiled, for each spike method of snnjax as ``snnjax.run`` runs it by default (``remat=True``:
+the step's elementwise work recomputed in the backward pass instead of stored), and for
+``inject`` with ``remat=False`` (every intermediate stored, as a plain scan does). Beside them the same network is written in
 PyTorch by us in two ways: with a custom ``torch.autograd.Function`` (backward = the surrogate)
 and with the injection identity ``h = v * sg(g'(v)); z = h - sg(h) + sg(H(v))``. Each runs
 eager, and under ``torch.compile`` of the whole model for ``T <= --compile-max-steps``
@@ -63,7 +64,7 @@ def init_params(key: jax.Array, inputs: int, hidden: int) -> dict[str, jax.Array
     }
 
 
-def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, remat: bool = False) -> tuple[Callable, Callable]:
+def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, remat: bool = True) -> tuple[Callable, Callable]:
     """Zero-argument training and inference calls of the snnjax network with spike ``method``."""
     steps, batch, inputs = xs.shape
     hidden = params["w_rec"].shape[0]
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--plot", metavar="JSON", help="only redraw the plot of an earlier result")
+    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)")
     args = parser.parse_args(argv)
     if args.plot:
         import json
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
         plot(json.loads(Path(args.plot).read_text())["results"], Path(args.plot).with_suffix(".png"))
         return {}
     use_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    common.tune_host_allocator(not args.no_tune_allocator)  # before the first JAX computation
     env = common.environment()
     if use_torch:
         import torch
@@ -230,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         fns, compile_seconds = {}, {}
         for method in args.methods:
             fns[f"train/snnjax-{method}"], fns[f"infer/snnjax-{method}"] = snnjax_steps(method, params, jnp.asarray(xs), jnp.asarray(labels))
-        fns["train/snnjax-inject-remat"], fns["infer/snnjax-inject-remat"] = snnjax_steps("inject", params, jnp.asarray(xs), jnp.asarray(labels), remat=True)
+        fns["train/snnjax-inject-no-remat"], fns["infer/snnjax-inject-no-remat"] = snnjax_steps("inject", params, jnp.asarray(xs), jnp.asarray(labels), remat=False)
         if use_torch:
             for mode in ("function", "inject"):
                 variants = [False] + ([True] if steps <= args.compile_max_steps else [])

@@ -9,7 +9,7 @@ the spike count with respect to the weights and bias) beside the bare matrix pro
 layer cannot avoid: the forward product ``[T*B, n] x [n, n]`` and, for the backward pass, the
 weight-gradient product ``[n, T*B] x [T*B, n]``. The ratio layer / matmuls is the overhead of
 everything snnjax adds (bias, scan over time, spikes, surrogate derivative, reset); the target
-on CPU is forward + backward within 1.3x. Each spike method, ``inject`` with ``run(..., remat=True)``
+on CPU is forward + backward within 1.3x. Each spike method (with ``run``'s default ``remat=True``), ``inject`` with ``remat=False``
 and the NNX module are timed too.
 """
 
@@ -48,7 +48,7 @@ def variants(n: int, steps: int, batch: int) -> dict[str, callable]:
         "forward+backward/matmuls": lambda: matmul_fwd_bwd(x2d, w, cotangent),
     }
 
-    def spike_count(params, xs, method, remat=False):
+    def spike_count(params, xs, method, remat=True):
         w, b = params
         currents = (xs.reshape(steps * batch, n) @ w + b[None, :]).reshape(steps, batch, n)
         _, z = snnjax.run(snnjax.lif(0.9, method=method), currents, remat=remat)
@@ -59,8 +59,8 @@ def variants(n: int, steps: int, batch: int) -> dict[str, callable]:
         fwd_bwd = jax.jit(jax.value_and_grad(lambda p, x, m=method: spike_count(p, x, m)))
         out[f"forward/lif-{method}"] = lambda f=fwd: f((w, b), xs)
         out[f"forward+backward/lif-{method}"] = lambda f=fwd_bwd: f((w, b), xs)
-    remat = jax.jit(jax.value_and_grad(lambda p, x: spike_count(p, x, "inject", remat=True)))
-    out["forward+backward/lif-inject-remat"] = lambda: remat((w, b), xs)
+    no_remat = jax.jit(jax.value_and_grad(lambda p, x: spike_count(p, x, "inject", remat=False)))
+    out["forward+backward/lif-inject-no-remat"] = lambda: no_remat((w, b), xs)
 
     model = snn.Sequential(nnx.Linear(n, n, rngs=nnx.Rngs(0)), snn.LIF(n, beta=0.9))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-write", action="store_true", help="print only, write no JSON")
+    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)")
     args = parser.parse_args(argv)
 
+    common.tune_host_allocator(not args.no_tune_allocator)  # before the first JAX computation
     env = common.environment()
     print(f"device {env['device']}, jax {env['jax']}, flax {env['flax']}, T={args.steps}, B={args.batch}")
     results = {}

@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--plot", metavar="JSON", help="only redraw the plot of an earlier result")
+    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)")
     args = parser.parse_args(argv)
     if args.plot:
         import json
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     skipped = [p for p in args.peers if not installed(p) or (p != "spyx" and not installed("torch"))]
     peers = [p for p in args.peers if p not in skipped]
+    common.tune_host_allocator(not args.no_tune_allocator)  # before the first JAX computation
     env = common.environment()
     versions = {p: _version(p) for p in peers + (["torch"] if installed("torch") else [])}
     if installed("torch"):

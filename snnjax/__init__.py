@@ -10,6 +10,7 @@ from snnjax.alif import ALIFState, alif
 from snnjax.compare import Comparison, compare_gradients
 from snnjax.cuba import CubaLIFState, cuba_lif
 from snnjax.decay import decay_from_tau, sigmoid_decay, softplus_decay, tau_from_decay
+from snnjax.host import tune_host_allocator
 from snnjax.identities import bypass, inject, straight_through
 from snnjax.lif import LIFState, iaf, lif
 from snnjax.neuron import Neuron, run
@@ -49,6 +50,7 @@ __all__ = [
     "straight_through",
     "surrogates",
     "tau_from_decay",
+    "tune_host_allocator",
 ]
 
 

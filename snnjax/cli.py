@@ -61,6 +61,7 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
     parser.add_argument("--test-size", type=int, help="use only the first N test examples")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc's malloc as it is (by default freed host memory is kept for reuse: snnjax.tune_host_allocator)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,9 +99,19 @@ def _config(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Run as the command (``argv`` is ``None``), ``demo`` and ``train`` first call
+    :func:`snnjax.tune_host_allocator` unless given ``--no-tune-allocator``; called from Python with
+    an explicit ``argv``, the calling process's allocator is left alone.
+    """
     parser = _parser()
+    as_command = argv is None
     args = parser.parse_args(argv)
+    if as_command and args.command in ("demo", "train") and not args.no_tune_allocator:
+        from snnjax.host import tune_host_allocator
+
+        tune_host_allocator()  # before JAX's backends start and their threads pick malloc arenas
     processes = getattr(args, "num_processes", None) or 1
     if getattr(args, "devices", None):  # before JAX's backends start
         from snnjax.sharding import simulate_cpu_devices

@@ -46,7 +46,7 @@ def run(
     state: State | None = None,
     *,
     unroll: int | bool = 1,
-    remat: bool = False,
+    remat: bool = True,
 ) -> tuple[State, jax.Array]:
     r"""Run ``neuron`` over a time-major input sequence with :func:`jax.lax.scan`.
 
@@ -61,7 +61,11 @@ def run(
       unroll: how many steps :func:`jax.lax.scan` unrolls (an int >= 1, or ``True`` for all).
       remat: recompute each step's elementwise work in the backward pass instead of storing it
         (``jax.checkpoint`` of the step, matrix products still saved): reverse mode then keeps
-        only the state and the products per step. Values and gradients are unchanged.
+        only the state and the products per step. Values and gradients are unchanged; forward
+        mode and plain evaluation are not affected. On by default: it trains the recurrent ALIF
+        benchmark 1.1-1.6x faster on CPU and is neutral on the feed-forward LIF benchmark
+        (``benchmarks/fgi_table.py``, ``benchmarks/open_neuromorphic.py``); ``False`` stores
+        every intermediate, as a plain :func:`jax.lax.scan` does.
 
     Returns:
       ``(final_state, ys)`` with ``ys`` of shape ``[T, B, ...]``.

@@ -40,7 +40,7 @@ def test_open_neuromorphic_benchmark_smoke():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         module = runpy.run_path(str(ROOT / "benchmarks" / "open_neuromorphic.py"))
-        payload = module["main"](["--sizes", "16", "--steps", "8", "--batch", "2", "--repeats", "1", "--no-write"])
+        payload = module["main"](["--sizes", "16", "--steps", "8", "--batch", "2", "--repeats", "1", "--no-write", "--no-tune-allocator"])
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     rows = payload["results"]["16"]
@@ -69,7 +69,7 @@ def test_sharding_benchmark_smoke():
 
 
 def test_peers_benchmark_smoke():
-    payload = _run_benchmark("peers", ["--sizes", "16", "--steps", "5", "--batch", "2", "--repeats", "1", "--no-compile", "--no-write"])
+    payload = _run_benchmark("peers", ["--sizes", "16", "--steps", "5", "--batch", "2", "--repeats", "1", "--no-compile", "--no-write", "--no-tune-allocator"])
     rows = payload["results"]["16"]
     assert {"forward/lif-inject", "forward+backward/matmuls", "forward+backward/nnx-Sequential"} <= set(rows)
     for peer in ("spyx", "snntorch", "norse"):  # each is either timed or reported as skipped
@@ -77,9 +77,9 @@ def test_peers_benchmark_smoke():
 
 
 def test_fgi_table_smoke():
-    payload = _run_benchmark("fgi_table", ["--steps", "4", "--batch", "2", "--hidden", "4", "--repeats", "1", "--no-torch", "--no-write"])
+    payload = _run_benchmark("fgi_table", ["--steps", "4", "--batch", "2", "--hidden", "4", "--repeats", "1", "--no-torch", "--no-write", "--no-tune-allocator"])
     timings = payload["results"]["4"]["timings"]
-    assert {f"{mode}/snnjax-{m}" for mode in ("train", "infer") for m in ("inject", "bypass", "custom_jvp", "custom_vjp", "inject-remat")} == set(timings)
+    assert {f"{mode}/snnjax-{m}" for mode in ("train", "infer") for m in ("inject", "bypass", "custom_jvp", "custom_vjp", "inject-no-remat")} == set(timings)
 
 
 def test_fashion_mnist_benchmark_smoke(tmp_path):

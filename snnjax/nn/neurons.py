@@ -96,7 +96,7 @@ class NeuronCell(nnx.RNNCellBase):
 
     features: int
     unroll: int | bool
-    remat: bool = False
+    remat: bool = True
 
     def neuron(self) -> Neuron:
         """The pure neuron built from the current parameters."""
@@ -157,8 +157,8 @@ class LIF(NeuronCell):
       recurrent: add trainable recurrent weights ``[N, N]`` (needs ``rngs``).
       unroll: scan unroll for :meth:`run`.
       remat: for :meth:`run`, recompute each step's elementwise work in the backward pass
-        (:func:`snnjax.run`'s ``remat``): less memory, and 1.1-1.6x faster training of the
-        recurrent ALIF benchmark on CPU (``benchmarks/fgi_table.py``).
+        (:func:`snnjax.run`'s ``remat``, on by default): less memory, and 1.1-1.6x faster
+        training of the recurrent ALIF benchmark on CPU (``benchmarks/fgi_table.py``).
       rngs: ``nnx.Rngs`` for the recurrent weights.
 
     Examples:
@@ -185,7 +185,7 @@ class LIF(NeuronCell):
         surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
         method: str = "inject",
         unroll: int | bool = 1,
-        remat: bool = False,
+        remat: bool = True,
         rngs: nnx.Rngs | None = None,
     ):
         self.features = features
@@ -258,7 +258,7 @@ class CubaLIF(NeuronCell):
         surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
         method: str = "inject",
         unroll: int | bool = 1,
-        remat: bool = False,
+        remat: bool = True,
         rngs: nnx.Rngs | None = None,
     ):
         self.features = features
@@ -322,7 +322,7 @@ class ALIF(NeuronCell):
         surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
         method: str = "inject",
         unroll: int | bool = 1,
-        remat: bool = False,
+        remat: bool = True,
         rngs: nnx.Rngs | None = None,
     ):
         self.features = features
@@ -378,7 +378,7 @@ class LeakyIntegrator(NeuronCell):
         trainable_decay: bool = False,
         decay_parametrization: str = "sigmoid",
         unroll: int | bool = 1,
-        remat: bool = False,
+        remat: bool = True,
     ):
         self.features = features
         self.kappa = Decay(kappa, features, trainable=trainable_decay, parametrization=decay_parametrization)
