@@ -13,7 +13,9 @@ time-averaged output. Batch 128, Adam with amsgrad, lr 1e-3. The 784 pixels arri
 time. The training step (loss, gradient, update) and the inference step (loss only) are timed,
 jit-compiled, for each spike method of snnjax as ``snnjax.run`` runs it by default (``remat=True``:
 the step's elementwise work recomputed in the backward pass instead of stored), and for
-``inject`` with ``remat=False`` (every intermediate stored, as a plain scan does). Beside them the same network is written in
+``inject`` with ``remat=False`` (every intermediate stored, as a plain scan does), and for
+``inject`` run by ``snnjax.run_bptt`` (the recurrent weights' gradient as one product after the
+backward loop, the decays' with one batch reduction). Beside them the same network is written in
 PyTorch by us in two ways: with a custom ``torch.autograd.Function`` (backward = the surrogate)
 and with the injection identity ``h = v * sg(g'(v)); z = h - sg(h) + sg(H(v))``. Each runs
 eager, and under ``torch.compile`` of the whole model for ``T <= --compile-max-steps``
@@ -30,6 +32,7 @@ import os
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import importlib.util  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -64,8 +67,9 @@ def init_params(key: jax.Array, inputs: int, hidden: int) -> dict[str, jax.Array
     }
 
 
-def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, remat: bool = True) -> tuple[Callable, Callable]:
-    """Zero-argument training and inference calls of the snnjax network with spike ``method``."""
+def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, remat: bool = True, bptt: bool = False) -> tuple[Callable, Callable]:
+    """Zero-argument training and inference calls of the snnjax network with spike ``method``,
+    run by ``snnjax.run`` (with ``remat``) or, with ``bptt``, by ``snnjax.run_bptt``."""
     steps, batch, inputs = xs.shape
     hidden = params["w_rec"].shape[0]
     surrogate = snnjax.surrogates.gaussian()
@@ -73,9 +77,10 @@ def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, re
     def loss_fn(p, xs, labels):
         neuron = snnjax.alif(jax.nn.sigmoid(p["alpha"]), jax.nn.sigmoid(p["rho"]), form="fgi", recurrent=p["w_rec"], surrogate=surrogate, method=method)
         currents = (xs.reshape(steps * batch, inputs) @ p["w_in"] + p["b"][None, :]).reshape(steps, batch, hidden)
-        _, z = snnjax.run(neuron, currents, remat=remat)
+        run = snnjax.run_bptt if bptt else functools.partial(snnjax.run, remat=remat)
+        _, z = run(neuron, currents)
         readout = (z.reshape(steps * batch, hidden) @ p["w_out"]).reshape(steps, batch, CLASSES)
-        _, v = snnjax.run(snnjax.leaky_integrator(jax.nn.sigmoid(p["kappa"])), readout)
+        _, v = run(snnjax.leaky_integrator(jax.nn.sigmoid(p["kappa"])), readout)
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(v.mean(axis=0), labels))
 
     optimizer = optax.amsgrad(1e-3)
@@ -234,6 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         for method in args.methods:
             fns[f"train/snnjax-{method}"], fns[f"infer/snnjax-{method}"] = snnjax_steps(method, params, jnp.asarray(xs), jnp.asarray(labels))
         fns["train/snnjax-inject-no-remat"], fns["infer/snnjax-inject-no-remat"] = snnjax_steps("inject", params, jnp.asarray(xs), jnp.asarray(labels), remat=False)
+        fns["train/snnjax-inject-run_bptt"], fns["infer/snnjax-inject-run_bptt"] = snnjax_steps("inject", params, jnp.asarray(xs), jnp.asarray(labels), bptt=True)
         if use_torch:
             for mode in ("function", "inject"):
                 variants = [False] + ([True] if steps <= args.compile_max_steps else [])

@@ -7,13 +7,14 @@ The public surface, flat. Submodules: :mod:`snnjax.surrogates`, :mod:`snnjax.ste
 
 from snnjax import decay, encoders, losses, ste, surrogates
 from snnjax.alif import ALIFState, alif
+from snnjax.bptt import run_bptt
 from snnjax.compare import Comparison, compare_gradients
 from snnjax.cuba import CubaLIFState, cuba_lif
 from snnjax.decay import decay_from_tau, sigmoid_decay, softplus_decay, tau_from_decay
 from snnjax.host import tune_host_allocator
 from snnjax.identities import bypass, inject, straight_through
 from snnjax.lif import LIFState, iaf, lif
-from snnjax.neuron import Neuron, run
+from snnjax.neuron import Neuron, Recurrence, run
 from snnjax.readout import LeakyIntegratorState, leaky_integrator
 from snnjax.spikes import DEFAULT_SURROGATE, FORWARD_MODE_METHODS, METHODS, heaviside, spike
 
@@ -29,6 +30,7 @@ __all__ = [
     "LeakyIntegratorState",
     "METHODS",
     "Neuron",
+    "Recurrence",
     "alif",
     "bypass",
     "compare_gradients",
@@ -43,6 +45,7 @@ __all__ = [
     "lif",
     "losses",
     "run",
+    "run_bptt",
     "sigmoid_decay",
     "softplus_decay",
     "spike",

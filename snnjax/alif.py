@@ -42,7 +42,7 @@ from snnjax.neuron import (
     apply_reset,
     check_reset,
     per_neuron,
-    recurrent_input,
+    with_recurrence,
     zeros_state,
 )
 from snnjax.spikes import DEFAULT_SURROGATE, spike
@@ -119,12 +119,11 @@ def alif(
     def init(shape, dtype=jnp.float32) -> ALIFState:
         return zeros_state(ALIFState, shape, dtype)
 
-    def step(state: ALIFState, x: jax.Array) -> tuple[ALIFState, jax.Array]:
+    def cell(state: ALIFState, current: jax.Array) -> tuple[ALIFState, jax.Array]:
         al = per_neuron(alpha, state.v, "alpha")
         r = per_neuron(rho, state.v, "rho")
         theta = per_neuron(threshold, state.v, "threshold")
         beta_a = per_neuron(adaptation, state.v, "adaptation")
-        current = x if recurrent is None else x + recurrent_input(state.z, recurrent)
         if fgi:
             current = (1.0 - al) * current
         v = al * state.v + current
@@ -134,4 +133,4 @@ def alif(
         a = r * state.a + ((1.0 - r) * z if fgi else z)
         return ALIFState(v, a, z), z
 
-    return Neuron(init, step)
+    return with_recurrence(init, cell, recurrent)

@@ -28,7 +28,7 @@ from snnjax.neuron import (
     apply_reset,
     check_reset,
     per_neuron,
-    recurrent_input,
+    with_recurrence,
     zeros_state,
 )
 from snnjax.spikes import DEFAULT_SURROGATE, spike
@@ -92,15 +92,14 @@ def cuba_lif(
     def init(shape, dtype=jnp.float32) -> CubaLIFState:
         return zeros_state(CubaLIFState, shape, dtype)
 
-    def step(state: CubaLIFState, x: jax.Array) -> tuple[CubaLIFState, jax.Array]:
+    def cell(state: CubaLIFState, current: jax.Array) -> tuple[CubaLIFState, jax.Array]:
         a = per_neuron(alpha, state.v, "alpha")
         b = per_neuron(beta, state.v, "beta")
         theta = per_neuron(threshold, state.v, "threshold")
-        current = x if recurrent is None else x + recurrent_input(state.z, recurrent)
         i = a * state.i + current
         v = b * state.v + i
         z = spike(v - theta, surrogate, method)
         v = apply_reset(v, z, theta, reset, detach_reset)
         return CubaLIFState(i, v, z), z
 
-    return Neuron(init, step)
+    return with_recurrence(init, cell, recurrent)

@@ -28,7 +28,7 @@ from snnjax.neuron import (
     apply_reset,
     check_reset,
     per_neuron,
-    recurrent_input,
+    with_recurrence,
     zeros_state,
 )
 from snnjax.spikes import DEFAULT_SURROGATE, spike
@@ -93,16 +93,15 @@ def lif(
     def init(shape, dtype=jnp.float32) -> LIFState:
         return zeros_state(LIFState, shape, dtype)
 
-    def step(state: LIFState, x: jax.Array) -> tuple[LIFState, jax.Array]:
+    def cell(state: LIFState, current: jax.Array) -> tuple[LIFState, jax.Array]:
         b = per_neuron(beta, state.v, "beta")
         theta = per_neuron(threshold, state.v, "threshold")
-        current = x if recurrent is None else x + recurrent_input(state.z, recurrent)
         v = b * state.v + current
         z = spike(v - theta, surrogate, method)
         v = apply_reset(v, z, theta, reset, detach_reset)
         return LIFState(v, z), z
 
-    return Neuron(init, step)
+    return with_recurrence(init, cell, recurrent)
 
 
 def iaf(

@@ -21,11 +21,25 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-__all__ = ["Neuron", "run"]
+__all__ = ["Neuron", "Recurrence", "run"]
 
 State = Any
 
 RESETS = ("subtract", "zero")
+
+
+class Recurrence(NamedTuple):
+    r"""How a recurrent neuron's step is built: ``step(s, x) = cell(s, x + s.z @ weights)``.
+
+    :func:`snnjax.run_bptt` uses it to compute the gradient of ``weights`` outside the time loop.
+
+    Attributes:
+      cell: ``(state, current_t) -> (state, out_t)``, the step without its recurrent input.
+      weights: :math:`W_\text{rec}` ``[N, N]``; the state has a field ``z``, the last spikes.
+    """
+
+    cell: Callable[[State, jax.Array], tuple[State, jax.Array]]
+    weights: jax.Array
 
 
 class Neuron(NamedTuple):
@@ -34,10 +48,13 @@ class Neuron(NamedTuple):
     Attributes:
       init: ``(shape, dtype=float32) -> state``, the resting state for inputs ``[B, ...]``.
       step: ``(state, x_t) -> (state, out_t)`` with ``x_t`` and ``out_t`` of shape ``[B, ...]``.
+      recurrence: for a neuron with recurrent weights, how ``step`` adds them
+        (:class:`Recurrence`); ``None`` otherwise, or when the step does not say.
     """
 
     init: Callable[..., State]
     step: Callable[[State, jax.Array], tuple[State, jax.Array]]
+    recurrence: Recurrence | None = None
 
 
 def run(
@@ -80,23 +97,39 @@ def run(
       >>> spikes[:, 0, 0]  # v = 0.6, 0.9, 1.05 -> spike and reset to 0.05, 0.625
       Array([0., 0., 1., 0.], dtype=float32)
     """
-    xs = jnp.asarray(xs)
-    if xs.ndim < 2:
-        raise ValueError(f"run: xs must be time-major [T, B, ...] (at least 2 axes), got shape {xs.shape}.")
-    if xs.shape[0] == 0:
-        raise ValueError("run: xs has no time steps (T = 0).")
-    if not jnp.issubdtype(xs.dtype, jnp.floating):
-        raise ValueError(f"run: xs must be floating point, got dtype {xs.dtype}.")
-    if not (unroll is True or (isinstance(unroll, int) and not isinstance(unroll, bool) and unroll >= 1)):
-        raise ValueError(f"run: unroll must be an int >= 1 or True, got {unroll!r}.")
+    xs, state = check_run_inputs(neuron, xs, state, unroll, "run")
     if not isinstance(remat, bool):
         raise ValueError(f"run: remat must be True or False, got {remat!r}.")
-    if state is None:
-        state = neuron.init(xs.shape[1:], xs.dtype)
-    else:
-        check_state(state, xs.shape[1:], "run")
     step = jax.checkpoint(neuron.step, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable) if remat else neuron.step
     return jax.lax.scan(step, state, xs, unroll=unroll)
+
+
+def check_run_inputs(neuron: Neuron, xs: ArrayLike, state: State | None, unroll: int | bool, where: str) -> tuple[jax.Array, State]:
+    """Check a time-major input, an unroll and a state (or make the resting one); return them."""
+    xs = jnp.asarray(xs)
+    if xs.ndim < 2:
+        raise ValueError(f"{where}: xs must be time-major [T, B, ...] (at least 2 axes), got shape {xs.shape}.")
+    if xs.shape[0] == 0:
+        raise ValueError(f"{where}: xs has no time steps (T = 0).")
+    if not jnp.issubdtype(xs.dtype, jnp.floating):
+        raise ValueError(f"{where}: xs must be floating point, got dtype {xs.dtype}.")
+    if not (unroll is True or (isinstance(unroll, int) and not isinstance(unroll, bool) and unroll >= 1)):
+        raise ValueError(f"{where}: unroll must be an int >= 1 or True, got {unroll!r}.")
+    if state is None:
+        return xs, neuron.init(xs.shape[1:], xs.dtype)
+    check_state(state, xs.shape[1:], where)
+    return xs, state
+
+
+def with_recurrence(init: Callable[..., State], cell: Callable, recurrent: ArrayLike | None) -> Neuron:
+    """The :class:`Neuron` whose step is ``cell(s, x + s.z @ recurrent)``, or ``cell`` without weights."""
+    if recurrent is None:
+        return Neuron(init, cell)
+
+    def step(state: State, x: jax.Array) -> tuple[State, jax.Array]:
+        return cell(state, x + recurrent_input(state.z, recurrent))
+
+    return Neuron(init, step, Recurrence(cell, jnp.asarray(recurrent)))
 
 
 def check_state(state: State, shape: Sequence[int], where: str) -> None:
