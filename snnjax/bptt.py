@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from snnjax.neuron import Neuron, check_run_inputs
@@ -88,16 +89,34 @@ def run_bptt(neuron: Neuron, xs: ArrayLike, state: State | None = None, *, unrol
         if weights.shape != (n, n):
             raise ValueError(f"run_bptt: recurrent weights must have shape [N, N] = {(n, n)} for {n} neurons, got {weights.shape}.")
         weights = weights.astype(xs.dtype)
-    # The cell is traced for one example (a batch of 1) and mapped over the batch, so that the
-    # backward pass can map its parameters too (see _scan_bwd).
-    one = jax.tree.map(lambda a: a[:1], state)
-    cell_fn, consts = jax.closure_convert(cell, one, xs[0, :1])
+    cells, consts = _convert(cell, state, xs[0])
     try:
-        return _scan(cell_fn, unroll, weights, xs, state, *consts)
+        return _scan(cells, unroll, weights, xs, state, *consts)
     except TypeError as err:
         if "forward-mode" in str(err):
             raise TypeError(FORWARD_MODE_ERROR) from err
         raise
+
+
+def _convert(cell, state: State, x: jax.Array):
+    """The cell as pure functions of its parameters: ``((batched, one), consts)``.
+
+    ``batched(s, c, *consts)`` takes ``[B, ...]`` arrays, ``one`` a batch of 1, so that the
+    backward pass can map it over the examples with their own copy of the parameters (see
+    ``_scan_bwd``). One conversion of both keeps one list of parameters.
+    """
+    zeros = lambda a: np.zeros(a.shape, a.dtype)  # noqa: E731  (concrete placeholders, removed as dead code)
+    state_1, x_1 = jax.tree.map(lambda a: a[:1], state), x[:1]
+    both, consts = jax.closure_convert(lambda s, c, s1, c1: (cell(s, c), cell(s1, c1)), state, x, state_1, x_1)
+    pad_b, pad_1 = (jax.tree.map(zeros, state), zeros(x)), (jax.tree.map(zeros, state_1), zeros(x_1))
+
+    def batched(s, c, *k):
+        return both(s, c, *pad_1, *k)[0]
+
+    def one(s, c, *k):
+        return both(*pad_b, s, c, *k)[1]
+
+    return (batched, one), consts
 
 
 def _current(x: jax.Array, state: State, weights: jax.Array | None) -> jax.Array:
@@ -105,31 +124,31 @@ def _current(x: jax.Array, state: State, weights: jax.Array | None) -> jax.Array
 
 
 def _mapped(cell_fn, state, current, consts, const_axes):
-    """``cell_fn`` (traced for a batch of 1) applied to each example of ``[B, ...]`` arrays."""
+    """``cell_fn`` (for a batch of 1) applied to each example of ``[B, ...]`` arrays."""
     expand, squeeze = (lambda a: a[:, None]), (lambda a: a[:, 0])
     out = jax.vmap(cell_fn, in_axes=(0, 0, *const_axes))(jax.tree.map(expand, state), expand(current), *consts)
     return jax.tree.map(squeeze, out)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _scan(cell_fn, unroll, weights, xs, state, *consts):
+def _scan(cells, unroll, weights, xs, state, *consts):
     def step(s, x):
-        return _mapped(cell_fn, s, _current(x, s, weights), consts, [None] * len(consts))
+        return cells[0](s, _current(x, s, weights), *consts)
 
     return jax.lax.scan(step, state, xs, unroll=unroll)
 
 
-def _scan_fwd(cell_fn, unroll, weights, xs, state, *consts):
+def _scan_fwd(cells, unroll, weights, xs, state, *consts):
     def step(s, x):
         c = _current(x, s, weights)
-        s_next, y = _mapped(cell_fn, s, c, consts, [None] * len(consts))
+        s_next, y = cells[0](s, c, *consts)
         return s_next, (y, s, c)  # the state before the step and its input current, for the backward pass
 
     final, (ys, states, currents) = jax.lax.scan(step, state, xs, unroll=unroll)
     return (final, ys), (weights, consts, states, currents)
 
 
-def _scan_bwd(cell_fn, unroll, residuals, cotangents):
+def _scan_bwd(cells, unroll, residuals, cotangents):
     weights, consts, states, currents = residuals
     g_final, g_ys = cotangents
     batch = currents.shape[1]
@@ -142,7 +161,7 @@ def _scan_bwd(cell_fn, unroll, residuals, cotangents):
     def step(carry, inputs):
         g_state, g_params = carry
         s, c, g_y = inputs
-        _, vjp = jax.vjp(lambda s, c, *k: _mapped(cell_fn, s, c, k, axes), s, c, *per_example)
+        _, vjp = jax.vjp(lambda s, c, *k: _mapped(cells[1], s, c, k, axes), s, c, *per_example)
         g_prev, g_c, *g_k = vjp((g_state, g_y))
         if weights is not None:  # c_t = x_t + z_{t-1} W: dL/dz_{t-1} += delta_t W^T
             g_prev = g_prev._replace(z=g_prev.z + g_c @ weights.T)
