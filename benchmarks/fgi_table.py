@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
                         start = time.perf_counter()
                         fns[f"train/{name}"](), fns[f"infer/{name}"]()
                         compile_seconds[name] = time.perf_counter() - start
-        timings = common.time_side_by_side(fns, repeats=args.repeats)
+        timings = common.time_side_by_side(fns, repeats=args.repeats, groups=common.library_groups(fns))
         row = {name: {**t, "ms": 1e3 * t["median_s"]} for name, t in timings.items()}
         best = {mode: min(t["median_s"] for n, t in timings.items() if n.startswith(mode + "/snnjax")) for mode in ("train", "infer")}
         print(f"\nT = {steps}: ms per step (train / infer), and the best snnjax method's speed-up over each")

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
             fns.update(torch_variants(library, n, args.steps, args.batch, xs, compiled=False))
             if not args.no_compile:
                 fns.update(torch_variants(library, n, args.steps, args.batch, xs, compiled=True))
-        timings = common.time_side_by_side(fns, repeats=args.repeats)
+        timings = common.time_side_by_side(fns, repeats=args.repeats, groups=common.library_groups(fns))
         rows = {}
         print(f"\nn = {n}: median ms; x matmuls; peer / snnjax (lif-inject)")
         for name, t in sorted(timings.items()):

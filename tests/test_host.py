@@ -53,3 +53,19 @@ def test_tune_host_allocator_is_exported():
     import snnjax
 
     assert snnjax.tune_host_allocator is snnjax.host.tune_host_allocator
+
+
+@pytest.mark.parametrize("argv, called", [(["--no-tune-allocator"], False), ([], True)])
+def test_the_command_tunes_the_allocator_unless_told_not_to(argv, called, tmp_path, monkeypatch):
+    import snnjax.host
+    from snnjax import cli
+
+    calls = []
+    monkeypatch.setattr(snnjax.host, "tune_host_allocator", lambda: calls.append(1) or True)
+    run = ["demo", "--epochs", "1", "--train-size", "64", "--test-size", "32", "--out", str(tmp_path / "demo"), "--no-progress", "--no-plots"]
+    monkeypatch.setattr(sys, "argv", ["snnjax", *run, *argv])
+    assert cli.main() == 0  # as the command
+    assert bool(calls) == called
+    calls.clear()
+    assert cli.main(run) == 0  # from Python with an explicit argv: the caller's process is left alone
+    assert not calls

@@ -154,3 +154,9 @@ def test_online_memory_benchmark_smoke():
     payload = _run_benchmark("online_memory", ["--steps", "10", "40", "--batch", "2", "--repeats", "1", "--no-write"])
     assert payload["memory_growth"]["dfa online"] < 1.2 < payload["memory_growth"]["bptt"]
     assert payload["memory_growth"]["fg-a online"] < 1.2 < payload["memory_growth"]["fg-a offline"]
+
+
+def test_remat_benchmark_smoke():
+    payload = _run_benchmark("remat", ["--steps", "6", "--batch", "2", "--neurons", "8", "--repeats", "1", "--no-write", "--no-tune-allocator"])
+    assert set(payload["results"]) == {"lif", "lif-recurrent", "cuba_lif", "alif-fgi", "alif-fgi-recurrent"}
+    assert all(r["remat_ms"] > 0 and r["no_remat_ms"] > 0 for r in payload["results"].values())

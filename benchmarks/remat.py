@@ -1,0 +1,74 @@
+"""Does recomputing the step in the backward pass pay? ``snnjax.run(..., remat=True / False)``.
+
+    python benchmarks/remat.py
+    python benchmarks/remat.py --steps 8 --batch 2 --neurons 8 --repeats 1 --no-write   # smoke
+
+The gradient of the summed spikes with respect to the input weights, a trainable per-neuron
+decay and (for the recurrent neurons) the recurrent weights, for each neuron with and without
+``remat``, timed interleaved. ``snnjax.run`` defaults to ``remat=True``; this is the evidence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).parent))
+import common  # noqa: E402
+
+import snnjax  # noqa: E402
+
+NEURONS = {
+    "lif": lambda decay, w_rec: snnjax.lif(decay),
+    "lif-recurrent": lambda decay, w_rec: snnjax.lif(decay, recurrent=w_rec),
+    "cuba_lif": lambda decay, w_rec: snnjax.cuba_lif(0.8, decay),
+    "alif-fgi": lambda decay, w_rec: snnjax.alif(decay, 0.95, form="fgi", surrogate="gaussian"),
+    "alif-fgi-recurrent": lambda decay, w_rec: snnjax.alif(decay, 0.95, form="fgi", recurrent=w_rec, surrogate="gaussian"),
+}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--neurons", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    common.tune_host_allocator(not args.no_tune_allocator)  # before the first JAX computation
+    env = common.environment()
+    T, B, N = args.steps, args.batch, args.neurons
+    print(f"device {env['device']}, jax {env['jax']}; T={T}, B={B}, N={N}")
+    kx, kw, kr = jax.random.split(jax.random.key(0), 3)
+    xs = jax.random.normal(kx, (T, B, N))
+    params = (jax.random.normal(kw, (N, N)) / jnp.sqrt(N), 0.05 * jax.random.normal(kr, (N, N)), jnp.full((N,), 0.9))
+    fns = {}
+    for name, make in NEURONS.items():
+        for remat in (True, False):
+
+            def loss(params, make=make, remat=remat):
+                w, w_rec, decay = params
+                return snnjax.run(make(decay, w_rec), jnp.einsum("tbi,ij->tbj", xs, w), remat=remat)[1].sum()
+
+            grad = jax.jit(jax.grad(loss))
+            fns[f"{name}/remat={remat}"] = lambda grad=grad: grad(params)
+    timings = common.time_side_by_side(fns, repeats=args.repeats)
+    results = {}
+    print("\nms per gradient, and the time without remat over the time with it")
+    for name in NEURONS:
+        on, off = timings[f"{name}/remat=True"]["median_s"], timings[f"{name}/remat=False"]["median_s"]
+        results[name] = {"remat_ms": 1e3 * on, "no_remat_ms": 1e3 * off, "speed_up": off / on}
+        print(f"  {name:20s} {1e3 * on:8.2f} {1e3 * off:8.2f}   x{off / on:.2f}")
+    payload = {"config": vars(args), "results": results, "command": "python benchmarks/remat.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    if not args.no_write:
+        print(f"\nwrote {common.write_result('remat', payload)}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
