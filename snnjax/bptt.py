@@ -18,7 +18,7 @@ the cotangent of its input current :math:`\delta_t = \partial L / \partial c_t`,
 and the other parameters' per-example cotangents, carried as ``[B, ...]`` arrays through the loop
 (elementwise work that fuses with the rest of the step), are summed over the batch once. The
 step's elementwise work is recomputed in the backward pass, as with ``run(..., remat=True)``.
-On the FGI ALIF benchmark this trains 13-16% faster than :func:`snnjax.run` on CPU
+On the FGI ALIF benchmark it trains 1.17-1.35x faster than :func:`snnjax.run` on CPU
 (``benchmarks/fgi_table.py``).
 
 Reverse mode only: a ``jax.custom_vjp`` has no forward mode, so ``jax.jvp`` and the

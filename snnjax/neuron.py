@@ -79,10 +79,11 @@ def run(
       remat: recompute each step's elementwise work in the backward pass instead of storing it
         (``jax.checkpoint`` of the step, matrix products still saved): reverse mode then keeps
         only the state and the products per step. Values and gradients are unchanged; forward
-        mode and plain evaluation are not affected. On by default: it trains the recurrent ALIF
-        benchmark 1.1-1.6x faster on CPU and is neutral on the feed-forward LIF benchmark
-        (``benchmarks/fgi_table.py``, ``benchmarks/open_neuromorphic.py``); ``False`` stores
-        every intermediate, as a plain :func:`jax.lax.scan` does.
+        mode and plain evaluation are not affected. On by default: on CPU it trains LIF and ALIF
+        layers with trainable decays 1.1-1.15x faster and the recurrent ALIF benchmark up to
+        1.16x faster, but current-based LIF 7% and a fixed-decay LIF layer 6-11% slower
+        (``benchmarks/remat.py``, ``fgi_table.py``, ``open_neuromorphic.py``); ``False``
+        stores every intermediate, as a plain :func:`jax.lax.scan` does.
 
     Returns:
       ``(final_state, ys)`` with ``ys`` of shape ``[T, B, ...]``.

@@ -157,8 +157,8 @@ class LIF(NeuronCell):
       recurrent: add trainable recurrent weights ``[N, N]`` (needs ``rngs``).
       unroll: scan unroll for :meth:`run`.
       remat: for :meth:`run`, recompute each step's elementwise work in the backward pass
-        (:func:`snnjax.run`'s ``remat``, on by default): less memory, and 1.1-1.6x faster
-        training of the recurrent ALIF benchmark on CPU (``benchmarks/fgi_table.py``).
+        (:func:`snnjax.run`'s ``remat``, on by default; its docstring gives the measured
+        speed-ups and the cases where it is slower).
       rngs: ``nnx.Rngs`` for the recurrent weights.
 
     Examples:
