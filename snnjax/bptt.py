@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from snnjax.neuron import Neuron, check_run_inputs
+from snnjax.neuron import Neuron, check_run_inputs, recurrent_input
+from snnjax.spikes import is_custom_vjp_jvp_error
 
 __all__ = ["run_bptt"]
 
@@ -83,17 +84,13 @@ def run_bptt(neuron: Neuron, xs: ArrayLike, state: State | None = None, *, unrol
     """
     xs, state = check_run_inputs(neuron, xs, state, unroll, "run_bptt")
     rec = neuron.recurrence
-    cell, weights = (neuron.step, None) if rec is None else (rec.cell, rec.weights)
-    if weights is not None:
-        n = xs.shape[-1]
-        if weights.shape != (n, n):
-            raise ValueError(f"run_bptt: recurrent weights must have shape [N, N] = {(n, n)} for {n} neurons, got {weights.shape}.")
-        weights = weights.astype(xs.dtype)
+    # The weights enter the custom_vjp in the input's dtype, so their cotangent has the dtype of theirs.
+    cell, weights = (neuron.step, None) if rec is None else (rec.cell, rec.weights.astype(xs.dtype))
     cells, consts = _convert(cell, state, xs[0])
     try:
         return _scan(cells, unroll, weights, xs, state, *consts)
     except TypeError as err:
-        if "forward-mode" in str(err):
+        if is_custom_vjp_jvp_error(err):
             raise TypeError(FORWARD_MODE_ERROR) from err
         raise
 
@@ -120,7 +117,7 @@ def _convert(cell, state: State, x: jax.Array):
 
 
 def _current(x: jax.Array, state: State, weights: jax.Array | None) -> jax.Array:
-    return x if weights is None else x + state.z @ weights
+    return x if weights is None else x + recurrent_input(state.z, weights)  # checks the weights are [N, N]
 
 
 def _mapped(cell_fn, state, current, consts, const_axes):
