@@ -23,6 +23,11 @@ RESULTS = Path(__file__).parent / "results"
 HOST_ALLOCATOR = {"tuned": False}
 
 
+def add_allocator_flag(parser: Any) -> None:
+    """The ``--no-tune-allocator`` option of the speed benchmarks (see :func:`tune_host_allocator`)."""
+    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)")
+
+
 def tune_host_allocator(enabled: bool = True) -> bool:
     """Call :func:`snnjax.tune_host_allocator` (before the first JAX computation) unless disabled.
 

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-write", action="store_true", help="print only, write no JSON")
-    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)")
+    common.add_allocator_flag(parser)
     args = parser.parse_args(argv)
 
     common.tune_host_allocator(not args.no_tune_allocator)  # before the first JAX computation

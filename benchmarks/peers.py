@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--plot", metavar="JSON", help="only redraw the plot of an earlier result")
-    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)")
+    common.add_allocator_flag(parser)
     args = parser.parse_args(argv)
     if args.plot:
         import json

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--neurons", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)")
+    common.add_allocator_flag(parser)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     common.tune_host_allocator(not args.no_tune_allocator)  # before the first JAX computation
