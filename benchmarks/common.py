@@ -64,23 +64,47 @@ def environment() -> dict[str, Any]:
     }
 
 
+_COMPILES = {"count": 0, "listening": False}
+
+
+def compile_count() -> int:
+    """How many XLA compilations this process has run since the first call (a JAX monitoring listener)."""
+    if not _COMPILES["listening"]:
+
+        def listen(event: str, duration: float, **kwargs: Any) -> None:
+            if event == "/jax/core/compile/backend_compile_duration":
+                _COMPILES["count"] += 1
+
+        jax.monitoring.register_event_duration_secs_listener(listen)
+        _COMPILES["listening"] = True
+    return _COMPILES["count"]
+
+
 def time_side_by_side(
     fns: dict[str, Callable[[], Any]], repeats: int = 10, warmup: int = 2, groups: dict[str, str] | None = None, settle_s: float = 0.3
 ) -> dict[str, dict[str, float]]:
     """Median wall time in seconds of each zero-argument function, timed round-robin.
 
     Each function must return JAX arrays (the result is blocked on). Compilation happens in the
-    warm-up calls, which are not timed. Each round runs the functions in a new order (seeded), so
-    that no variant always comes first, or right after another. With ``groups`` (name ->
-    library), each round runs one library's functions together and sleeps ``settle_s`` when the
-    library changes: PyTorch's OpenMP threads keep spinning for a while after each call and would
-    otherwise slow whatever JAX call comes next (measured: the first JAX training step after a
-    PyTorch one took 34.6 ms, the same step timed twice more 32.9 and 30.8 ms).
+    warm-up calls, which are not timed: at least ``warmup`` of them, and more (up to ``warmup +
+    3``) while a call still compiles, as when the first update turns a weakly typed parameter
+    into a strongly typed one. A JAX compilation inside a timed call is counted in
+    ``"compiles_while_timed"`` and printed as a warning: that variant's median may include it.
+    Each round runs the functions in a new order (seeded), so that no variant always comes first,
+    or right after another. With ``groups`` (name -> library), each round runs one library's
+    functions together and sleeps ``settle_s`` when the library changes: PyTorch's OpenMP threads
+    keep spinning for a while after each call and would otherwise slow whatever JAX call comes
+    next (measured: the first JAX training step after a PyTorch one took 34.6 ms, the same step
+    timed twice more 32.9 and 30.8 ms).
     """
     for fn in fns.values():
-        for _ in range(warmup):
+        for i in range(warmup + 3):
+            before = compile_count()
             jax.block_until_ready(fn())
+            if i + 1 >= warmup and compile_count() == before:
+                break
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    compiles = dict.fromkeys(fns, 0)
     order = random.Random(0)
     by_group: dict[Any, list[str]] = {}
     for name in fns:
@@ -94,10 +118,15 @@ def time_side_by_side(
                 time.sleep(settle_s)
             previous = group
             for name in order.sample(block, len(block)):
+                before = compile_count()
                 start = time.perf_counter()
                 jax.block_until_ready(fns[name]())
                 samples[name].append(time.perf_counter() - start)
-    return {name: {"median_s": statistics.median(s), "min_s": min(s), "repeats": len(s)} for name, s in samples.items()}
+                compiles[name] += compile_count() - before
+    for name, n in compiles.items():
+        if n:
+            print(f"warning: {name} compiled {n} time(s) while being timed (its arguments changed type or shape after the warm-up)")
+    return {name: {"median_s": statistics.median(s), "min_s": min(s), "repeats": len(s), "compiles_while_timed": compiles[name]} for name, s in samples.items()}
 
 
 def library_groups(names: Any) -> dict[str, str]:

@@ -63,7 +63,7 @@ def init_params(key: jax.Array, inputs: int, hidden: int) -> dict[str, jax.Array
         "alpha": 3.0 + 0.1 * jax.random.normal(ks[2], (hidden,)),  # logits of the decays
         "rho": 4.0 + 0.5 * jax.random.normal(ks[3], (hidden,)),
         "w_out": jax.random.normal(ks[4], (hidden, CLASSES)) / np.sqrt(hidden),
-        "kappa": jnp.full((CLASSES,), 3.0),
+        "kappa": jnp.full((CLASSES,), 3.0, jnp.float32),  # not weakly typed: its update would recompile
     }
 
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"device {env['device']}, jax {env['jax']}; T={T}, B={B}, N={N}")
     kx, kw, kr = jax.random.split(jax.random.key(0), 3)
     xs = jax.random.normal(kx, (T, B, N))
-    params = (jax.random.normal(kw, (N, N)) / jnp.sqrt(N), 0.05 * jax.random.normal(kr, (N, N)), jnp.full((N,), 0.9))
+    params = (jax.random.normal(kw, (N, N)) / jnp.sqrt(N), 0.05 * jax.random.normal(kr, (N, N)), jnp.full((N,), 0.9, jnp.float32))
     fns = {}
     for name, make in NEURONS.items():
         for remat in (True, False):

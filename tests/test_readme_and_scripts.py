@@ -56,6 +56,28 @@ def _run_benchmark(name, argv):
         sys.path.remove(str(ROOT / "benchmarks"))
 
 
+def test_side_by_side_timing_warms_up_past_recompiles_and_counts_the_rest():
+    import jax
+    import jax.numpy as jnp
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    double = jax.jit(lambda x: 2 * x)
+    box = [jnp.full((3,), 1.0)]  # weakly typed: the second call compiles again
+
+    def update():
+        box[0] = double(box[0]).astype(jnp.float32)
+        return box[0]
+
+    sizes = iter(range(1, 100))
+    timings = common.time_side_by_side({"update": update, "new shape": lambda: double(jnp.zeros(next(sizes), jnp.float32))}, repeats=2, warmup=1)
+    assert timings["update"]["compiles_while_timed"] == 0
+    assert timings["new shape"]["compiles_while_timed"] >= 2
+
+
 def test_forward_gradient_memory_benchmark_smoke():
     payload = _run_benchmark("forward_gradient_memory", ["--steps", "20", "80", "--batch", "2", "--repeats", "1", "--no-write"])
     assert payload["memory_growth"]["FG-W K=1"] < 1.5 < payload["memory_growth"]["bptt"]
