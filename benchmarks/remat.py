@@ -1,16 +1,18 @@
-"""Does recomputing the step in the backward pass pay? ``snnjax.run(..., remat=True / False)``.
+"""Which way of running BPTT pays? ``snnjax.run(..., remat=True / False)`` and ``snnjax.run_bptt``.
 
     python benchmarks/remat.py
     python benchmarks/remat.py --steps 8 --batch 2 --neurons 8 --repeats 1 --no-write   # smoke
 
 The gradient of the summed spikes with respect to the input weights, a trainable per-neuron
 decay and (for the recurrent neurons) the recurrent weights, for each neuron with and without
-``remat``, timed interleaved. ``snnjax.run`` defaults to ``remat=True``; this is the evidence.
+``remat`` and through ``snnjax.run_bptt``, timed interleaved. ``snnjax.run`` defaults to
+``remat=True``; this is the evidence, and the evidence for when to choose ``run_bptt``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -48,22 +50,23 @@ def main(argv: list[str] | None = None) -> dict:
     xs = jax.random.normal(kx, (T, B, N))
     params = (jax.random.normal(kw, (N, N)) / jnp.sqrt(N), 0.05 * jax.random.normal(kr, (N, N)), jnp.full((N,), 0.9, jnp.float32))
     fns = {}
+    runs = {"remat=True": snnjax.run, "remat=False": functools.partial(snnjax.run, remat=False), "run_bptt": snnjax.run_bptt}
     for name, make in NEURONS.items():
-        for remat in (True, False):
+        for variant, run in runs.items():
 
-            def loss(params, make=make, remat=remat):
+            def loss(params, make=make, run=run):
                 w, w_rec, decay = params
-                return snnjax.run(make(decay, w_rec), jnp.einsum("tbi,ij->tbj", xs, w), remat=remat)[1].sum()
+                return run(make(decay, w_rec), jnp.einsum("tbi,ij->tbj", xs, w))[1].sum()
 
             grad = jax.jit(jax.grad(loss))
-            fns[f"{name}/remat={remat}"] = lambda grad=grad: grad(params)
+            fns[f"{name}/{variant}"] = lambda grad=grad: grad(params)
     timings = common.time_side_by_side(fns, repeats=args.repeats)
     results = {}
-    print("\nms per gradient, and the time without remat over the time with it")
+    print("\nms per gradient (remat / no remat / run_bptt); the time without remat over the time with it; remat's over run_bptt's")
     for name in NEURONS:
-        on, off = timings[f"{name}/remat=True"]["median_s"], timings[f"{name}/remat=False"]["median_s"]
-        results[name] = {"remat_ms": 1e3 * on, "no_remat_ms": 1e3 * off, "speed_up": off / on}
-        print(f"  {name:20s} {1e3 * on:8.2f} {1e3 * off:8.2f}   x{off / on:.2f}")
+        on, off, bptt = (timings[f"{name}/{v}"]["median_s"] for v in runs)
+        results[name] = {"remat_ms": 1e3 * on, "no_remat_ms": 1e3 * off, "run_bptt_ms": 1e3 * bptt, "speed_up": off / on, "run_bptt_speed_up": on / bptt}
+        print(f"  {name:20s} {1e3 * on:8.2f} {1e3 * off:8.2f} {1e3 * bptt:8.2f}   x{off / on:.2f}   x{on / bptt:.2f}")
     payload = {"config": vars(args), "results": results, "command": "python benchmarks/remat.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     if not args.no_write:
         print(f"\nwrote {common.write_result('remat', payload)}")

@@ -137,3 +137,46 @@ def test_remat_layers_give_the_same_gradients(layer):
     with_remat, without = grads(True), grads(False)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.allclose(a, b, rtol=1e-5, atol=1e-6)), with_remat, without))
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(without)) > 0
+
+
+RUN_BPTT_LAYERS = {
+    "LIF": lambda **kw: snn.LIF(5, beta=0.8, trainable_decay=True, recurrent=True, rngs=nnx.Rngs(0), **kw),
+    "IAF": lambda **kw: snn.IAF(5, recurrent=True, rngs=nnx.Rngs(0), **kw),
+    "CubaLIF": lambda **kw: snn.CubaLIF(5, trainable_decay=True, recurrent=True, rngs=nnx.Rngs(0), **kw),
+    "ALIF": lambda **kw: snn.ALIF(5, alpha=0.8, rho=0.9, form="fgi", trainable_decay=True, recurrent=True, rngs=nnx.Rngs(0), **kw),
+}
+
+
+@pytest.mark.parametrize("layer", list(RUN_BPTT_LAYERS))
+def test_run_bptt_layers_give_the_same_values_and_gradients(layer):
+    xs = 1.5 * jax.random.normal(jax.random.key(1), (12, 3, 4))
+
+    def net(**kw):
+        return snn.Sequential(
+            nnx.Linear(4, 5, rngs=nnx.Rngs(1)),
+            RUN_BPTT_LAYERS[layer](**kw),
+            nnx.Linear(5, 2, rngs=nnx.Rngs(2)),
+            snn.LeakyIntegrator(2, trainable_decay=True, **kw),
+        )
+
+    def value_and_grads(model):
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        return jax.value_and_grad(lambda p: jnp.sum(nnx.merge(graphdef, p, rest)(xs) ** 2))(params)
+
+    fast, plain = net(run_bptt=True), net(remat=False)
+    cell = fast.layers[1]
+    assert "custom_vjp" in str(jax.make_jaxpr(lambda x: cell.run(x)[1])(jnp.zeros((3, 2, 5))))  # the option reaches run
+    np.testing.assert_array_equal(np.asarray(fast(xs)), np.asarray(plain(xs)))
+    (value, grads), (expected_value, expected) = value_and_grads(fast), value_and_grads(plain)
+    assert float(value) == float(expected_value)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), grads, expected)
+    assert float(jnp.abs(grads["layers"][1]["recurrent"]["kernel"][...]).max()) > 0
+    with pytest.raises(TypeError, match="snnjax.run"):  # reverse mode only
+        jax.jvp(lambda x: cell.run(x)[1], (jnp.ones((3, 2, 5)),), (jnp.ones((3, 2, 5)),))
+
+
+def test_run_options_must_be_booleans():
+    with pytest.raises(TypeError, match="run_bptt must be True or False"):
+        snn.LIF(3, run_bptt="yes")
+    with pytest.raises(TypeError, match="remat must be True or False"):
+        snn.LeakyIntegrator(3, remat=None)
