@@ -180,3 +180,26 @@ def test_command_line_entry_points_explain_every_option():
     for option in ("--dataset", "--model", "--rule", "--epochs", "--hidden", "--encoding", "--resume", "--data-dir", "--seed", "defaults per dataset"):
         assert option in out
     assert "demo" in subprocess.run([sys.executable, "-m", "snnjax", "--help"], capture_output=True, text=True, check=True).stdout
+
+
+def test_recurrent_model_runs_bptt_through_run_bptt_with_the_same_gradients(tmp_path, monkeypatch):
+    from flax import nnx
+
+    from snnjax.train import build_model
+
+    xs = jax.random.uniform(jax.random.key(0), (10, 3, 5))
+
+    def grads(run_bptt):
+        model = build_model("rsnn", 5, 3, (8, 8), seed=0, run_bptt=run_bptt)
+        assert [getattr(layer, "run_bptt", None) for layer in model.layers][1::2] == [run_bptt, run_bptt, False]  # not the readout
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        return jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p, rest)(xs) ** 2))(params)
+
+    fast, plain = grads(True), grads(False)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), fast, plain)
+    assert not build_model("snn", 5, 3, (8,), seed=0, run_bptt=True).layers[1].run_bptt  # feed-forward keeps run
+    seen = []
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: seen.append(k) or build_model(*a, **k))
+    for rule in ("bptt", "fg-a"):  # forward gradients need snnjax.run's forward mode
+        _run(tmp_path, rule, model="rsnn", rule=rule, epochs=1, checkpoints=False)
+    assert [k["run_bptt"] for k in seen] == [True, False]

@@ -253,7 +253,7 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
         raise ValueError(f"batch_size {c.batch_size} is larger than the {len(train.labels)} training examples; lower --batch-size.")
     spiking = c.model != "mlp"
     inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
-    graphdef, params, rest = nnx.split(build_model(c.model, inputs, train.num_classes, c.hidden, c.seed), nnx.Param, ...)
+    graphdef, params, rest = nnx.split(build_model(c.model, inputs, train.num_classes, c.hidden, c.seed, run_bptt=c.rule == "bptt"), nnx.Param, ...)
     encode = encoding(c.encoding, c.steps)
     prepare_fn = lambda x, key: prepare(x, train.kind, encode, key)  # noqa: E731
     root = jax.random.key(c.seed)
