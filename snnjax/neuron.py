@@ -79,11 +79,13 @@ def run(
       remat: recompute each step's elementwise work in the backward pass instead of storing it
         (``jax.checkpoint`` of the step, matrix products still saved): reverse mode then keeps
         only the state and the products per step. Values and gradients are unchanged; forward
-        mode and plain evaluation are not affected. On by default: on CPU it trains LIF and ALIF
-        layers with trainable decays 1.1-1.15x faster and the recurrent ALIF benchmark up to
-        1.16x faster, but current-based LIF 7% and a fixed-decay LIF layer 6-11% slower
+        mode and plain evaluation are not affected. On by default: on CPU, over three runs, it
+        computes the gradient of LIF and ALIF layers with trainable decays 1.03-1.21x faster
+        and trains the recurrent ALIF benchmark 0.99-1.27x faster (two runs), but makes
+        current-based LIF 2-7% and a fixed-decay LIF layer 6-11% slower
         (``benchmarks/remat.py``, ``fgi_table.py``, ``open_neuromorphic.py``); ``False``
-        stores every intermediate, as a plain :func:`jax.lax.scan` does.
+        stores every intermediate, as a plain :func:`jax.lax.scan` does. For recurrent layers
+        :func:`snnjax.run_bptt` is faster still.
 
     Returns:
       ``(final_state, ys)`` with ``ys`` of shape ``[T, B, ...]``.
