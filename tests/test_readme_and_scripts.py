@@ -181,4 +181,4 @@ def test_online_memory_benchmark_smoke():
 def test_remat_benchmark_smoke():
     payload = _run_benchmark("remat", ["--steps", "6", "--batch", "2", "--neurons", "8", "--repeats", "1", "--no-write", "--no-tune-allocator"])
     assert set(payload["results"]) == {"lif", "lif-recurrent", "cuba_lif", "alif-fgi", "alif-fgi-recurrent"}
-    assert all(r["remat_ms"] > 0 and r["no_remat_ms"] > 0 and r["run_bptt_ms"] > 0 for r in payload["results"].values())
+    assert all(r["remat_ms"] > 0 and r["no_remat_ms"] > 0 and r["run_bptt_ms"] > 0 and r["run_bptt_temp_mib"] > 0 for r in payload["results"].values())
