@@ -18,8 +18,8 @@ the cotangent of its input current :math:`\delta_t = \partial L / \partial c_t`,
 and the other parameters' per-example cotangents, carried as ``[B, ...]`` arrays through the loop
 (elementwise work that fuses with the rest of the step), are summed over the batch once. The
 step's elementwise work is recomputed in the backward pass, as with ``run(..., remat=True)``.
-On the FGI ALIF benchmark it trains 1.17-1.35x faster than :func:`snnjax.run` on CPU
-(``benchmarks/fgi_table.py``).
+On the FGI ALIF benchmark it trains 1.13-1.35x faster than :func:`snnjax.run` on CPU (two runs of
+``benchmarks/fgi_table.py``).
 
 Reverse mode only: a ``jax.custom_vjp`` has no forward mode, so ``jax.jvp`` and the
 forward-gradient and feedback-alignment rules need :func:`snnjax.run`.
@@ -62,8 +62,8 @@ def run_bptt(neuron: Neuron, xs: ArrayLike, state: State | None = None, *, unrol
     equal :func:`snnjax.run`'s (see the module docstring). Choose it for recurrent layers: on a
     2-core CPU (``benchmarks/remat.py``, T = 100, B = 64, N = 256, trainable decay) it computes
     the gradient 1.10-1.14x faster than ``run`` for recurrent LIF and 1.30-1.37x for recurrent
-    ALIF (three runs), with the same temporary memory, and the FGI network trains 1.13-1.26x
-    faster (``benchmarks/fgi_table.py``); for feed-forward layers it is 2-14% slower.
+    ALIF (three runs), with the same temporary memory, and the FGI network trains 1.13-1.35x
+    faster (two runs of ``benchmarks/fgi_table.py``); for feed-forward layers it is 2-14% slower.
 
     Args:
       neuron: the model, e.g. ``snnjax.alif(..., recurrent=W)``.
