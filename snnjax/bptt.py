@@ -140,13 +140,19 @@ def _scan(cells, unroll, weights, xs, state, *consts):
 
 
 def _scan_fwd(cells, unroll, weights, xs, state, *consts):
+    output_fields = []  # found while tracing the step: the state fields that are the step's output
+
     def step(s, x):
         c = _current(x, s, weights)
         s_next, y = cells[0](s, c, *consts)
+        output_fields[:] = [f for f in getattr(s_next, "_fields", ()) if getattr(s_next, f) is y]
+        # A field that is the output (LIF's z, a readout's v) is ys shifted by a step: not stacked twice.
+        s = s._replace(**dict.fromkeys(output_fields)) if output_fields else s
         return s_next, (y, s, c)  # the state before the step and its input current, for the backward pass
 
     final, (ys, states, currents) = jax.lax.scan(step, state, xs, unroll=unroll)
-    return (final, ys), (weights, consts, states, currents)
+    shifted = {f: jnp.concatenate([getattr(state, f)[None], ys[:-1]]) for f in output_fields}
+    return (final, ys), (weights, consts, states._replace(**shifted) if shifted else states, currents)
 
 
 def _scan_bwd(cells, unroll, residuals, cotangents):

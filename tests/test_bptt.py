@@ -82,6 +82,20 @@ def test_recurrent_weight_gradient_is_one_product_after_the_loop():
     assert f"tensor<{N}x{T * B}xf32>" in backward or f"tensor<{T * B}x{N}xf32>" in backward
 
 
+@pytest.mark.parametrize("name, stacked", [("lif-recurrent", 3), ("alif-fgi-recurrent", 4), ("leaky-integrator", 1)])
+def test_forward_loop_stores_the_spikes_once(name, stacked):
+    """The output of each step is a field of the next state (LIF's z, a readout's v): the forward
+    loop stacks it once, beside the other state fields and the input current (none for a
+    readout: it is the input itself)."""
+
+    def loss(p):
+        return snnjax.run_bptt(_neuron(name, p, "inject"), jnp.einsum("tbi,in->tbn", INPUTS, p["w_in"]))[1].sum()
+
+    eqns = jax.make_jaxpr(jax.grad(loss))(PARAMS).jaxpr.eqns
+    forward = next(e for e in eqns if e.primitive.name == "scan")
+    assert sum(v.aval.shape == (T, B, N) for v in forward.outvars) == stacked
+
+
 def test_forward_mode_raises_a_clear_error():
     neuron = snnjax.lif(0.9, recurrent=PARAMS["w_rec"])
     currents = jnp.ones((T, B, N))
