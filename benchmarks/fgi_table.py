@@ -15,12 +15,14 @@ jit-compiled, for each spike method of snnjax as ``snnjax.run`` runs it by defau
 the step's elementwise work recomputed in the backward pass instead of stored), and for
 ``inject`` with ``remat=False`` (every intermediate stored, as a plain scan does), and for
 ``inject`` run by ``snnjax.run_bptt`` (the recurrent weights' gradient as one product after the
-backward loop, the decays' with one batch reduction). Beside them the same network is written in
+backward loop, the decays' with one batch reduction), and for ``inject`` with the three layers
+stepped in one loop (``snnjax.chain``, as the PyTorch model's loop does). Beside them the same network is written in
 PyTorch by us in two ways: with a custom ``torch.autograd.Function`` (backward = the surrogate)
 and with the injection identity ``h = v * sg(g'(v)); z = h - sg(h) + sg(H(v))``. Each runs
 eager, and under ``torch.compile`` of the whole model for ``T <= --compile-max-steps``
 (compiling unrolls the loop over time: about 3 minutes at T = 98 on a 2-core CPU, growing with
-T). The random input is not MNIST: the timing does not depend on the pixel values.
+T). XLA's temporary memory of each snnjax training step is recorded beside its time. The random
+input is not MNIST: the timing does not depend on the pixel values.
 """
 
 from __future__ import annotations
@@ -67,9 +69,12 @@ def init_params(key: jax.Array, inputs: int, hidden: int) -> dict[str, jax.Array
     }
 
 
-def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, remat: bool = True, bptt: bool = False) -> tuple[Callable, Callable]:
+def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, remat: bool = True, bptt: bool = False, chained: bool = False) -> tuple[Callable, Callable, int]:
     """Zero-argument training and inference calls of the snnjax network with spike ``method``,
-    run by ``snnjax.run`` (with ``remat``) or, with ``bptt``, by ``snnjax.run_bptt``."""
+    run by ``snnjax.run`` (with ``remat``) or, with ``bptt``, by ``snnjax.run_bptt``, and the
+    training step's temporary memory in bytes (XLA's ``memory_analysis``). With ``chained`` the
+    ALIF layer, the readout projection and the leaky integrator step together in one loop
+    (``snnjax.chain``, run by ``snnjax.run``)."""
     steps, batch, inputs = xs.shape
     hidden = params["w_rec"].shape[0]
     surrogate = snnjax.surrogates.gaussian()
@@ -78,9 +83,12 @@ def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, re
         neuron = snnjax.alif(jax.nn.sigmoid(p["alpha"]), jax.nn.sigmoid(p["rho"]), form="fgi", recurrent=p["w_rec"], surrogate=surrogate, method=method)
         currents = (xs.reshape(steps * batch, inputs) @ p["w_in"] + p["b"][None, :]).reshape(steps, batch, hidden)
         run = snnjax.run_bptt if bptt else functools.partial(snnjax.run, remat=remat)
-        _, z = run(neuron, currents)
-        readout = (z.reshape(steps * batch, hidden) @ p["w_out"]).reshape(steps, batch, CLASSES)
-        _, v = run(snnjax.leaky_integrator(jax.nn.sigmoid(p["kappa"])), readout)
+        readout = snnjax.leaky_integrator(jax.nn.sigmoid(p["kappa"]))
+        if chained:
+            _, v = run(snnjax.chain(neuron, lambda z: z @ p["w_out"], readout), currents)
+        else:
+            _, z = run(neuron, currents)
+            _, v = run(readout, (z.reshape(steps * batch, hidden) @ p["w_out"]).reshape(steps, batch, CLASSES))
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(v.mean(axis=0), labels))
 
     optimizer = optax.amsgrad(1e-3)
@@ -91,14 +99,16 @@ def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, re
         updates, opt_state = optimizer.update(grads, opt_state, p)
         return optax.apply_updates(p, updates), opt_state, loss
 
-    infer = jax.jit(loss_fn)
     box = [params, optimizer.init(params)]
+    # Compiled ahead of time, once: a call whose argument types drifted would raise, not recompile.
+    train = train.lower(box[0], box[1], xs, labels).compile()
+    infer = jax.jit(loss_fn).lower(params, xs, labels).compile()
 
     def train_call():
         box[0], box[1], loss = train(box[0], box[1], xs, labels)
         return loss
 
-    return train_call, lambda: infer(box[0], xs, labels)
+    return train_call, lambda: infer(box[0], xs, labels), train.memory_analysis().temp_size_in_bytes
 
 
 def torch_steps(spike_mode: str, compiled: bool, xs: np.ndarray, labels: np.ndarray, hidden: int) -> tuple[Callable, Callable]:
@@ -235,11 +245,12 @@ def main(argv: list[str] | None = None) -> dict:
         xs = rng.random((steps, args.batch, 784 // steps), dtype=np.float32)
         labels = (np.arange(args.batch) % CLASSES).astype(np.int32)
         params = init_params(jax.random.key(0), 784 // steps, args.hidden)
-        fns, compile_seconds = {}, {}
-        for method in args.methods:
-            fns[f"train/snnjax-{method}"], fns[f"infer/snnjax-{method}"] = snnjax_steps(method, params, jnp.asarray(xs), jnp.asarray(labels))
-        fns["train/snnjax-inject-no-remat"], fns["infer/snnjax-inject-no-remat"] = snnjax_steps("inject", params, jnp.asarray(xs), jnp.asarray(labels), remat=False)
-        fns["train/snnjax-inject-run_bptt"], fns["infer/snnjax-inject-run_bptt"] = snnjax_steps("inject", params, jnp.asarray(xs), jnp.asarray(labels), bptt=True)
+        fns, compile_seconds, temp_bytes = {}, {}, {}
+        variants = {f"snnjax-{m}": dict(method=m) for m in args.methods}
+        variants |= {"snnjax-inject-no-remat": dict(method="inject", remat=False), "snnjax-inject-run_bptt": dict(method="inject", bptt=True), "snnjax-inject-chain": dict(method="inject", chained=True)}
+        for name, options in variants.items():
+            fns[f"train/{name}"], fns[f"infer/{name}"], temp = snnjax_steps(params=params, xs=jnp.asarray(xs), labels=jnp.asarray(labels), **options)
+            temp_bytes[name] = int(temp)
         if use_torch:
             for mode in ("function", "inject"):
                 variants = [False] + ([True] if steps <= args.compile_max_steps else [])
@@ -253,11 +264,12 @@ def main(argv: list[str] | None = None) -> dict:
         timings = common.time_side_by_side(fns, repeats=args.repeats, groups=common.library_groups(fns))
         row = {name: {**t, "ms": 1e3 * t["median_s"]} for name, t in timings.items()}
         best = {mode: min(t["median_s"] for n, t in timings.items() if n.startswith(mode + "/snnjax")) for mode in ("train", "infer")}
-        print(f"\nT = {steps}: ms per step (train / infer), and the best snnjax method's speed-up over each")
+        print(f"\nT = {steps}: ms per step (train / infer), the best snnjax method's speed-up over each, and XLA's temporary memory of a training step")
         for name in sorted({n.split("/", 1)[1] for n in timings}):
             tr, inf = timings[f"train/{name}"]["median_s"], timings[f"infer/{name}"]["median_s"]
-            print(f"  {name:28s} {1e3 * tr:8.1f} / {1e3 * inf:7.1f}   x{tr / best['train']:.2f} / x{inf / best['infer']:.2f}")
-        results[str(steps)] = {"timings": row, "torch_compile_seconds": compile_seconds}
+            memory = f"   {temp_bytes[name] / 2**20:6.1f} MiB" if name in temp_bytes else ""
+            print(f"  {name:28s} {1e3 * tr:8.1f} / {1e3 * inf:7.1f}   x{tr / best['train']:.2f} / x{inf / best['infer']:.2f}{memory}")
+        results[str(steps)] = {"timings": row, "train_temp_bytes": temp_bytes, "torch_compile_seconds": compile_seconds}
         if not args.no_write:
             payload = {"config": vars(args), "torch": {k: env[k] for k in ("torch", "torch_threads") if k in env}, "results": results, "command": "python benchmarks/fgi_table.py " + " ".join(argv if argv is not None else sys.argv[1:])}
             path = common.write_result("fgi_table", payload)  # after every T, so a partial run is kept

@@ -8,6 +8,7 @@ The public surface, flat. Submodules: :mod:`snnjax.surrogates`, :mod:`snnjax.ste
 from snnjax import decay, encoders, losses, ste, surrogates
 from snnjax.alif import ALIFState, alif
 from snnjax.bptt import run_bptt
+from snnjax.chain import chain
 from snnjax.compare import Comparison, compare_gradients
 from snnjax.cuba import CubaLIFState, cuba_lif
 from snnjax.decay import decay_from_tau, sigmoid_decay, softplus_decay, tau_from_decay
@@ -33,6 +34,7 @@ __all__ = [
     "Recurrence",
     "alif",
     "bypass",
+    "chain",
     "compare_gradients",
     "cuba_lif",
     "decay",

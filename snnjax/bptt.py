@@ -18,7 +18,9 @@ the cotangent of its input current :math:`\delta_t = \partial L / \partial c_t`,
 and the other parameters' per-example cotangents, carried as ``[B, ...]`` arrays through the loop
 (elementwise work that fuses with the rest of the step), are summed over the batch once. The
 step's elementwise work is recomputed in the backward pass, as with ``run(..., remat=True)``.
-On the FGI ALIF benchmark it trains 1.13-1.35x faster than :func:`snnjax.run` on CPU (two runs of
+The forward loop keeps, per step, the state before it and the input current; a state field that
+is also the step's output (the spikes :math:`z`, a readout's :math:`v`) is not kept twice: the
+backward pass reads it from the outputs, one step back. On the FGI ALIF benchmark it trains 1.13-1.35x faster than :func:`snnjax.run` on CPU (two runs of
 ``benchmarks/fgi_table.py``).
 
 Reverse mode only: a ``jax.custom_vjp`` has no forward mode, so ``jax.jvp`` and the
@@ -63,7 +65,8 @@ def run_bptt(neuron: Neuron, xs: ArrayLike, state: State | None = None, *, unrol
     2-core CPU (``benchmarks/remat.py``, T = 100, B = 64, N = 256, trainable decay) it computes
     the gradient 1.10-1.14x faster than ``run`` for recurrent LIF and 1.30-1.37x for recurrent
     ALIF (three runs), with the same temporary memory, and the FGI network trains 1.13-1.35x
-    faster (two runs of ``benchmarks/fgi_table.py``); for feed-forward layers it is 2-14% slower.
+    faster (two runs of ``benchmarks/fgi_table.py``) with 12% less (45.0 instead of 51.1 MiB
+    at T = 98); for feed-forward layers it is 2-14% slower.
 
     Args:
       neuron: the model, e.g. ``snnjax.alif(..., recurrent=W)``.

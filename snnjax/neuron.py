@@ -120,7 +120,7 @@ def check_run_inputs(neuron: Neuron, xs: ArrayLike, state: State | None, unroll:
         raise ValueError(f"{where}: unroll must be an int >= 1 or True, got {unroll!r}.")
     if state is None:
         return xs, neuron.init(xs.shape[1:], xs.dtype)
-    check_state(state, xs.shape[1:], where)
+    check_state(state, xs.shape[1:], where, jax.eval_shape(lambda: neuron.init(xs.shape[1:], xs.dtype)))
     return xs, state
 
 
@@ -135,15 +135,17 @@ def with_recurrence(init: Callable[..., State], cell: Callable, recurrent: Array
     return Neuron(init, step, Recurrence(cell, jnp.asarray(recurrent)))
 
 
-def check_state(state: State, shape: Sequence[int], where: str) -> None:
-    """Raise ``ValueError`` unless every array in ``state`` has ``shape`` (``[B, ...]``)."""
+def check_state(state: State, shape: Sequence[int], where: str, resting: State | None = None) -> None:
+    """Raise ``ValueError`` unless every array in ``state`` has ``shape`` (``[B, ...]``), or, where
+    ``resting`` (the shapes of the neuron's ``init``) has the same structure, the shape it has there
+    (a :func:`snnjax.chain`'s later layers)."""
     fields = state._asdict() if hasattr(state, "_asdict") else {str(i): s for i, s in enumerate(jax.tree.leaves(state))}
-    for name, leaf in fields.items():
-        if tuple(jnp.shape(leaf)) != tuple(shape):
-            raise ValueError(
-                f"{where}: state.{name} has shape {tuple(jnp.shape(leaf))} but the input at one time step has "
-                f"shape {tuple(shape)} ([B, ...] of xs[T, B, ...]); they must match."
-            )
+    same = resting is not None and jax.tree.structure(resting) == jax.tree.structure(state)
+    expected = [tuple(r.shape) for r in jax.tree.leaves(resting)] if same else [tuple(shape)] * len(fields)
+    for (name, leaf), want in zip(fields.items(), expected):
+        if tuple(jnp.shape(leaf)) != want:
+            what = f"the input at one time step has shape {tuple(shape)} ([B, ...] of xs[T, B, ...])" if want == tuple(shape) else f"the neuron's resting state there has shape {want}"
+            raise ValueError(f"{where}: state.{name} has shape {tuple(jnp.shape(leaf))} but {what}; they must match.")
 
 
 def zeros_state(cls: type, shape: Sequence[int], dtype: DTypeLike) -> Any:
