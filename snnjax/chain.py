@@ -10,8 +10,9 @@ Running layers one after the other (``run(layer_1, xs)``, then the projection of
 sequence, then ``run(layer_2, ...)``) loops over time once per layer and stores every layer's
 output sequence ``[T, B, N]``. A chain steps all of them in one loop and stores only the last
 layer's output: on a 2-core CPU the inference of the FGI network (recurrent ALIF, readout
-projection and leaky integrator) runs 1.09x (T = 28) to 1.18x (T = 98) faster
-(``benchmarks/fgi_table.py``). For reverse-mode training of recurrent layers,
+projection and leaky integrator) runs 1.06-1.26x (T = 28) and 1.15-1.40x (T = 98) faster in
+three side-by-side runs (``benchmarks/fgi_table.py``; noisier, from 8% slower to 1.23x faster,
+in the 7-repeat table over every T). For reverse-mode training of recurrent layers,
 :func:`snnjax.run_bptt` layer by layer is faster still: it needs the layer's recurrent weights,
 and a chain does not expose its layers' (``recurrence`` is ``None``).
 """
