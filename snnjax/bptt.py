@@ -63,10 +63,10 @@ def run_bptt(neuron: Neuron, xs: ArrayLike, state: State | None = None, *, unrol
     thresholds, traced or not) get theirs with one batch reduction. The values and gradients
     equal :func:`snnjax.run`'s (see the module docstring). Choose it for recurrent layers: on a
     2-core CPU (``benchmarks/remat.py``, T = 100, B = 64, N = 256, trainable decay) it computes
-    the gradient 1.10-1.14x faster than ``run`` for recurrent LIF and 1.30-1.37x for recurrent
-    ALIF (three runs), with the same temporary memory, and the FGI network trains 1.10-1.39x
+    the gradient 1.10-1.19x faster than ``run`` for recurrent LIF and 1.16-1.37x for recurrent
+    ALIF (six runs), with the same temporary memory, and the FGI network trains 1.10-1.39x
     faster (three runs of ``benchmarks/fgi_table.py``) with 12% less temporary memory
-    (44.3 instead of 50.6 MiB at T = 98); for feed-forward layers it is 2-14% slower.
+    (44.3 instead of 50.6 MiB at T = 98); for feed-forward layers it is 1-14% slower.
 
     Args:
       neuron: the model, e.g. ``snnjax.alif(..., recurrent=W)``.

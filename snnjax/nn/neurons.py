@@ -175,7 +175,7 @@ class LIF(NeuronCell):
         speed-ups and the cases where it is slower).
       run_bptt: :meth:`run` through :func:`snnjax.run_bptt` instead of :func:`snnjax.run`:
         the same values and gradients, with the recurrent weights' gradient formed as one
-        product after the backward loop: 1.10-1.37x faster for recurrent layers on CPU, 2-14%
+        product after the backward loop: 1.10-1.37x faster for recurrent layers on CPU, 1-14%
         slower for feed-forward ones (``benchmarks/remat.py``). Reverse mode only:
         ``jax.jvp`` through :meth:`run` then raises, so leave it off for forward-gradient
         rules. ``remat`` is then unused. Stepping the cell (``nnx.RNN``) is not affected.
