@@ -19,9 +19,11 @@ and a chain does not expose its layers' (``recurrence`` is ``None``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from snnjax.neuron import Neuron
 
@@ -63,7 +65,7 @@ def chain(*layers: Layer) -> Neuron:
             raise TypeError(f"chain: layer {i} must be a snnjax.Neuron or a function of one time step's array, got {type(layer).__name__}.")
     neurons = [i for i, layer in enumerate(layers) if isinstance(layer, Neuron)]
 
-    def init(shape: Sequence[int], dtype: Any = jax.numpy.float32) -> tuple:
+    def init(shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> tuple:
         x, states = jax.ShapeDtypeStruct(tuple(shape), dtype), []
         for layer in layers:  # each layer's input shape, from the shapes of the layers before it
             if isinstance(layer, Neuron):
