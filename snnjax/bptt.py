@@ -20,8 +20,8 @@ and the other parameters' per-example cotangents, carried as ``[B, ...]`` arrays
 step's elementwise work is recomputed in the backward pass, as with ``run(..., remat=True)``.
 The forward loop keeps, per step, the state before it and the input current; a state field that
 is also the step's output (the spikes :math:`z`, a readout's :math:`v`) is not kept twice: the
-backward pass reads it from the outputs, one step back. On the FGI ALIF benchmark it trains 1.10-1.39x faster than :func:`snnjax.run` on CPU (three runs
-of ``benchmarks/fgi_table.py``).
+backward pass reads it from the outputs, one step back. On the FGI ALIF benchmark it trains
+1.10-1.39x faster than :func:`snnjax.run` on CPU (three runs of ``benchmarks/fgi_table.py``).
 
 Reverse mode only: a ``jax.custom_vjp`` has no forward mode, so ``jax.jvp`` and the
 forward-gradient and feedback-alignment rules need :func:`snnjax.run`.

@@ -63,7 +63,6 @@ def chain(*layers: Layer) -> Neuron:
     for i, layer in enumerate(layers):
         if not isinstance(layer, Neuron) and not callable(layer):
             raise TypeError(f"chain: layer {i} must be a snnjax.Neuron or a function of one time step's array, got {type(layer).__name__}.")
-    neurons = [i for i, layer in enumerate(layers) if isinstance(layer, Neuron)]
 
     def init(shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> tuple:
         x, states = jax.ShapeDtypeStruct(tuple(shape), dtype), []
@@ -76,13 +75,13 @@ def chain(*layers: Layer) -> Neuron:
         return tuple(states)
 
     def step(state: tuple, x: jax.Array) -> tuple[tuple, jax.Array]:
-        state = list(state)
-        for i, layer in enumerate(layers):
+        states, new = iter(state), []  # the neurons' states, in the order of the neurons
+        for layer in layers:
             if isinstance(layer, Neuron):
-                k = neurons.index(i)
-                state[k], x = layer.step(state[k], x)
+                s, x = layer.step(next(states), x)
+                new.append(s)
             else:
                 x = layer(x)
-        return tuple(state), x
+        return tuple(new), x
 
     return Neuron(init, step)
