@@ -44,8 +44,29 @@ def test_open_neuromorphic_benchmark_smoke():
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     rows = payload["results"]["16"]
-    assert {"forward/matmuls", "forward+backward/lif-inject", "forward+backward/nnx-Sequential"} <= set(rows)
+    assert {"forward/matmuls", "forward+backward/lif-inject", "forward+backward/nnx-Sequential", "forward+backward/by-hand"} <= set(rows)
     assert all(r["median_s"] > 0 for r in rows.values())
+
+
+def test_open_neuromorphic_loop_by_hand_matches_snnjax():
+    """The benchmark's hand-written reference computes snnjax's spikes and gradients."""
+    import jax
+    import jax.numpy as jnp
+
+    import snnjax
+
+    module = runpy.run_path(str(ROOT / "benchmarks" / "open_neuromorphic.py"))
+    currents = 0.8 * jax.random.normal(jax.random.key(3), (30, 4, 8)) + 0.3
+    g_z = jax.random.normal(jax.random.key(4), currents.shape)
+
+    def ours(c):
+        return snnjax.run(snnjax.lif(0.9), c)[1]
+
+    z_hand, vjp_hand = jax.vjp(module["lif_by_hand"], currents)
+    z_ours, vjp_ours = jax.vjp(ours, currents)
+    assert 0 < float(z_ours.mean()) < 1
+    np.testing.assert_array_equal(z_hand, z_ours)
+    np.testing.assert_allclose(vjp_hand(g_z)[0], vjp_ours(g_z)[0], rtol=1e-5, atol=1e-6)
 
 
 def _run_benchmark(name, argv):
