@@ -8,6 +8,7 @@ the same run; absolute times are only for orientation.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -154,10 +155,40 @@ def summarise_over_steps(results: dict[str, dict[str, dict[str, float]]], baseli
     return growth, slowdown
 
 
-def finish_over_steps(name: str, args: Any, results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
-    """The closing of a memory-against-T benchmark: summarise, build the payload, write it unless ``args.no_write``."""
+def finish_over_steps(name: str, args: Any, results: dict[str, dict[str, dict[str, float]]], title: str = "") -> dict[str, Any]:
+    """The closing of a memory-against-T benchmark: summarise, build the payload, and unless
+    ``args.no_write`` write it, with its plot (:func:`plot_over_steps`) where matplotlib is installed."""
     growth, slowdown = summarise_over_steps(results)
     payload = {"config": vars(args), "results": results, "memory_growth": growth, "time_vs_forward": slowdown}
     if not args.no_write:
-        print(f"wrote {write_result(name, payload)}")
+        path = write_result(name, payload)
+        print(f"wrote {path}")
+        if importlib.util.find_spec("matplotlib"):
+            plot_over_steps(results, path.with_suffix(".png"), title)
+            print(f"wrote {path.with_suffix('.png')}")
     return payload
+
+
+def plot_over_steps(results: dict[str, dict[str, dict[str, float]]], path: Path, title: str = "") -> None:
+    """Temporary memory (MiB) and time (ms) of each variant against T, log-log, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [int(t) for t in results]
+    fig, (mem, tim) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for i, name in enumerate(results[str(steps[0])]):
+        style = dict(marker="os^vDx*"[i % 7], ms=4, mfc="none", color=f"C{i % 10}", ls="-" if i % 2 == 0 else "--", label=name)
+        mem.plot(steps, [results[str(t)][name]["temp_bytes"] / 2**20 for t in steps], **style)
+        tim.plot(steps, [1e3 * results[str(t)][name]["median_s"] for t in steps], **style)
+    for ax, label in ((mem, "temporary memory (MiB)"), (tim, "time per call (ms)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("time steps T")
+        ax.set_ylabel(label)
+    tim.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         times = common.time_side_by_side({name: (lambda c=c: c(params, xs, labels)) for name, c in compiled.items()}, repeats=args.repeats)
         results[str(steps)] = {name: {"temp_bytes": memory[name], **times[name]} for name in variants}
         print(f"T={steps:5d}  " + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * times[n]['median_s']:.1f} ms" for n in variants))
-    return common.finish_over_steps("online_memory", args, results)
+    return common.finish_over_steps("online_memory", args, results, f"Online rules against BPTT: 100-128-10 LIF, B = {args.batch}, loss at every step")
 
 
 if __name__ == "__main__":

@@ -196,6 +196,24 @@ def test_feedback_alignment_benchmark_smoke(tmp_path):
     assert "overall" in payload["results"]["snn"]["dfa lr=0.001"]["cosine_with_bp"]
 
 
+def test_sfdfa_memory_benchmark_smoke():
+    payload = _run_benchmark("sfdfa_memory", ["--steps", "20", "80", "--batch", "2", "--repeats", "1", "--no-write"])
+    growth = payload["memory_growth"]
+    assert growth["sfdfa online"] < 1.1 and growth["dfa online"] < 1.1 and growth["bp through spike times"] > 2
+
+
+def test_plot_over_steps_writes_a_figure(tmp_path):
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    results = {str(t): {"forward": {"temp_bytes": 1024 * t, "median_s": 1e-4 * t}} for t in (10, 100)}
+    common.plot_over_steps(results, tmp_path / "plot.png", "title")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_online_memory_benchmark_smoke():
     payload = _run_benchmark("online_memory", ["--steps", "10", "40", "--batch", "2", "--repeats", "1", "--no-write"])
     assert payload["memory_growth"]["dfa online"] < 1.2 < payload["memory_growth"]["bptt"]
