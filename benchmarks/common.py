@@ -155,6 +155,18 @@ def summarise_over_steps(results: dict[str, dict[str, dict[str, float]]], baseli
     return growth, slowdown
 
 
+def over_steps_parser(doc: str | None) -> Any:
+    """The command line of a memory-against-T benchmark: ``--steps``, ``--batch``, ``--repeats``, ``--no-write``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[100, 500, 2000, 8000])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true")
+    return parser
+
+
 def finish_over_steps(name: str, args: Any, results: dict[str, dict[str, dict[str, float]]], title: str = "") -> dict[str, Any]:
     """The closing of a memory-against-T benchmark: summarise, build the payload, and unless
     ``args.no_write`` write it, with its plot (:func:`plot_over_steps`) where matplotlib is installed."""

@@ -13,7 +13,6 @@ time is the median of interleaved repeats. Rules: the forward pass alone, BPTT
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -49,12 +48,7 @@ def make_loss(inputs: int, hidden: int, classes: int):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, nargs="+", default=[100, 500, 2000, 8000])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args(argv)
+    args = common.over_steps_parser(__doc__).parse_args(argv)
     inputs, hidden, classes = 100, 256, 10
     k1, k2 = jax.random.split(jax.random.key(0))
     params = {

@@ -15,7 +15,6 @@ is XLA's `memory_analysis().temp_size_in_bytes`; time is the median of interleav
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -36,12 +35,7 @@ def loss_t(y, labels):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, nargs="+", default=[100, 500, 2000, 8000])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args(argv)
+    args = common.over_steps_parser(__doc__).parse_args(argv)
     rngs = nnx.Rngs(0)
     net = snn.Sequential(nnx.Linear(100, 128, rngs=rngs), snn.LIF(128, beta=0.95), nnx.Linear(128, 10, rngs=rngs), snn.LeakyIntegrator(10, kappa=0.9))
     graphdef, params, rest = nnx.split(net, nnx.Param, ...)

@@ -25,8 +25,9 @@ way its documentation writes it:
 
 Beside them are the bare matrix products of the same shapes (JAX): the forward product
 ``[T*B, n] x [n, n]`` and, for the backward pass, the weight-gradient product. These are the
-machine's limit for this layer. A peer that is not installed is reported as skipped.
-Peak memory is recorded on a GPU.
+machine's limit for this layer. ``by-hand`` is the floor of a JAX scan: the same LIF written
+as a plain scan with a hand-written VJP (``open_neuromorphic.lif_by_hand``). A peer that is
+not installed is reported as skipped. Peak memory is recorded on a GPU.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ import common  # noqa: E402
 from open_neuromorphic import variants as snnjax_variants  # noqa: E402
 
 PEERS = ("spyx", "snntorch", "norse")
-SNNJAX = ("matmuls", "lif-inject", "nnx-Sequential")
+SNNJAX = ("matmuls", "lif-inject", "nnx-Sequential", "by-hand")  # from open_neuromorphic.variants
+LABELS = {"by-hand": "JAX scan by hand"}
 
 
 def installed(name: str) -> bool:
@@ -140,7 +142,7 @@ def plot(payload: dict, path: Path) -> None:
         rows = payload["results"][n]
         ax.bar([j + i * width for j in range(len(names))], [1e3 * rows[f"forward+backward/{k}"]["median_s"] for k in names], width, label=f"n = {n}")
         ax.axhline(1e3 * rows["forward+backward/matmuls"]["median_s"], color=f"C{i}", ls=":", lw=1)
-    labels = [f"snnjax {k}" if k in SNNJAX else k for k in names]
+    labels = [LABELS.get(k, f"snnjax {k}" if k in SNNJAX else k) for k in names]
     ax.set_xticks([j + width * (len(sizes) - 1) / 2 for j in range(len(names))], labels, rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("forward + backward (ms)")

@@ -15,7 +15,6 @@ keeps every step for its backward pass. Peak memory is XLA's
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -45,12 +44,7 @@ def variants(net: SpikeTimeNet, params: tuple[jax.Array, ...]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, nargs="+", default=[100, 500, 2000, 8000])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args(argv)
+    args = common.over_steps_parser(__doc__).parse_args(argv)
     images = jax.random.randint(jax.random.key(1), (args.batch, SIZES[0]), 0, 256).astype(jnp.uint8)
     times, labels = ttfs(images), jnp.arange(args.batch) % SIZES[-1]
     env = common.environment()
