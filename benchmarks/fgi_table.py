@@ -15,8 +15,10 @@ jit-compiled, for each spike method of snnjax as ``snnjax.run`` runs it by defau
 the step's elementwise work recomputed in the backward pass instead of stored), and for
 ``inject`` with ``remat=False`` (every intermediate stored, as a plain scan does), and for
 ``inject`` run by ``snnjax.run_bptt`` (the recurrent weights' gradient as one product after the
-backward loop, the decays' with one batch reduction), and for ``inject`` with the three layers
-stepped in one loop (``snnjax.chain``, as the PyTorch model's loop does). Beside them the same
+backward loop, the decays' with one batch reduction), and for ``inject`` and ``custom_jvp`` with
+the three layers stepped in one loop (``snnjax.chain``, as the PyTorch model's loop does; in
+inference ``custom_jvp`` skips the surrogate factor that ``inject``'s identity evaluates in
+the forward pass). Beside them the same
 network is written in PyTorch by us in two ways: with a custom ``torch.autograd.Function`` (backward = the surrogate)
 and with the injection identity ``h = v * sg(g'(v)); z = h - sg(h) + sg(H(v))``. Each runs
 eager, and under ``torch.compile`` of the whole model for ``T <= --compile-max-steps``
@@ -247,7 +249,12 @@ def main(argv: list[str] | None = None) -> dict:
         params = init_params(jax.random.key(0), 784 // steps, args.hidden)
         fns, compile_seconds, temp_bytes = {}, {}, {}
         snnjax_variants = {f"snnjax-{m}": dict(method=m) for m in args.methods}
-        snnjax_variants |= {"snnjax-inject-no-remat": dict(method="inject", remat=False), "snnjax-inject-run_bptt": dict(method="inject", bptt=True), "snnjax-inject-chain": dict(method="inject", chained=True)}
+        snnjax_variants |= {
+            "snnjax-inject-no-remat": dict(method="inject", remat=False),
+            "snnjax-inject-run_bptt": dict(method="inject", bptt=True),
+            "snnjax-inject-chain": dict(method="inject", chained=True),
+            "snnjax-custom_jvp-chain": dict(method="custom_jvp", chained=True),
+        }
         xs_jax, labels_jax = jnp.asarray(xs), jnp.asarray(labels)
         for name, options in snnjax_variants.items():
             fns[f"train/{name}"], fns[f"infer/{name}"], temp = snnjax_steps(params=params, xs=xs_jax, labels=labels_jax, **options)

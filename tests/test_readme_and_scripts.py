@@ -122,7 +122,7 @@ def test_peers_benchmark_smoke():
 def test_fgi_table_smoke():
     payload = _run_benchmark("fgi_table", ["--steps", "4", "--batch", "2", "--hidden", "4", "--repeats", "1", "--no-torch", "--no-write", "--no-tune-allocator"])
     timings = payload["results"]["4"]["timings"]
-    variants = ("inject", "bypass", "custom_jvp", "custom_vjp", "inject-no-remat", "inject-run_bptt", "inject-chain")
+    variants = ("inject", "bypass", "custom_jvp", "custom_vjp", "inject-no-remat", "inject-run_bptt", "inject-chain", "custom_jvp-chain")
     assert {f"{mode}/snnjax-{m}" for mode in ("train", "infer") for m in variants} == set(timings)
     memory = payload["results"]["4"]["train_temp_bytes"]
     assert set(memory) == {f"snnjax-{m}" for m in variants} and all(m > 0 for m in memory.values())
