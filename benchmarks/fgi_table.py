@@ -18,7 +18,9 @@ the step's elementwise work recomputed in the backward pass instead of stored), 
 backward loop, the decays' with one batch reduction), and for ``inject`` and ``custom_jvp`` with
 the three layers stepped in one loop (``snnjax.chain``, as the PyTorch model's loop does; in
 inference ``custom_jvp`` skips the surrogate factor that ``inject``'s identity evaluates in
-the forward pass). Beside them the same
+the forward pass). ``jax-plain-scan`` is the same network written without snnjax
+(:func:`plain_scan_loss`: one ``lax.scan``, a ``custom_jvp`` spike, nothing recomputed), the
+reference for what a straightforward JAX scan does. Beside them the same
 network is written in PyTorch by us in two ways: with a custom ``torch.autograd.Function`` (backward = the surrogate)
 and with the injection identity ``h = v * sg(g'(v)); z = h - sg(h) + sg(H(v))``. Each runs
 eager, and under ``torch.compile`` of the whole model for ``T <= --compile-max-steps``
@@ -71,17 +73,16 @@ def init_params(key: jax.Array, inputs: int, hidden: int) -> dict[str, jax.Array
     }
 
 
-def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, remat: bool = True, bptt: bool = False, chained: bool = False) -> tuple[Callable, Callable, int]:
-    """Zero-argument training and inference calls of the snnjax network with spike ``method``,
-    run by ``snnjax.run`` (with ``remat``) or, with ``bptt``, by ``snnjax.run_bptt``, and the
-    training step's temporary memory in bytes (XLA's ``memory_analysis``). With ``chained`` the
+def snnjax_loss(method: str, remat: bool = True, bptt: bool = False, chained: bool = False) -> Callable:
+    """``loss(params, xs, labels)`` of the snnjax network with spike ``method``, run by
+    ``snnjax.run`` (with ``remat``) or, with ``bptt``, by ``snnjax.run_bptt``. With ``chained`` the
     ALIF layer, the readout projection and the leaky integrator step together in one loop
     (``snnjax.chain``, run by ``snnjax.run``)."""
-    steps, batch, inputs = xs.shape
-    hidden = params["w_rec"].shape[0]
     surrogate = snnjax.surrogates.gaussian()
 
     def loss_fn(p, xs, labels):
+        steps, batch, inputs = xs.shape
+        hidden = p["w_rec"].shape[0]
         neuron = snnjax.alif(jax.nn.sigmoid(p["alpha"]), jax.nn.sigmoid(p["rho"]), form="fgi", recurrent=p["w_rec"], surrogate=surrogate, method=method)
         currents = (xs.reshape(steps * batch, inputs) @ p["w_in"] + p["b"][None, :]).reshape(steps, batch, hidden)
         run = snnjax.run_bptt if bptt else functools.partial(snnjax.run, remat=remat)
@@ -93,6 +94,46 @@ def snnjax_steps(method: str, params: dict, xs: jax.Array, labels: jax.Array, re
             _, v = run(readout, (z.reshape(steps * batch, hidden) @ p["w_out"]).reshape(steps, batch, CLASSES))
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(v.mean(axis=0), labels))
 
+    return loss_fn
+
+
+@jax.custom_jvp
+def _plain_spike(x: jax.Array) -> jax.Array:
+    return (x > 0).astype(x.dtype)
+
+
+@_plain_spike.defjvp
+def _plain_spike_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return _plain_spike(x), dx * jnp.exp(-0.5 * x * x)  # snnjax.surrogates.gaussian()
+
+
+def plain_scan_loss(p: dict, xs: jax.Array, labels: jax.Array) -> jax.Array:
+    """The same network and loss as :func:`snnjax_loss`, written without snnjax: one
+    ``lax.scan`` over the whole network, the readout summed in the carry, a ``custom_jvp`` spike,
+    everything stored for the backward pass (no remat), as one would write it by hand."""
+    steps, batch, inputs = xs.shape
+    alpha, rho, kappa = (jax.nn.sigmoid(p[k])[None, :] for k in ("alpha", "rho", "kappa"))  # [1, N]
+    currents = (xs.reshape(steps * batch, inputs) @ p["w_in"] + p["b"][None, :]).reshape(steps, batch, -1)
+
+    def step(carry, x):
+        v, a, z, out, total = carry
+        v = alpha * v + (1.0 - alpha) * (x + z @ p["w_rec"])
+        threshold = 0.1 + 0.8 * a
+        z = _plain_spike(v - threshold)
+        v = v - z * threshold
+        a = rho * a + (1.0 - rho) * z
+        out = kappa * out + z @ p["w_out"]
+        return (v, a, z, out, total + out), None
+
+    hidden, out = jnp.zeros((batch, p["w_rec"].shape[0])), jnp.zeros((batch, CLASSES))
+    (*_, total), _ = jax.lax.scan(step, (hidden, hidden, hidden, out, out), currents)
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(total / steps, labels))
+
+
+def jax_steps(loss_fn: Callable, params: dict, xs: jax.Array, labels: jax.Array) -> tuple[Callable, Callable, int]:
+    """Zero-argument training (Adam with amsgrad) and inference calls of ``loss_fn``, and the
+    training step's temporary memory in bytes (XLA's ``memory_analysis``)."""
     optimizer = optax.amsgrad(1e-3)
 
     @jax.jit
@@ -256,8 +297,9 @@ def main(argv: list[str] | None = None) -> dict:
             "snnjax-custom_jvp-chain": dict(method="custom_jvp", chained=True),
         }
         xs_jax, labels_jax = jnp.asarray(xs), jnp.asarray(labels)
-        for name, options in snnjax_variants.items():
-            fns[f"train/{name}"], fns[f"infer/{name}"], temp = snnjax_steps(params=params, xs=xs_jax, labels=labels_jax, **options)
+        losses = {name: snnjax_loss(**options) for name, options in snnjax_variants.items()} | {"jax-plain-scan": plain_scan_loss}
+        for name, loss_fn in losses.items():
+            fns[f"train/{name}"], fns[f"infer/{name}"], temp = jax_steps(loss_fn, params, xs_jax, labels_jax)
             temp_bytes[name] = int(temp)
         if use_torch:
             for mode in ("function", "inject"):

@@ -123,9 +123,32 @@ def test_fgi_table_smoke():
     payload = _run_benchmark("fgi_table", ["--steps", "4", "--batch", "2", "--hidden", "4", "--repeats", "1", "--no-torch", "--no-write", "--no-tune-allocator"])
     timings = payload["results"]["4"]["timings"]
     variants = ("inject", "bypass", "custom_jvp", "custom_vjp", "inject-no-remat", "inject-run_bptt", "inject-chain", "custom_jvp-chain")
-    assert {f"{mode}/snnjax-{m}" for mode in ("train", "infer") for m in variants} == set(timings)
+    names = [f"snnjax-{m}" for m in variants] + ["jax-plain-scan"]
+    assert {f"{mode}/{name}" for mode in ("train", "infer") for name in names} == set(timings)
     memory = payload["results"]["4"]["train_temp_bytes"]
-    assert set(memory) == {f"snnjax-{m}" for m in variants} and all(m > 0 for m in memory.values())
+    assert set(memory) == set(names) and all(m > 0 for m in memory.values())
+
+
+@pytest.mark.parametrize("method", ["inject", "custom_jvp"])
+def test_fgi_plain_scan_computes_the_snnjax_network(method):
+    """The FGI table's reference scan, written without snnjax, has snnjax's loss and gradient."""
+    import jax
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        module = runpy.run_path(str(ROOT / "benchmarks" / "fgi_table.py"))
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    params = module["init_params"](jax.random.key(0), 5, 16)
+    params["w_rec"] = 3 * params["w_rec"]
+    xs = 4 * jax.random.uniform(jax.random.key(1), (12, 3, 5))
+    labels = np.arange(3) % 10
+    ours = jax.value_and_grad(module["snnjax_loss"](method, bptt=method == "inject"))(params, xs, labels)
+    plain = jax.value_and_grad(module["plain_scan_loss"])(params, xs, labels)
+    np.testing.assert_allclose(plain[0], ours[0], rtol=1e-6)
+    for name in params:
+        np.testing.assert_allclose(plain[1][name], ours[1][name], rtol=1e-4, atol=1e-6, err_msg=name)
+    assert float(np.abs(ours[1]["w_rec"]).max()) > 0  # spikes reached the recurrent weights
 
 
 def test_fashion_mnist_benchmark_smoke(tmp_path):
