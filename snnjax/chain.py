@@ -10,9 +10,11 @@ Running layers one after the other (``run(layer_1, xs)``, then the projection of
 sequence, then ``run(layer_2, ...)``) loops over time once per layer and stores every layer's
 output sequence ``[T, B, N]``. A chain steps all of them in one loop and stores only the last
 layer's output: on a 2-core CPU the inference of the FGI network (recurrent ALIF, readout
-projection and leaky integrator) runs 1.06-1.26x (T = 28) and 1.15-1.40x (T = 98) faster in
-three side-by-side runs (``benchmarks/fgi_table.py``; noisier, from 8% slower to 1.23x faster,
-in the 7-repeat table over every T). For reverse-mode training of recurrent layers,
+projection and leaky integrator) runs 1.07-1.33x faster than the same layers one by one, at
+every T from 28 to 784 in two side-by-side runs (``benchmarks/fgi_table.py``; an earlier run
+ranged from 8% slower to 1.23x faster), and 1.15-1.40x faster with ``method="custom_jvp"``
+spikes, which do not evaluate the surrogate factor in the forward pass as ``inject`` does (the
+spikes are the same). For reverse-mode training of recurrent layers,
 :func:`snnjax.run_bptt` layer by layer is faster still: it needs the layer's recurrent weights,
 and a chain does not expose its layers' (``recurrence`` is ``None``).
 """
