@@ -21,7 +21,7 @@ step's elementwise work is recomputed in the backward pass, as with ``run(..., r
 The forward loop keeps, per step, the state before it and the input current; a state field that
 is also the step's output (the spikes :math:`z`, a readout's :math:`v`) is not kept twice: the
 backward pass reads it from the outputs, one step back. On the FGI ALIF benchmark it trains
-1.10-1.39x faster than :func:`snnjax.run` on CPU (three runs of ``benchmarks/fgi_table.py``).
+1.03-1.39x faster than :func:`snnjax.run` on CPU (five runs of ``benchmarks/fgi_table.py``).
 
 Reverse mode only: a ``jax.custom_vjp`` has no forward mode, so ``jax.jvp`` and the
 forward-gradient and feedback-alignment rules need :func:`snnjax.run`.
@@ -64,8 +64,8 @@ def run_bptt(neuron: Neuron, xs: ArrayLike, state: State | None = None, *, unrol
     equal :func:`snnjax.run`'s (see the module docstring). Choose it for recurrent layers: on a
     2-core CPU (``benchmarks/remat.py``, T = 100, B = 64, N = 256, trainable decay) it computes
     the gradient 1.10-1.19x faster than ``run`` for recurrent LIF and 1.16-1.37x for recurrent
-    ALIF (six runs), with the same temporary memory, and the FGI network trains 1.10-1.39x
-    faster (three runs of ``benchmarks/fgi_table.py``) with 12% less temporary memory
+    ALIF (six runs), with the same temporary memory, and the FGI network trains 1.03-1.39x
+    faster (five runs of ``benchmarks/fgi_table.py``) with 12% less temporary memory
     (44.3 instead of 50.6 MiB at T = 98); for feed-forward layers it is 1-14% slower.
 
     Args:

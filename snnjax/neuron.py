@@ -82,7 +82,7 @@ def run(
         mode and plain evaluation are not affected. On by default: on CPU, over seven runs, it
         computes the gradient of LIF and ALIF layers with trainable decays 1.01-1.21x faster
         (recurrent ALIF 0.96-1.05x) and trains the recurrent ALIF benchmark 0.99-1.35x faster
-        (three runs), but makes current-based LIF 1-7% and a fixed-decay LIF layer 6-11% slower
+        (five runs), but makes current-based LIF 1-7% and a fixed-decay LIF layer up to 11% slower
         (``benchmarks/remat.py``, ``fgi_table.py``, ``open_neuromorphic.py``); ``False``
         stores every intermediate, as a plain :func:`jax.lax.scan` does. For recurrent layers
         :func:`snnjax.run_bptt` is faster still.
