@@ -7,6 +7,7 @@ the same run; absolute times are only for orientation.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.util
 import json
@@ -155,10 +156,8 @@ def summarise_over_steps(results: dict[str, dict[str, dict[str, float]]], baseli
     return growth, slowdown
 
 
-def over_steps_parser(doc: str | None) -> Any:
+def over_steps_parser(doc: str | None) -> argparse.ArgumentParser:
     """The command line of a memory-against-T benchmark: ``--steps``, ``--batch``, ``--repeats``, ``--no-write``."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 500, 2000, 8000])
     parser.add_argument("--batch", type=int, default=16)

@@ -53,8 +53,8 @@ import common  # noqa: E402
 from open_neuromorphic import variants as snnjax_variants  # noqa: E402
 
 PEERS = ("spyx", "snntorch", "norse")
-SNNJAX = ("matmuls", "lif-inject", "nnx-Sequential", "by-hand")  # from open_neuromorphic.variants
-LABELS = {"by-hand": "JAX scan by hand"}
+# The rows taken from open_neuromorphic.variants, with their labels in the plot.
+OURS = {"matmuls": "matmuls", "lif-inject": "snnjax lif-inject", "nnx-Sequential": "snnjax nnx-Sequential", "by-hand": "JAX scan by hand"}
 
 
 def installed(name: str) -> bool:
@@ -142,7 +142,7 @@ def plot(payload: dict, path: Path) -> None:
         rows = payload["results"][n]
         ax.bar([j + i * width for j in range(len(names))], [1e3 * rows[f"forward+backward/{k}"]["median_s"] for k in names], width, label=f"n = {n}")
         ax.axhline(1e3 * rows["forward+backward/matmuls"]["median_s"], color=f"C{i}", ls=":", lw=1)
-    labels = [LABELS.get(k, f"snnjax {k}" if k in SNNJAX else k) for k in names]
+    labels = [OURS.get(k, k) for k in names]
     ax.set_xticks([j + width * (len(sizes) - 1) / 2 for j in range(len(names))], labels, rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("forward + backward (ms)")
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     for n in args.sizes:
         xs = np.asarray(jax.random.normal(jax.random.key(0), (args.steps, args.batch, n), jnp.float32))
         ours = snnjax_variants(n, args.steps, args.batch)
-        fns = {f"{mode}/{name}": ours[f"{mode}/{name}"] for mode in ("forward", "forward+backward") for name in SNNJAX}
+        fns = {f"{mode}/{name}": ours[f"{mode}/{name}"] for mode in ("forward", "forward+backward") for name in OURS}
         if "spyx" in peers:
             fns.update(spyx_variants(n, args.steps, args.batch, xs))
         for library in (p for p in peers if p != "spyx"):

@@ -31,7 +31,8 @@ SIZES, WINDOW = (100, 128, 10), 0.2
 
 
 def variants(net: SpikeTimeNet, params: tuple[jax.Array, ...]) -> dict:
-    """Jitted ``(params, times, labels) -> result`` for each rule, and the state each needs."""
+    """Jitted ``(params, times, labels) -> result`` for the forward pass and each rule (a stateful
+    rule's feedback state bound in)."""
     learned, fixed, bp = sfdfa(net), sfdfa(net, feedback="dfa", key=jax.random.key(3)), spike_time_bp(net)
     states = {"sfdfa": learned.init(params), "dfa": fixed.init(params)}
     key = jax.random.key(2)

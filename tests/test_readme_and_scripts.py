@@ -1,5 +1,6 @@
 """The README's example, the main job and the benchmarks run as written (tiny sizes)."""
 
+import contextlib
 import re
 import runpy
 import subprocess
@@ -10,6 +11,28 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def _benchmarks_importable():
+    """``benchmarks/`` on ``sys.path`` (the scripts import ``common`` and each other), then off it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def _benchmark(name):
+    """The globals of ``benchmarks/<name>.py``, run as a script module."""
+    with _benchmarks_importable():
+        return runpy.run_path(str(ROOT / "benchmarks" / f"{name}.py"))
+
+
+def _run_benchmark(name, argv):
+    """``main(argv)`` of ``benchmarks/<name>.py``, with ``benchmarks/`` importable while it runs."""
+    with _benchmarks_importable():
+        return runpy.run_path(str(ROOT / "benchmarks" / f"{name}.py"))["main"](argv)
 
 
 def test_readme_commands_and_example():
@@ -37,12 +60,7 @@ def test_example_loop_learns_with_activity_forward_gradient():
 
 
 def test_open_neuromorphic_benchmark_smoke():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        module = runpy.run_path(str(ROOT / "benchmarks" / "open_neuromorphic.py"))
-        payload = module["main"](["--sizes", "16", "--steps", "8", "--batch", "2", "--repeats", "1", "--no-write", "--no-tune-allocator"])
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    payload = _run_benchmark("open_neuromorphic", ["--sizes", "16", "--steps", "8", "--batch", "2", "--repeats", "1", "--no-write", "--no-tune-allocator"])
     rows = payload["results"]["16"]
     assert {"forward/matmuls", "forward+backward/lif-inject", "forward+backward/nnx-Sequential", "forward+backward/by-hand"} <= set(rows)
     assert all(r["median_s"] > 0 for r in rows.values())
@@ -55,7 +73,7 @@ def test_open_neuromorphic_loop_by_hand_matches_snnjax():
 
     import snnjax
 
-    module = runpy.run_path(str(ROOT / "benchmarks" / "open_neuromorphic.py"))
+    module = _benchmark("open_neuromorphic")
     currents = 0.8 * jax.random.normal(jax.random.key(3), (30, 4, 8)) + 0.3
     g_z = jax.random.normal(jax.random.key(4), currents.shape)
 
@@ -69,23 +87,12 @@ def test_open_neuromorphic_loop_by_hand_matches_snnjax():
     np.testing.assert_allclose(vjp_hand(g_z)[0], vjp_ours(g_z)[0], rtol=1e-5, atol=1e-6)
 
 
-def _run_benchmark(name, argv):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return runpy.run_path(str(ROOT / "benchmarks" / f"{name}.py"))["main"](argv)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-
-
 def test_side_by_side_timing_warms_up_past_recompiles_and_counts_the_rest():
     import jax
     import jax.numpy as jnp
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
+    with _benchmarks_importable():
         import common
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     double = jax.jit(lambda x: 2 * x)
     box = [jnp.full((3,), 1.0)]  # weakly typed: the second call compiles again
 
@@ -134,11 +141,7 @@ def test_fgi_plain_scan_computes_the_snnjax_network(method):
     """The FGI table's reference scan, written without snnjax, has snnjax's loss and gradient."""
     import jax
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        module = runpy.run_path(str(ROOT / "benchmarks" / "fgi_table.py"))
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    module = _benchmark("fgi_table")
     params = module["init_params"](jax.random.key(0), 5, 16)
     params["w_rec"] = 3 * params["w_rec"]
     xs = 4 * jax.random.uniform(jax.random.key(1), (12, 3, 5))
@@ -227,11 +230,8 @@ def test_sfdfa_memory_benchmark_smoke():
 
 def test_plot_over_steps_writes_a_figure(tmp_path):
     pytest.importorskip("matplotlib")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
+    with _benchmarks_importable():
         import common
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     results = {str(t): {"forward": {"temp_bytes": 1024 * t, "median_s": 1e-4 * t}} for t in (10, 100)}
     common.plot_over_steps(results, tmp_path / "plot.png", "title")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
