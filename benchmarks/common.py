@@ -16,8 +16,9 @@ import platform
 import random
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 
@@ -27,7 +28,9 @@ HOST_ALLOCATOR = {"tuned": False}
 
 def add_allocator_flag(parser: Any) -> None:
     """The ``--no-tune-allocator`` option of the speed benchmarks (see :func:`tune_host_allocator`)."""
-    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)")
+    parser.add_argument(
+        "--no-tune-allocator", action="store_true", help="leave glibc malloc as it is (see snnjax.tune_host_allocator)"
+    )
 
 
 def tune_host_allocator(enabled: bool = True) -> bool:
@@ -83,7 +86,11 @@ def compile_count() -> int:
 
 
 def time_side_by_side(
-    fns: dict[str, Callable[[], Any]], repeats: int = 10, warmup: int = 2, groups: dict[str, str] | None = None, settle_s: float = 0.3
+    fns: dict[str, Callable[[], Any]],
+    repeats: int = 10,
+    warmup: int = 2,
+    groups: dict[str, str] | None = None,
+    settle_s: float = 0.3,
 ) -> dict[str, dict[str, float]]:
     """Median wall time in seconds of each zero-argument function, timed round-robin.
 
@@ -127,8 +134,18 @@ def time_side_by_side(
                 compiles[name] += compile_count() - before
     for name, n in compiles.items():
         if n:
-            print(f"warning: {name} compiled {n} time(s) while being timed (its arguments changed type or shape after the warm-up)")
-    return {name: {"median_s": statistics.median(s), "min_s": min(s), "repeats": len(s), "compiles_while_timed": compiles[name]} for name, s in samples.items()}
+            print(
+                f"warning: {name} compiled {n} time(s) while being timed (its arguments changed type or shape after the warm-up)"
+            )
+    return {
+        name: {
+            "median_s": statistics.median(s),
+            "min_s": min(s),
+            "repeats": len(s),
+            "compiles_while_timed": compiles[name],
+        }
+        for name, s in samples.items()
+    }
 
 
 def library_groups(names: Any) -> dict[str, str]:
@@ -145,14 +162,18 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
-def summarise_over_steps(results: dict[str, dict[str, dict[str, float]]], baseline: str = "forward") -> tuple[dict, dict]:
+def summarise_over_steps(
+    results: dict[str, dict[str, dict[str, float]]], baseline: str = "forward"
+) -> tuple[dict, dict]:
     """Print and return, from ``results[T][variant] = {"temp_bytes", "median_s"}``, each variant's
     peak-memory growth from the first T to the last and its time at the last T over ``baseline``'s."""
     first, last = list(results)[0], list(results)[-1]
     growth = {n: results[last][n]["temp_bytes"] / max(results[first][n]["temp_bytes"], 1) for n in results[last]}
     slowdown = {n: results[last][n]["median_s"] / results[last][baseline]["median_s"] for n in results[last]}
     print(f"\npeak-memory growth from T={first} to T={last}: " + ", ".join(f"{n} {g:.2f}x" for n, g in growth.items()))
-    print(f"time relative to the {baseline} pass at T={last}: " + ", ".join(f"{n} {s:.2f}x" for n, s in slowdown.items()))
+    print(
+        f"time relative to the {baseline} pass at T={last}: " + ", ".join(f"{n} {s:.2f}x" for n, s in slowdown.items())
+    )
     return growth, slowdown
 
 
@@ -166,7 +187,9 @@ def over_steps_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def finish_over_steps(name: str, args: Any, results: dict[str, dict[str, dict[str, float]]], title: str = "") -> dict[str, Any]:
+def finish_over_steps(
+    name: str, args: Any, results: dict[str, dict[str, dict[str, float]]], title: str = ""
+) -> dict[str, Any]:
     """The closing of a memory-against-T benchmark: summarise, build the payload, and unless
     ``args.no_write`` write it, with its plot (:func:`plot_over_steps`) where matplotlib is installed."""
     growth, slowdown = summarise_over_steps(results)
@@ -190,7 +213,9 @@ def plot_over_steps(results: dict[str, dict[str, dict[str, float]]], path: Path,
     steps = [int(t) for t in results]
     fig, (mem, tim) = plt.subplots(1, 2, figsize=(9, 3.6))
     for i, name in enumerate(results[str(steps[0])]):
-        style = dict(marker="os^vDx*"[i % 7], ms=4, mfc="none", color=f"C{i % 10}", ls="-" if i % 2 == 0 else "--", label=name)
+        style = dict(
+            marker="os^vDx*"[i % 7], ms=4, mfc="none", color=f"C{i % 10}", ls="-" if i % 2 == 0 else "--", label=name
+        )
         mem.plot(steps, [results[str(t)][name]["temp_bytes"] / 2**20 for t in steps], **style)
         tim.plot(steps, [1e3 * results[str(t)][name]["median_s"] for t in steps], **style)
     for ax, label in ((mem, "temporary memory (MiB)"), (tim, "time per call (ms)")):

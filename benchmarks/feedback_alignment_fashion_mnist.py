@@ -25,7 +25,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -63,9 +62,22 @@ def jacobians(routed, params, x, labels, hidden_shapes, spiking: bool) -> list[j
 def run(model: str, rule_name: str, lr: float, args, data_x, data_y) -> dict:
     spiking = model != "mlp"
     config = Config(
-        dataset="fashion_mnist", model=model, rule=rule_name, hidden=(400, 400), epochs=args.epochs, lr=lr, steps=args.steps,
-        encoding="rate" if spiking else "none", batch_size=128, train_size=args.train_size, data_dir=args.data_dir,
-        out=tempfile.mkdtemp(), progress=False, plots=False, checkpoints=False, seed=args.seed,
+        dataset="fashion_mnist",
+        model=model,
+        rule=rule_name,
+        hidden=(400, 400),
+        epochs=args.epochs,
+        lr=lr,
+        steps=args.steps,
+        encoding="rate" if spiking else "none",
+        batch_size=128,
+        train_size=args.train_size,
+        data_dir=args.data_dir,
+        out=tempfile.mkdtemp(),
+        progress=False,
+        plots=False,
+        checkpoints=False,
+        seed=args.seed,
     )
     graphdef, _, rest = nnx.split(build_model(model, 784, 10, (400, 400), args.seed), nnx.Param, ...)
     routed = routed_model(graphdef, rest, spiking)
@@ -73,7 +85,11 @@ def run(model: str, rule_name: str, lr: float, args, data_x, data_y) -> dict:
     x = prepare(data_x, "image", encode, jax.random.key(1))
     labels = jnp.asarray(data_y)
     hidden_shapes = [(*x.shape[:-1], 400)] * 2
-    jac_fn = jax.jit(lambda p: jacobians(routed, p, x[..., :32, :], labels[:32], [(*s[:-2], 32, s[-1]) for s in hidden_shapes], spiking))
+    jac_fn = jax.jit(
+        lambda p: jacobians(
+            routed, p, x[..., :32, :], labels[:32], [(*s[:-2], 32, s[-1]) for s in hidden_shapes], spiking
+        )
+    )
     angles: list[dict] = []
     last: dict = {}
 
@@ -93,9 +109,18 @@ def run(model: str, rule_name: str, lr: float, args, data_x, data_y) -> dict:
     tapped = tapped_model(graphdef, rest, spiking)
     example = (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(labels.shape, labels.dtype))
     rule = build_rule(rule_name, tapped, routed, example, jax.random.fold_in(jax.random.key(args.seed), 2**31 - 1))
-    comparison = snnjax.compare_gradients(rule, state["params"], x, labels, key=jax.random.key(3), draws=2, state=state["rule_state"])
-    cosines = {name: float(c) for name, c in zip(comparison.names, comparison.cosine) if "kernel" in name or name == "overall"}
-    return {"test_accuracy": result.test_accuracy, "history": result.history, "angles": angles, "cosine_with_bp": cosines}
+    comparison = snnjax.compare_gradients(
+        rule, state["params"], x, labels, key=jax.random.key(3), draws=2, state=state["rule_state"]
+    )
+    cosines = {
+        name: float(c) for name, c in zip(comparison.names, comparison.cosine) if "kernel" in name or name == "overall"
+    }
+    return {
+        "test_accuracy": result.test_accuracy,
+        "history": result.history,
+        "angles": angles,
+        "cosine_with_bp": cosines,
+    }
 
 
 def plot(results: dict, path: Path) -> None:
@@ -111,7 +136,14 @@ def plot(results: dict, path: Path) -> None:
         for color, (key, run_) in enumerate(measured):
             steps = [a["step"] for a in run_["angles"]]
             for layer, values in enumerate(zip(*(a["angles"] for a in run_["angles"]))):
-                ax.plot(steps, values, color=f"C{color}", ls=("-", "--", ":")[layer % 3], marker=".", label=f"{key} B{layer + 1}")
+                ax.plot(
+                    steps,
+                    values,
+                    color=f"C{color}",
+                    ls=("-", "--", ":")[layer % 3],
+                    marker=".",
+                    label=f"{key} B{layer + 1}",
+                )
         ax.set(title=f"{model}: angle of B_l to its target", xlabel="step", ylabel="degrees", ylim=(0, 100))
         ax.axhline(90, color="grey", lw=0.5)
         ax.legend(fontsize=7)
@@ -146,7 +178,9 @@ def main(argv: list[str] | None = None) -> dict:
     for model, runs in results.items():
         for key, r in runs.items():
             final = ", ".join(f"{a:.0f}" for a in r["angles"][-1]["angles"]) if r["angles"] else "-"
-            print(f"{model:6s} {key:18s} {100 * r['test_accuracy']:8.2f}%  {final:22s} {r['cosine_with_bp'].get('overall', float('nan')):.3f}")
+            print(
+                f"{model:6s} {key:18s} {100 * r['test_accuracy']:8.2f}%  {final:22s} {r['cosine_with_bp'].get('overall', float('nan')):.3f}"
+            )
     payload = {"epochs": args.epochs, "steps": args.steps, "train_size": args.train_size, "results": results}
     if not args.no_write:
         path = common.write_result("feedback_alignment_fashion_mnist", payload)

@@ -42,8 +42,8 @@ import functools  # noqa: E402
 import importlib.util  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -83,7 +83,14 @@ def snnjax_loss(method: str, remat: bool = True, bptt: bool = False, chained: bo
     def loss_fn(p, xs, labels):
         steps, batch, inputs = xs.shape
         hidden = p["w_rec"].shape[0]
-        neuron = snnjax.alif(jax.nn.sigmoid(p["alpha"]), jax.nn.sigmoid(p["rho"]), form="fgi", recurrent=p["w_rec"], surrogate=surrogate, method=method)
+        neuron = snnjax.alif(
+            jax.nn.sigmoid(p["alpha"]),
+            jax.nn.sigmoid(p["rho"]),
+            form="fgi",
+            recurrent=p["w_rec"],
+            surrogate=surrogate,
+            method=method,
+        )
         currents = (xs.reshape(steps * batch, inputs) @ p["w_in"] + p["b"][None, :]).reshape(steps, batch, hidden)
         run = snnjax.run_bptt if bptt else functools.partial(snnjax.run, remat=remat)
         readout = snnjax.leaky_integrator(jax.nn.sigmoid(p["kappa"]))
@@ -154,7 +161,9 @@ def jax_steps(loss_fn: Callable, params: dict, xs: jax.Array, labels: jax.Array)
     return train_call, lambda: infer(box[0], xs, labels), train.memory_analysis().temp_size_in_bytes
 
 
-def torch_steps(spike_mode: str, compiled: bool, xs: np.ndarray, labels: np.ndarray, hidden: int) -> tuple[Callable, Callable]:
+def torch_steps(
+    spike_mode: str, compiled: bool, xs: np.ndarray, labels: np.ndarray, hidden: int
+) -> tuple[Callable, Callable]:
     """The same network in PyTorch: ``spike_mode`` ``"function"`` (custom autograd.Function) or ``"inject"``."""
     import torch
 
@@ -241,10 +250,19 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for ax, mode in zip(axes, ("train", "infer")):
         for i, name in enumerate(names):
-            points = [(int(T), results[T]["timings"][f"{mode}/{name}"]["ms"]) for T in steps if f"{mode}/{name}" in results[T]["timings"]]
+            points = [
+                (int(T), results[T]["timings"][f"{mode}/{name}"]["ms"])
+                for T in steps
+                if f"{mode}/{name}" in results[T]["timings"]
+            ]
             style = "-" if name.startswith("snnjax") else "--"
             ax.plot(*zip(*points), style, marker="o", ms=3, label=name, color=f"C{i}")
-        ax.set(xscale="log", yscale="log", xlabel="time steps T", ylabel=f"{'training' if mode == 'train' else 'inference'} step (ms)")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="time steps T",
+            ylabel=f"{'training' if mode == 'train' else 'inference'} step (ms)",
+        )
         ax.set_xticks([int(T) for T in steps], steps)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[1].legend(fontsize=7)
@@ -259,7 +277,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--compile-max-steps", type=int, default=98, help="torch.compile the whole model only up to this T (0: never)")
+    parser.add_argument(
+        "--compile-max-steps", type=int, default=98, help="torch.compile the whole model only up to this T (0: never)"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-write", action="store_true")
@@ -279,7 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         env["torch"] = torch.__version__
         env["torch_threads"] = torch.get_num_threads()
-    print(f"device {env['device']}, jax {env['jax']}, torch {env.get('torch', 'not installed')}; B={args.batch}, {args.hidden} ALIF neurons")
+    print(
+        f"device {env['device']}, jax {env['jax']}, torch {env.get('torch', 'not installed')}; B={args.batch}, {args.hidden} ALIF neurons"
+    )
     results: dict = {}
     for steps in args.steps:
         if 784 % steps:
@@ -297,7 +319,9 @@ def main(argv: list[str] | None = None) -> dict:
             "snnjax-custom_jvp-chain": dict(method="custom_jvp", chained=True),
         }
         xs_jax, labels_jax = jnp.asarray(xs), jnp.asarray(labels)
-        losses = {name: snnjax_loss(**options) for name, options in snnjax_variants.items()} | {"jax-plain-scan": plain_scan_loss}
+        losses = {name: snnjax_loss(**options) for name, options in snnjax_variants.items()} | {
+            "jax-plain-scan": plain_scan_loss
+        }
         for name, loss_fn in losses.items():
             fns[f"train/{name}"], fns[f"infer/{name}"], temp = jax_steps(loss_fn, params, xs_jax, labels_jax)
             temp_bytes[name] = int(temp)
@@ -313,15 +337,27 @@ def main(argv: list[str] | None = None) -> dict:
                         compile_seconds[name] = time.perf_counter() - start
         timings = common.time_side_by_side(fns, repeats=args.repeats, groups=common.library_groups(fns))
         row = {name: {**t, "ms": 1e3 * t["median_s"]} for name, t in timings.items()}
-        best = {mode: min(t["median_s"] for n, t in timings.items() if n.startswith(mode + "/snnjax")) for mode in ("train", "infer")}
-        print(f"\nT = {steps}: ms per step (train / infer), the best snnjax method's speed-up over each, and XLA's temporary memory of a training step")
+        best = {
+            mode: min(t["median_s"] for n, t in timings.items() if n.startswith(mode + "/snnjax"))
+            for mode in ("train", "infer")
+        }
+        print(
+            f"\nT = {steps}: ms per step (train / infer), the best snnjax method's speed-up over each, and XLA's temporary memory of a training step"
+        )
         for name in sorted({n.split("/", 1)[1] for n in timings}):
             tr, inf = timings[f"train/{name}"]["median_s"], timings[f"infer/{name}"]["median_s"]
             memory = f"   {temp_bytes[name] / 2**20:6.1f} MiB" if name in temp_bytes else ""
-            print(f"  {name:28s} {1e3 * tr:8.1f} / {1e3 * inf:7.1f}   x{tr / best['train']:.2f} / x{inf / best['infer']:.2f}{memory}")
+            print(
+                f"  {name:28s} {1e3 * tr:8.1f} / {1e3 * inf:7.1f}   x{tr / best['train']:.2f} / x{inf / best['infer']:.2f}{memory}"
+            )
         results[str(steps)] = {"timings": row, "train_temp_bytes": temp_bytes, "torch_compile_seconds": compile_seconds}
         if not args.no_write:
-            payload = {"config": vars(args), "torch": {k: env[k] for k in ("torch", "torch_threads") if k in env}, "results": results, "command": "python benchmarks/fgi_table.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            payload = {
+                "config": vars(args),
+                "torch": {k: env[k] for k in ("torch", "torch_threads") if k in env},
+                "results": results,
+                "command": "python benchmarks/fgi_table.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            }
             path = common.write_result("fgi_table", payload)  # after every T, so a partial run is kept
     if not args.no_write:
         if importlib.util.find_spec("matplotlib"):

@@ -44,7 +44,10 @@ def init_params(key: jax.Array) -> dict:
     sizes = [(784, 256), (256, 256), (256, 10), (256, 10)]
     names = ["l1", "l2", "out", "head1"]
     keys = jax.random.split(key, len(sizes))
-    return {n: {"w": jax.random.normal(k, s) * (2 / s[0]) ** 0.5, "b": jnp.zeros(s[1])} for n, k, s in zip(names, keys, sizes)}
+    return {
+        n: {"w": jax.random.normal(k, s) * (2 / s[0]) ** 0.5, "b": jnp.zeros(s[1])}
+        for n, k, s in zip(names, keys, sizes)
+    }
 
 
 def dense(p: dict, x: jax.Array) -> jax.Array:
@@ -65,7 +68,9 @@ def make_model(kind: str, local: bool):
         losses = []
         if local:
             head = tap(dense(params["head1"], h1), block=0)
-            losses.append(optax.softmax_cross_entropy_with_integer_labels(head if kind == "mlp" else head.mean(axis=0), labels))
+            losses.append(
+                optax.softmax_cross_entropy_with_integer_labels(head if kind == "mlp" else head.mean(axis=0), labels)
+            )
             h1 = jax.lax.stop_gradient(h1)
         block = 1 if local else 0
         z2 = tap(dense(params["l2"], h1), block=block)
@@ -125,7 +130,10 @@ def predictor(kind: str):
 
 def error(kind: str, params: dict, x: np.ndarray, y: np.ndarray) -> float:
     predict = predictor(kind)
-    wrong = sum(int(jnp.sum(predict(params, x[i : i + 1000], y[i : i + 1000]) != y[i : i + 1000])) for i in range(0, len(y), 1000))
+    wrong = sum(
+        int(jnp.sum(predict(params, x[i : i + 1000], y[i : i + 1000]) != y[i : i + 1000]))
+        for i in range(0, len(y), 1000)
+    )
     return 100.0 * wrong / len(y)
 
 
@@ -142,14 +150,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
 
-    train_set, test_set = load_idx("fashion_mnist", "train", args.directory), load_idx("fashion_mnist", "test", args.directory)
+    train_set, test_set = (
+        load_idx("fashion_mnist", "train", args.directory),
+        load_idx("fashion_mnist", "test", args.directory),
+    )
     x = (train_set.images[: args.train_size].reshape(-1, 784) / 255.0).astype(np.float32)
     y = train_set.labels[: args.train_size]
     split = int(0.9 * len(y))
     data = {"train_x": x[:split], "train_y": y[:split]}
     test_x, test_y = (test_set.images.reshape(-1, 784) / 255.0).astype(np.float32), test_set.labels
     env = common.environment()
-    print(f"device {env['device']}, jax {env['jax']}; {split} training images, {args.epochs} epochs, Adam, lr grid {args.lrs}")
+    print(
+        f"device {env['device']}, jax {env['jax']}; {split} training images, {args.epochs} epochs, Adam, lr grid {args.lrs}"
+    )
     results: dict = {}
     for kind in args.models:
         results[kind] = {}

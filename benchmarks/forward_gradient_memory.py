@@ -66,14 +66,21 @@ def main(argv: list[str] | None = None) -> dict:
     }
     env = common.environment()
     print(f"device {env['device']}, jax {env['jax']}; B={args.batch}, 100-256-10 LIF network scanned as a whole")
-    print(f"{'T':>6s} " + " ".join(f"{name + ' MiB':>14s}" for name in variants) + " " + " ".join(f"{name + ' ms':>14s}" for name in variants))
+    print(
+        f"{'T':>6s} "
+        + " ".join(f"{name + ' MiB':>14s}" for name in variants)
+        + " "
+        + " ".join(f"{name + ' ms':>14s}" for name in variants)
+    )
     results = {}
     for steps in args.steps:
         xs = (jax.random.uniform(jax.random.key(steps), (steps, args.batch, inputs)) < 0.1).astype(jnp.float32)
         labels = jnp.arange(args.batch) % classes
         compiled = {name: jax.jit(fn).lower(params, xs, labels).compile() for name, fn in variants.items()}
         memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
-        times = common.time_side_by_side({name: (lambda c=c: c(params, xs, labels)) for name, c in compiled.items()}, repeats=args.repeats)
+        times = common.time_side_by_side(
+            {name: (lambda c=c: c(params, xs, labels)) for name, c in compiled.items()}, repeats=args.repeats
+        )
         results[str(steps)] = {name: {"temp_bytes": memory[name], **times[name]} for name in variants}
         print(
             f"{steps:6d} "
@@ -81,7 +88,9 @@ def main(argv: list[str] | None = None) -> dict:
             + " "
             + " ".join(f"{1e3 * times[n]['median_s']:14.1f}" for n in variants)
         )
-    return common.finish_over_steps("forward_gradient_memory", args, results, f"Forward gradients against BPTT: 100-256-10 LIF, B = {args.batch}")
+    return common.finish_over_steps(
+        "forward_gradient_memory", args, results, f"Forward gradients against BPTT: 100-256-10 LIF, B = {args.batch}"
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,12 @@ def loss_t(y, labels):
 def main(argv: list[str] | None = None) -> dict:
     args = common.over_steps_parser(__doc__).parse_args(argv)
     rngs = nnx.Rngs(0)
-    net = snn.Sequential(nnx.Linear(100, 128, rngs=rngs), snn.LIF(128, beta=0.95), nnx.Linear(128, 10, rngs=rngs), snn.LeakyIntegrator(10, kappa=0.9))
+    net = snn.Sequential(
+        nnx.Linear(100, 128, rngs=rngs),
+        snn.LIF(128, beta=0.95),
+        nnx.Linear(128, 10, rngs=rngs),
+        snn.LeakyIntegrator(10, kappa=0.9),
+    )
     graphdef, params, rest = nnx.split(net, nnx.Param, ...)
 
     def model(p, xs, labels, **hook):  # route= for DFA, tap= for FG-A
@@ -52,9 +57,17 @@ def main(argv: list[str] | None = None) -> dict:
         xs = (jax.random.uniform(jax.random.key(steps), (steps, args.batch, 100)) < 0.1).astype(jnp.float32) * 3
         labels = jnp.arange(args.batch) % 10
         example = (xs, labels)
-        dfa, online, fonline = rules.dfa(model, example, key=key), rules.online_dfa(net, loss_t, key=key), rules.online_dfa(net, loss_t, feedback="fdfa")
+        dfa, online, fonline = (
+            rules.dfa(model, example, key=key),
+            rules.online_dfa(net, loss_t, key=key),
+            rules.online_dfa(net, loss_t, feedback="fdfa"),
+        )
         fg_a, fg_a_online = rules.activity_forward_gradient(model), rules.online_activity_forward_gradient(net, loss_t)
-        states = {"dfa offline": dfa.init(params), "dfa online": online.init(params), "fdfa online": fonline.init(params)}
+        states = {
+            "dfa offline": dfa.init(params),
+            "dfa online": online.init(params),
+            "fdfa online": fonline.init(params),
+        }
         variants = {
             "forward": jax.jit(lambda p, xs, y: rules.as_routed_loss(model)(p, xs, y)[0]),
             "bptt": jax.jit(lambda p, xs, y: jax.grad(lambda q: rules.as_routed_loss(model)(q, xs, y)[0])(p)),
@@ -66,10 +79,20 @@ def main(argv: list[str] | None = None) -> dict:
         }
         compiled = {name: fn.lower(params, xs, labels).compile() for name, fn in variants.items()}
         memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
-        times = common.time_side_by_side({name: (lambda c=c: c(params, xs, labels)) for name, c in compiled.items()}, repeats=args.repeats)
+        times = common.time_side_by_side(
+            {name: (lambda c=c: c(params, xs, labels)) for name, c in compiled.items()}, repeats=args.repeats
+        )
         results[str(steps)] = {name: {"temp_bytes": memory[name], **times[name]} for name in variants}
-        print(f"T={steps:5d}  " + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * times[n]['median_s']:.1f} ms" for n in variants))
-    return common.finish_over_steps("online_memory", args, results, f"Online rules against BPTT: 100-128-10 LIF, B = {args.batch}, loss at every step")
+        print(
+            f"T={steps:5d}  "
+            + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * times[n]['median_s']:.1f} ms" for n in variants)
+        )
+    return common.finish_over_steps(
+        "online_memory",
+        args,
+        results,
+        f"Online rules against BPTT: 100-128-10 LIF, B = {args.batch}, loss at every step",
+    )
 
 
 if __name__ == "__main__":

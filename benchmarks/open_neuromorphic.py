@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> dict:
             rows[name] = {**t, "ratio_to_matmuls": ratio}
             print(f"  {name:36s} {1e3 * t['median_s']:9.2f}   {ratio:5.2f}x")
         results[str(n)] = rows
-    payload = {"config": {"steps": args.steps, "batch": args.batch, "sizes": args.sizes, "repeats": args.repeats}, "results": results}
+    payload = {
+        "config": {"steps": args.steps, "batch": args.batch, "sizes": args.sizes, "repeats": args.repeats},
+        "results": results,
+    }
     if not args.no_write:
         name = "open_neuromorphic-n" + "-".join(map(str, args.sizes))
         print(f"\nwrote {common.write_result(name, payload)}")

@@ -41,8 +41,8 @@ os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -54,7 +54,12 @@ from open_neuromorphic import variants as snnjax_variants  # noqa: E402
 
 PEERS = ("spyx", "snntorch", "norse")
 # The rows taken from open_neuromorphic.variants, with their labels in the plot.
-OURS = {"matmuls": "matmuls", "lif-inject": "snnjax lif-inject", "nnx-Sequential": "snnjax nnx-Sequential", "by-hand": "JAX scan by hand"}
+OURS = {
+    "matmuls": "matmuls",
+    "lif-inject": "snnjax lif-inject",
+    "nnx-Sequential": "snnjax nnx-Sequential",
+    "by-hand": "JAX scan by hand",
+}
 
 
 def installed(name: str) -> bool:
@@ -134,19 +139,28 @@ def plot(payload: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = list(payload["results"])
-    names = sorted({k.split("/", 1)[1] for k in payload["results"][sizes[0]] if k.startswith("forward+backward/")} - {"matmuls"},
-                   key=lambda k: payload["results"][sizes[-1]].get(f"forward+backward/{k}", {}).get("median_s", 0))
+    names = sorted(
+        {k.split("/", 1)[1] for k in payload["results"][sizes[0]] if k.startswith("forward+backward/")} - {"matmuls"},
+        key=lambda k: payload["results"][sizes[-1]].get(f"forward+backward/{k}", {}).get("median_s", 0),
+    )
     fig, ax = plt.subplots(figsize=(7, 3.5))
     width = 0.8 / len(sizes)
     for i, n in enumerate(sizes):
         rows = payload["results"][n]
-        ax.bar([j + i * width for j in range(len(names))], [1e3 * rows[f"forward+backward/{k}"]["median_s"] for k in names], width, label=f"n = {n}")
+        ax.bar(
+            [j + i * width for j in range(len(names))],
+            [1e3 * rows[f"forward+backward/{k}"]["median_s"] for k in names],
+            width,
+            label=f"n = {n}",
+        )
         ax.axhline(1e3 * rows["forward+backward/matmuls"]["median_s"], color=f"C{i}", ls=":", lw=1)
     labels = [OURS.get(k, k) for k in names]
     ax.set_xticks([j + width * (len(sizes) - 1) / 2 for j in range(len(names))], labels, rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("forward + backward (ms)")
-    ax.set_title(f"Linear + LIF, T = {payload['config']['steps']}, B = {payload['config']['batch']} (dotted: bare matmuls)")
+    ax.set_title(
+        f"Linear + LIF, T = {payload['config']['steps']}, B = {payload['config']['batch']} (dotted: bare matmuls)"
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -178,7 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
         import torch
 
         env["torch_threads"] = torch.get_num_threads()
-    print(f"device {env['device']}, jax {env['jax']}; peers {versions}; skipped (not installed): {skipped or 'none'}; T={args.steps}, B={args.batch}")
+    print(
+        f"device {env['device']}, jax {env['jax']}; peers {versions}; skipped (not installed): {skipped or 'none'}; T={args.steps}, B={args.batch}"
+    )
     results = {}
     for n in args.sizes:
         xs = np.asarray(jax.random.normal(jax.random.key(0), (args.steps, args.batch, n), jnp.float32))
@@ -195,15 +211,24 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\nn = {n}: median ms; x matmuls; peer / snnjax (lif-inject)")
         for name, t in sorted(timings.items()):
             mode = name.split("/")[0]
-            rows[name] = {**t, "ratio_to_matmuls": t["median_s"] / timings[f"{mode}/matmuls"]["median_s"],
-                          "ratio_to_snnjax": t["median_s"] / timings[f"{mode}/lif-inject"]["median_s"]}
-            print(f"  {name:36s} {1e3 * t['median_s']:9.1f}  {rows[name]['ratio_to_matmuls']:6.2f}x  {rows[name]['ratio_to_snnjax']:6.2f}x")
+            rows[name] = {
+                **t,
+                "ratio_to_matmuls": t["median_s"] / timings[f"{mode}/matmuls"]["median_s"],
+                "ratio_to_snnjax": t["median_s"] / timings[f"{mode}/lif-inject"]["median_s"],
+            }
+            print(
+                f"  {name:36s} {1e3 * t['median_s']:9.1f}  {rows[name]['ratio_to_matmuls']:6.2f}x  {rows[name]['ratio_to_snnjax']:6.2f}x"
+            )
         if jax.devices()[0].platform == "gpu":
             rows["peak_bytes_in_use"] = jax.devices()[0].memory_stats().get("peak_bytes_in_use")
         results[str(n)] = rows
-    payload = {"config": {"steps": args.steps, "batch": args.batch, "sizes": args.sizes, "repeats": args.repeats},
-               "versions": versions, "skipped": skipped, "results": results,
-               "command": "python benchmarks/peers.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    payload = {
+        "config": {"steps": args.steps, "batch": args.batch, "sizes": args.sizes, "repeats": args.repeats},
+        "versions": versions,
+        "skipped": skipped,
+        "results": results,
+        "command": "python benchmarks/peers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
     if not args.no_write:
         path = common.write_result("peers-n" + "-".join(map(str, args.sizes)), payload)
         if importlib.util.find_spec("matplotlib"):

@@ -30,7 +30,9 @@ NEURONS = {
     "lif-recurrent": lambda decay, w_rec: snnjax.lif(decay, recurrent=w_rec),
     "cuba_lif": lambda decay, w_rec: snnjax.cuba_lif(0.8, decay),
     "alif-fgi": lambda decay, w_rec: snnjax.alif(decay, 0.95, form="fgi", surrogate="gaussian"),
-    "alif-fgi-recurrent": lambda decay, w_rec: snnjax.alif(decay, 0.95, form="fgi", recurrent=w_rec, surrogate="gaussian"),
+    "alif-fgi-recurrent": lambda decay, w_rec: snnjax.alif(
+        decay, 0.95, form="fgi", recurrent=w_rec, surrogate="gaussian"
+    ),
 }
 
 
@@ -49,9 +51,17 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"device {env['device']}, jax {env['jax']}; T={T}, B={B}, N={N}")
     kx, kw, kr = jax.random.split(jax.random.key(0), 3)
     xs = jax.random.normal(kx, (T, B, N))
-    params = (jax.random.normal(kw, (N, N)) / jnp.sqrt(N), 0.05 * jax.random.normal(kr, (N, N)), jnp.full((N,), 0.9, jnp.float32))
+    params = (
+        jax.random.normal(kw, (N, N)) / jnp.sqrt(N),
+        0.05 * jax.random.normal(kr, (N, N)),
+        jnp.full((N,), 0.9, jnp.float32),
+    )
     fns, memory = {}, {}
-    runs = {"remat=True": snnjax.run, "remat=False": functools.partial(snnjax.run, remat=False), "run_bptt": snnjax.run_bptt}
+    runs = {
+        "remat=True": snnjax.run,
+        "remat=False": functools.partial(snnjax.run, remat=False),
+        "run_bptt": snnjax.run_bptt,
+    }
     for name, make in NEURONS.items():
         for variant, run in runs.items():
 
@@ -69,10 +79,23 @@ def main(argv: list[str] | None = None) -> dict:
     for name in NEURONS:
         on, off, bptt = (timings[f"{name}/{v}"]["median_s"] for v in runs)
         mib = [memory[f"{name}/{v}"] / 2**20 for v in runs]
-        results[name] = {"remat_ms": 1e3 * on, "no_remat_ms": 1e3 * off, "run_bptt_ms": 1e3 * bptt, "speed_up": off / on, "run_bptt_speed_up": on / bptt}
+        results[name] = {
+            "remat_ms": 1e3 * on,
+            "no_remat_ms": 1e3 * off,
+            "run_bptt_ms": 1e3 * bptt,
+            "speed_up": off / on,
+            "run_bptt_speed_up": on / bptt,
+        }
         results[name].update({f"{key}_temp_mib": m for key, m in zip(("remat", "no_remat", "run_bptt"), mib)})
-        print(f"  {name:20s} {1e3 * on:8.2f} {1e3 * off:8.2f} {1e3 * bptt:8.2f}   x{off / on:.2f}   x{on / bptt:.2f}   " + " / ".join(f"{m:.1f}" for m in mib))
-    payload = {"config": vars(args), "results": results, "command": "python benchmarks/remat.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+        print(
+            f"  {name:20s} {1e3 * on:8.2f} {1e3 * off:8.2f} {1e3 * bptt:8.2f}   x{off / on:.2f}   x{on / bptt:.2f}   "
+            + " / ".join(f"{m:.1f}" for m in mib)
+        )
+    payload = {
+        "config": vars(args),
+        "results": results,
+        "command": "python benchmarks/remat.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
     if not args.no_write:
         print(f"\nwrote {common.write_result('remat', payload)}")
     return payload

@@ -18,7 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-SUITE = ("open_neuromorphic", "peers", "fgi_table", "remat", "forward_gradient_memory", "online_memory", "sfdfa_memory", "sharding_throughput")
+SUITE = (
+    "open_neuromorphic",
+    "peers",
+    "fgi_table",
+    "remat",
+    "forward_gradient_memory",
+    "online_memory",
+    "sfdfa_memory",
+    "sharding_throughput",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

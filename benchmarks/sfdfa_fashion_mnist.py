@@ -66,7 +66,10 @@ def run(name: str, seed: int, net: SpikeTimeNet, train, test, args) -> dict:
         return jnp.argmax(simulate(net, params, ttfs(images)).counts[-1], axis=1)
 
     def evaluate(params):
-        hits = sum(int(jnp.sum(predict(params, test[0][i:i + 100]) == test[1][i:i + 100])) for i in range(0, len(test[1]), 100))
+        hits = sum(
+            int(jnp.sum(predict(params, test[0][i : i + 100]) == test[1][i : i + 100]))
+            for i in range(0, len(test[1]), 100)
+        )
         return 100.0 * hits / len(test[1])
 
     rng, key = np.random.default_rng(seed), jax.random.key(seed)
@@ -76,9 +79,11 @@ def run(name: str, seed: int, net: SpikeTimeNet, train, test, args) -> dict:
         order = rng.permutation(len(train[1]))
         start, losses = time.perf_counter(), []
         for i in range(steps_per_epoch):
-            idx = order[i * args.batch:(i + 1) * args.batch]
+            idx = order[i * args.batch : (i + 1) * args.batch]
             key, sub = jax.random.split(key)
-            params, opt_state, rule_state, loss, aux = step(params, opt_state, rule_state, train[0][idx], train[1][idx], sub)
+            params, opt_state, rule_state, loss, aux = step(
+                params, opt_state, rule_state, train[0][idx], train[1][idx], sub
+            )
             losses.append(loss)
             if name != "bp" and i % args.every == 0:
                 angles.append((epoch * steps_per_epoch + i, angle(rule_state.matrices[-1], params[-1])))
@@ -86,10 +91,20 @@ def run(name: str, seed: int, net: SpikeTimeNet, train, test, args) -> dict:
         seconds = time.perf_counter() - start
         diag = {k: [float(v) for v in getattr(aux.diagnostics, k)] for k in ("violations", "forced", "capped")}
         acc = evaluate(params)
-        history.append({"epoch": epoch + 1, "test_accuracy": acc, "train_loss": float(jnp.mean(jnp.stack(losses))), "seconds": seconds,
-                        "hidden_rates": [float(jnp.mean(c)) for c in aux.counts[:-1]]})
-        print(f"{name} seed {seed} epoch {epoch + 1}: test {acc:.2f}%  loss {history[-1]['train_loss']:.2f}  {seconds:.0f} s  "
-              f"rates {history[-1]['hidden_rates']}  diag(last batch) {diag}", flush=True)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "test_accuracy": acc,
+                "train_loss": float(jnp.mean(jnp.stack(losses))),
+                "seconds": seconds,
+                "hidden_rates": [float(jnp.mean(c)) for c in aux.counts[:-1]],
+            }
+        )
+        print(
+            f"{name} seed {seed} epoch {epoch + 1}: test {acc:.2f}%  loss {history[-1]['train_loss']:.2f}  {seconds:.0f} s  "
+            f"rates {history[-1]['hidden_rates']}  diag(last batch) {diag}",
+            flush=True,
+        )
     return {"history": history, "angles": angles, "last_batch_diagnostics": diag}
 
 
@@ -102,8 +117,14 @@ def summarise(results: dict) -> dict:
         final = [res["history"][-1]["test_accuracy"] for res in per_seed.values()]
         best = [max(h["test_accuracy"] for h in res["history"]) for res in per_seed.values()]
         seconds = [h["seconds"] for res in per_seed.values() for h in res["history"]]
-        summary[name] = {"final_mean": float(np.mean(final)), "final_std": float(np.std(final)), "best_mean": float(np.mean(best)),
-                         "seconds_per_epoch": float(np.median(seconds)), "seeds": len(final), "reference": REFERENCE.get(name)}
+        summary[name] = {
+            "final_mean": float(np.mean(final)),
+            "final_std": float(np.std(final)),
+            "best_mean": float(np.mean(best)),
+            "seconds_per_epoch": float(np.median(seconds)),
+            "seeds": len(final),
+            "reference": REFERENCE.get(name),
+        }
     return summary
 
 
@@ -148,11 +169,15 @@ def main() -> None:
         results[name] = {}
         for seed in args.seeds:
             results[name][str(seed)] = run(name, seed, net, train, test, args)
-            path = common.write_result(args.name, {"settings": vars(args), "summary": summarise(results), "results": results})  # kept if interrupted
+            path = common.write_result(
+                args.name, {"settings": vars(args), "summary": summarise(results), "results": results}
+            )  # kept if interrupted
     summary = summarise(results)
     for name, row in summary.items():
-        print(f"{name}: final {row['final_mean']:.2f} +- {row['final_std']:.2f} %, best {row['best_mean']:.2f} %, "
-              f"{row['seconds_per_epoch']:.0f} s/epoch ({args.train_size} examples, {row['seeds']} seeds); reference {row['reference']}")
+        print(
+            f"{name}: final {row['final_mean']:.2f} +- {row['final_std']:.2f} %, best {row['best_mean']:.2f} %, "
+            f"{row['seconds_per_epoch']:.0f} s/epoch ({args.train_size} examples, {row['seeds']} seeds); reference {row['reference']}"
+        )
     if any(name in results for name in ("sfdfa", "dfa")):
         plot(results, path.with_suffix(".png"))
     print(f"wrote {path}")

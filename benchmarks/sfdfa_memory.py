@@ -49,16 +49,23 @@ def main(argv: list[str] | None = None) -> dict:
     images = jax.random.randint(jax.random.key(1), (args.batch, SIZES[0]), 0, 256).astype(jnp.uint8)
     times, labels = ttfs(images), jnp.arange(args.batch) % SIZES[-1]
     env = common.environment()
-    print(f"device {env['device']}, jax {env['jax']}; B={args.batch}, {'-'.join(map(str, SIZES))} exact-time LIF network, {WINDOW} s window")
+    print(
+        f"device {env['device']}, jax {env['jax']}; B={args.batch}, {'-'.join(map(str, SIZES))} exact-time LIF network, {WINDOW} s window"
+    )
     results = {}
     for steps in args.steps:
         net = SpikeTimeNet(SIZES, theta=(0.2, 0.7), window=WINDOW, dt=WINDOW / steps)
         params = init_weights(jax.random.key(0), net, scale=2.0)
         compiled = {name: fn.lower(params, times, labels).compile() for name, fn in variants(net, params).items()}
         memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
-        timings = common.time_side_by_side({name: (lambda c=c: c(params, times, labels)) for name, c in compiled.items()}, repeats=args.repeats)
+        timings = common.time_side_by_side(
+            {name: (lambda c=c: c(params, times, labels)) for name, c in compiled.items()}, repeats=args.repeats
+        )
         results[str(steps)] = {name: {"temp_bytes": memory[name], **timings[name]} for name in compiled}
-        print(f"T={steps:5d}  " + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * timings[n]['median_s']:.1f} ms" for n in compiled))
+        print(
+            f"T={steps:5d}  "
+            + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * timings[n]['median_s']:.1f} ms" for n in compiled)
+        )
     title = f"SFDFA against BP through spike times: {'-'.join(map(str, SIZES))}, B = {args.batch}, {WINDOW} s window on T steps"
     return common.finish_over_steps("sfdfa_memory", args, results, title)
 

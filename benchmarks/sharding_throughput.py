@@ -43,8 +43,13 @@ def _step(rule_name: str, devices: int, x: np.ndarray, y: np.ndarray, hidden: tu
     """A compiled data-parallel training step on ``devices`` devices, its placed arguments and its collective bytes."""
     graphdef, params, rest = nnx.split(build_model("snn", x.shape[-1], 10, hidden, seed=0), nnx.Param, ...)
     prepare = lambda raw, key: jnp.swapaxes(raw, 0, 1)  # noqa: E731  [B, T, N] -> [T, B, N]
-    example = (jax.ShapeDtypeStruct((x.shape[1], x.shape[0], x.shape[2]), jnp.float32), jax.ShapeDtypeStruct(y.shape, jnp.int32))
-    rule = build_rule(rule_name, tapped_model(graphdef, rest, True), routed_model(graphdef, rest, True), example, jax.random.key(1))
+    example = (
+        jax.ShapeDtypeStruct((x.shape[1], x.shape[0], x.shape[2]), jnp.float32),
+        jax.ShapeDtypeStruct(y.shape, jnp.int32),
+    )
+    rule = build_rule(
+        rule_name, tapped_model(graphdef, rest, True), routed_model(graphdef, rest, True), example, jax.random.key(1)
+    )
     optimizer = optax.adam(1e-3)
     mesh = sharding.mesh(devices)
     state = sharding.put_state((params, optimizer.init(params), rule.init(params)), mesh)
@@ -65,7 +70,9 @@ def _runner(compiled, args: tuple):
     return call
 
 
-def _shared_seed_bytes(devices: int, x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...], directions: int) -> dict[str, int]:
+def _shared_seed_bytes(
+    devices: int, x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...], directions: int
+) -> dict[str, int]:
     graphdef, params, rest = nnx.split(build_model("snn", x.shape[-1], 10, hidden, seed=0), nnx.Param, ...)
     loss_fn = rules.as_loss(tapped_model(graphdef, rest, True))
     mesh = sharding.mesh(devices)
@@ -96,8 +103,10 @@ def main(argv: list[str] | None = None) -> dict:
     y = (np.arange(args.batch) % 10).astype(np.int32)
     hidden = tuple(args.hidden)
     env = common.environment()
-    print(f"device {env['device']} x {available}, jax {env['jax']}; global batch {args.batch}, T={args.steps}, 100-{'-'.join(map(str, hidden))}-10 LIF"
-          + (f"; skipped {skipped} (only {available} devices)" if skipped else ""))
+    print(
+        f"device {env['device']} x {available}, jax {env['jax']}; global batch {args.batch}, T={args.steps}, 100-{'-'.join(map(str, hidden))}-10 LIF"
+        + (f"; skipped {skipped} (only {available} devices)" if skipped else "")
+    )
 
     steps, communication = {}, {}
     for rule_name in RULES:
@@ -111,18 +120,34 @@ def main(argv: list[str] | None = None) -> dict:
         base = timings[f"{rule_name}/{counts[0]}"]["median_s"]
         for n in counts:
             key = f"{rule_name}/{n}"
-            row = {**timings[key], "examples_per_second": args.batch / timings[key]["median_s"], "speedup": base / timings[key]["median_s"],
-                   "collective_bytes": communication[key]}
+            row = {
+                **timings[key],
+                "examples_per_second": args.batch / timings[key]["median_s"],
+                "speedup": base / timings[key]["median_s"],
+                "collective_bytes": communication[key],
+            }
             results[key] = row
-            print(f"{rule_name:5s} {n} devices: {row['median_s'] * 1e3:8.1f} ms/step  {row['examples_per_second']:8.0f} ex/s  x{row['speedup']:.2f} vs {counts[0]}"
-                  f"  collectives {communication[key]['total']:>9,d} B")
+            print(
+                f"{rule_name:5s} {n} devices: {row['median_s'] * 1e3:8.1f} ms/step  {row['examples_per_second']:8.0f} ex/s  x{row['speedup']:.2f} vs {counts[0]}"
+                f"  collectives {communication[key]['total']:>9,d} B"
+            )
     shared = {n: _shared_seed_bytes(n, x, y, hidden, args.directions) for n in counts if n > 1}
     for n, sent in shared.items():
-        print(f"FG-W K={args.directions}, shared seed, {n} devices: exchanging derivatives {sent['derivatives']:,d} B, gradients {sent['gradients']:,d} B per step"
-              f" (parameters {params_bytes:,d} B)")
-    payload = {"batch": args.batch, "steps": args.steps, "hidden": list(hidden), "devices": counts, "skipped_devices": skipped,
-               "parameter_bytes": params_bytes, "results": results, "shared_seed_fg_w": {"directions": args.directions, "bytes": {str(n): s for n, s in shared.items()}},
-               "command": "python benchmarks/sharding_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+        print(
+            f"FG-W K={args.directions}, shared seed, {n} devices: exchanging derivatives {sent['derivatives']:,d} B, gradients {sent['gradients']:,d} B per step"
+            f" (parameters {params_bytes:,d} B)"
+        )
+    payload = {
+        "batch": args.batch,
+        "steps": args.steps,
+        "hidden": list(hidden),
+        "devices": counts,
+        "skipped_devices": skipped,
+        "parameter_bytes": params_bytes,
+        "results": results,
+        "shared_seed_fg_w": {"directions": args.directions, "bytes": {str(n): s for n, s in shared.items()}},
+        "command": "python benchmarks/sharding_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
     if not args.no_write:
         print(f"wrote {common.write_result('sharding_throughput', payload)}")
     return payload

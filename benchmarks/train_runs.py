@@ -34,12 +34,32 @@ def main(argv: list[str] | None = None) -> dict:
 
     runs = {}
     for encoding in args.encodings:
-        config = Config(dataset=args.dataset, rule=args.rule, encoding=encoding, epochs=args.epochs, train_size=args.train_size, data_dir=args.data_dir, progress=False, plots=False, checkpoints=False, out=tempfile.mkdtemp())
+        config = Config(
+            dataset=args.dataset,
+            rule=args.rule,
+            encoding=encoding,
+            epochs=args.epochs,
+            train_size=args.train_size,
+            data_dir=args.data_dir,
+            progress=False,
+            plots=False,
+            checkpoints=False,
+            out=tempfile.mkdtemp(),
+        )
         result = fit(config)
         c = resolve(config)
-        runs[encoding] = {"model": f"{c.model} {'-'.join(map(str, c.hidden))}", "steps": c.steps, "lr": c.lr, "batch_size": c.batch_size, "history": result.history, "test_accuracy": result.test_accuracy}
+        runs[encoding] = {
+            "model": f"{c.model} {'-'.join(map(str, c.hidden))}",
+            "steps": c.steps,
+            "lr": c.lr,
+            "batch_size": c.batch_size,
+            "history": result.history,
+            "test_accuracy": result.test_accuracy,
+        }
         seconds = [h["seconds"] for h in result.history]
-        print(f"{args.dataset} {args.rule} {encoding}: test accuracy {result.test_accuracy:.4f} after {len(seconds)} epochs, median {sorted(seconds)[len(seconds) // 2]:.1f} s per epoch")
+        print(
+            f"{args.dataset} {args.rule} {encoding}: test accuracy {result.test_accuracy:.4f} after {len(seconds)} epochs, median {sorted(seconds)[len(seconds) // 2]:.1f} s per epoch"
+        )
     payload = {"dataset": args.dataset, "rule": args.rule, "runs": runs}
     if not args.no_write:
         print("wrote", common.write_result(f"train_{args.dataset}_{args.rule}", payload))

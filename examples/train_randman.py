@@ -26,7 +26,6 @@ import snnjax
 import snnjax.nn as snn
 from snnjax.datasets import randman
 
-
 RULES = {
     "bptt": lambda model: snnjax.rules.bptt(snnjax.rules.as_loss(model)),
     "fg-w": lambda model: snnjax.rules.forward_gradient(snnjax.rules.as_loss(model)),
@@ -95,11 +94,15 @@ def main(argv: list[str] | None = None) -> float:
         for i in range(0, len(order) - args.batch_size + 1, args.batch_size):
             idx = order[i : i + args.batch_size]
             key, sub = jax.random.split(key)
-            params, opt_state, loss, acc = train_step(params, opt_state, jnp.asarray(train[0][:, idx]), jnp.asarray(train[1][idx]), sub)
+            params, opt_state, loss, acc = train_step(
+                params, opt_state, jnp.asarray(train[0][:, idx]), jnp.asarray(train[1][idx]), sub
+            )
             losses.append(float(loss))
             accs.append(float(acc))
         if epoch == 1 or epoch % 5 == 0 or epoch == args.epochs:
-            print(f"epoch {epoch:3d}  loss {np.mean(losses):.3f}  train acc {np.mean(accs):.3f}  ({time.perf_counter() - start:.1f} s)")
+            print(
+                f"epoch {epoch:3d}  loss {np.mean(losses):.3f}  train acc {np.mean(accs):.3f}  ({time.perf_counter() - start:.1f} s)"
+            )
     test_acc = float(evaluate(params, jnp.asarray(test[0]), jnp.asarray(test[1])))
     print(f"test accuracy {test_acc:.3f} (chance {1 / args.classes:.3f})")
     return test_acc

@@ -21,6 +21,7 @@
 # %%
 import jax
 import jax.numpy as jnp
+
 import snnjax
 from snnjax import surrogates
 
@@ -32,9 +33,9 @@ from snnjax import surrogates
 # %%
 x = jnp.array([-1e30, -3e7, -1.0, -1e-30, 0.0, 1e-30, 1.0, 3e7, 1e30], jnp.float32)
 naive = x + jax.lax.stop_gradient(snnjax.heaviside(x) - x)
-print('input   ', x)
-print('naive   ', naive)
-print('snnjax  ', snnjax.spike(x))
+print("input   ", x)
+print("naive   ", naive)
+print("snnjax  ", snnjax.spike(x))
 assert set(map(float, snnjax.spike(x))) <= {0.0, 1.0}
 
 # %% [markdown]
@@ -42,12 +43,12 @@ assert set(map(float, snnjax.spike(x))) <= {0.0, 1.0}
 
 # %%
 u = jnp.linspace(-1.0, 1.0, 5)
-for name in ['fast_sigmoid', 'sigmoid', 'arctan', 'triangle', 'gaussian', 'rectangular']:
+for name in ["fast_sigmoid", "sigmoid", "arctan", "triangle", "gaussian", "rectangular"]:
     s = surrogates.resolve(name)
     g = jax.vmap(jax.grad(lambda v: snnjax.spike(v, s)))(u)
     _, t = jax.jvp(lambda v: snnjax.spike(v, s), (u,), (jnp.ones_like(u),))
     assert jnp.allclose(g, s.derivative(u)) and jnp.allclose(t, g)
-    print(f'{name:13s}', jnp.round(g, 4))
+    print(f"{name:13s}", jnp.round(g, 4))
 
 # %% [markdown]
 # ## Four ways to attach the surrogate
@@ -56,12 +57,12 @@ for name in ['fast_sigmoid', 'sigmoid', 'arctan', 'triangle', 'gaussian', 'recta
 
 # %%
 for method in snnjax.METHODS:
-    f = lambda v: jnp.sum(snnjax.spike(v, 'fast_sigmoid', method=method))
+    f = lambda v: jnp.sum(snnjax.spike(v, "fast_sigmoid", method=method))
     try:
         _, t = jax.jvp(f, (u,), (jnp.ones_like(u),))
-        print(f'{method:11s} jvp = {float(t):.4f}   grad . 1 = {float(jnp.sum(jax.grad(f)(u))):.4f}')
+        print(f"{method:11s} jvp = {float(t):.4f}   grad . 1 = {float(jnp.sum(jax.grad(f)(u))):.4f}")
     except TypeError as err:
-        print(f'{method:11s} jvp fails: {str(err)[:90]}...')
+        print(f"{method:11s} jvp fails: {str(err)[:90]}...")
 
 # %% [markdown]
 # ## A whole LIF simulation under `jvp` and `grad`

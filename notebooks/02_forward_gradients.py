@@ -38,7 +38,9 @@ from snnjax import compare_gradients, rules
 
 # %%
 rngs = nnx.Rngs(0)
-net = snn.Sequential(nnx.Linear(20, 32, rngs=rngs), snn.LIF(32, beta=0.9), nnx.Linear(32, 4, rngs=rngs), snn.LeakyIntegrator(4))
+net = snn.Sequential(
+    nnx.Linear(20, 32, rngs=rngs), snn.LIF(32, beta=0.9), nnx.Linear(32, 4, rngs=rngs), snn.LeakyIntegrator(4)
+)
 graphdef, params, rest = nnx.split(net, nnx.Param, ...)
 
 
@@ -67,8 +69,16 @@ for rule in (rules.forward_gradient(rules.as_loss(model), 1), rules.activity_for
 ks = [1, 4, 16]
 variance = {"FG-W": [], "FG-A": []}
 for k in ks:
-    variance["FG-W"].append(compare_gradients(rules.forward_gradient(rules.as_loss(model), k), params, xs, labels, key=jax.random.key(4), draws=16).variance[-1])
-    variance["FG-A"].append(compare_gradients(rules.activity_forward_gradient(model, k), params, xs, labels, key=jax.random.key(4), draws=16).variance[-1])
+    variance["FG-W"].append(
+        compare_gradients(
+            rules.forward_gradient(rules.as_loss(model), k), params, xs, labels, key=jax.random.key(4), draws=16
+        ).variance[-1]
+    )
+    variance["FG-A"].append(
+        compare_gradients(
+            rules.activity_forward_gradient(model, k), params, xs, labels, key=jax.random.key(4), draws=16
+        ).variance[-1]
+    )
 fig, ax = plt.subplots(figsize=(4, 3))
 for name, values in variance.items():
     ax.loglog(ks, values, marker="o", label=name)

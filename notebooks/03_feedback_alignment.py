@@ -36,7 +36,12 @@ from snnjax.datasets import batches, load
 # %%
 train = load("randman", "train", num_classes=3, units=20, steps=40, samples_per_class=200)
 rngs = nnx.Rngs(0)
-net = snn.Sequential(nnx.Linear(20, 48, rngs=rngs), snn.LIF(48, beta=0.9), nnx.Linear(48, 3, rngs=rngs), snn.LeakyIntegrator(3, kappa=0.9))
+net = snn.Sequential(
+    nnx.Linear(20, 48, rngs=rngs),
+    snn.LIF(48, beta=0.9),
+    nnx.Linear(48, 3, rngs=rngs),
+    snn.LeakyIntegrator(3, kappa=0.9),
+)
 graphdef, params, rest = nnx.split(net, nnx.Param, ...)
 
 
@@ -70,7 +75,9 @@ def angle(a, b):
 xs0, y0 = next(batches(train, 32, seed=0))
 curves = {}
 for name in ("dfa", "fdfa"):
-    rule = rules.dfa(model, (xs0, y0), key=jax.random.key(1)) if name == "dfa" else rules.fdfa(model, (xs0, y0), rate=0.05)
+    rule = (
+        rules.dfa(model, (xs0, y0), key=jax.random.key(1)) if name == "dfa" else rules.fdfa(model, (xs0, y0), rate=0.05)
+    )
     p, opt = params, optax.adam(3e-3)
     opt_state, state = opt.init(p), rule.init(p)
 
@@ -110,4 +117,7 @@ offline = rules.dfa(model, (xs0, y0), key=jax.random.key(1))
 state = online.init(params)
 g_online = online.apply(state, params, xs0, y0)[1]
 g_offline = offline.apply(state, params, xs0, y0)[1]
-print("max |online - offline| =", max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g_online), jax.tree.leaves(g_offline))))
+print(
+    "max |online - offline| =",
+    max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g_online), jax.tree.leaves(g_offline))),
+)

@@ -135,7 +135,9 @@ for name, rule in rules.items():
         order = rng.permutation(len(train[1]))
         for i in range(0, len(order), 32):
             idx = order[i : i + 32]
-            params, opt_state, state, aux = step(params, opt_state, state, train[0][idx], train[1][idx], jax.random.key(1000 * epoch + i))
+            params, opt_state, state, aux = step(
+                params, opt_state, state, train[0][idx], train[1][idx], jax.random.key(1000 * epoch + i)
+            )
             if name != "BP":
                 alignment[name].append(angle(state.matrices[-1], params[-1]))
         curves[name].append(float(accuracy(params, *test)))
@@ -187,5 +189,11 @@ for window in (0.1, 0.4):
     longer = SpikeTimeNet((64, 48, 48, classes), window=window, dt=2e-3)
     for name, build in (("SFDFA", lambda n: sfdfa(n)), ("BP", lambda n: spike_time_bp(n))):
         rule = build(longer)
-        compiled = jax.jit(lambda p, s, x, y, k, rule=rule: rule.apply(s, p, x, y, key=k)).lower(params, rule.init(params), x, y, jax.random.key(0)).compile()
-        print(f"window {window * 1e3:.0f} ms ({longer.steps} steps), {name}: {compiled.memory_analysis().temp_size_in_bytes / 2**20:.1f} MiB")
+        compiled = (
+            jax.jit(lambda p, s, x, y, k, rule=rule: rule.apply(s, p, x, y, key=k))
+            .lower(params, rule.init(params), x, y, jax.random.key(0))
+            .compile()
+        )
+        print(
+            f"window {window * 1e3:.0f} ms ({longer.steps} steps), {name}: {compiled.memory_analysis().temp_size_in_bytes / 2**20:.1f} MiB"
+        )

@@ -50,7 +50,9 @@ FORWARD_MODE_ERROR = (
 )
 
 
-def run_bptt(neuron: Neuron, xs: ArrayLike, state: State | None = None, *, unroll: int | bool = 1) -> tuple[State, jax.Array]:
+def run_bptt(
+    neuron: Neuron, xs: ArrayLike, state: State | None = None, *, unroll: int | bool = 1
+) -> tuple[State, jax.Array]:
     r"""Run ``neuron`` like :func:`snnjax.run`; differentiate it with the gradients formed outside the loop.
 
     .. math::
@@ -179,7 +181,9 @@ def _scan_bwd(cells, unroll, residuals, cotangents):
         return (g_prev, g_params), g_c
 
     zeros = [jnp.zeros_like(k) if f else None for k, f in zip(per_example, floats)]
-    (g_state, g_params), g_currents = jax.lax.scan(step, (g_final, zeros), (states, currents, g_ys), reverse=True, unroll=unroll)
+    (g_state, g_params), g_currents = jax.lax.scan(
+        step, (g_final, zeros), (states, currents, g_ys), reverse=True, unroll=unroll
+    )
     g_weights = None
     if weights is not None:  # sum_t z_{t-1}^T delta_t as one product over all steps and examples
         z_prev = states.z.reshape(-1, weights.shape[0])

@@ -21,7 +21,7 @@ and a chain does not expose its layers' (``recurrence`` is ``None``).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +64,9 @@ def chain(*layers: Layer) -> Neuron:
         raise ValueError("chain: give at least one layer (a snnjax.Neuron or a function of one time step).")
     for i, layer in enumerate(layers):
         if not isinstance(layer, Neuron) and not callable(layer):
-            raise TypeError(f"chain: layer {i} must be a snnjax.Neuron or a function of one time step's array, got {type(layer).__name__}.")
+            raise TypeError(
+                f"chain: layer {i} must be a snnjax.Neuron or a function of one time step's array, got {type(layer).__name__}."
+            )
 
     def init(shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> tuple:
         x, states = jax.ShapeDtypeStruct(tuple(shape), dtype), []

@@ -29,7 +29,9 @@ def concrete(value: Any) -> np.ndarray | None:
 
 
 def _numeric(v: np.ndarray, name: str, value: Any) -> None:
-    if v.dtype == object or not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer) or v.dtype == bool):
+    if v.dtype == object or not (
+        np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer) or v.dtype == bool
+    ):
         raise ValueError(f"{name} must be a number or numeric array, got {value!r}.")
 
 

@@ -35,50 +35,117 @@ def _option(text: str) -> tuple[str, object]:
 
 def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
     if not demo:
-        parser.add_argument("--dataset", choices=_DATASETS, default="randman", help="the data set (default: randman, generated, no download)")
-        parser.add_argument("--model", choices=MODELS, help="mlp (ReLU, images, no time), snn (feed-forward LIF) or rsnn (recurrent LIF); default per dataset")
-        parser.add_argument("--rule", choices=RULES, default="bptt", help="learning rule: bptt, fg-w / fg-a (forward gradient, weight- / activity-perturbed), fa (feedback alignment), dfa (direct FA), fdfa (forward DFA)")
+        parser.add_argument(
+            "--dataset",
+            choices=_DATASETS,
+            default="randman",
+            help="the data set (default: randman, generated, no download)",
+        )
+        parser.add_argument(
+            "--model",
+            choices=MODELS,
+            help="mlp (ReLU, images, no time), snn (feed-forward LIF) or rsnn (recurrent LIF); default per dataset",
+        )
+        parser.add_argument(
+            "--rule",
+            choices=RULES,
+            default="bptt",
+            help="learning rule: bptt, fg-w / fg-a (forward gradient, weight- / activity-perturbed), fa (feedback alignment), dfa (direct FA), fdfa (forward DFA)",
+        )
         parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes, e.g. --hidden 400 400")
-        parser.add_argument("--steps", type=int, help="time steps T (image encoding length, SHD bins, Randman raster length)")
-        parser.add_argument("--encoding", choices=("rate", "latency", "current", "none"), help="how images become spikes; none for mlp")
+        parser.add_argument(
+            "--steps", type=int, help="time steps T (image encoding length, SHD bins, Randman raster length)"
+        )
+        parser.add_argument(
+            "--encoding", choices=("rate", "latency", "current", "none"), help="how images become spikes; none for mlp"
+        )
         parser.add_argument("--batch-size", type=int, help="examples per step")
         parser.add_argument("--lr", type=float, help="Adam learning rate")
-        parser.add_argument("--data-dir", help="folder with the data files (IDX, HDF5) or tfds data_dir; else $SNNJAX_DATA and known places")
-        parser.add_argument("--data-option", type=_option, action="append", default=[], metavar="KEY=VALUE", help="passed to the loader, e.g. num_classes=3 or samples_per_class=200 (Randman), max_time=1.0 (SHD)")
-        parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last complete checkpoint")
+        parser.add_argument(
+            "--data-dir",
+            help="folder with the data files (IDX, HDF5) or tfds data_dir; else $SNNJAX_DATA and known places",
+        )
+        parser.add_argument(
+            "--data-option",
+            type=_option,
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="passed to the loader, e.g. num_classes=3 or samples_per_class=200 (Randman), max_time=1.0 (SHD)",
+        )
+        parser.add_argument(
+            "--resume", action="store_true", help="continue the run in --out from its last complete checkpoint"
+        )
         parser.add_argument("--no-checkpoints", action="store_true", help="do not write a checkpoint after each epoch")
-        parser.add_argument("--devices", type=int, help="train data-parallel on N devices, the batch split over them (on a CPU-only machine, N simulated CPU devices)")
-        parser.add_argument("--shard-params-above", type=int, metavar="SIZE", help="with --devices: split parameters of at least SIZE elements over the devices instead of replicating them")
-        hosts = parser.add_argument_group("several hosts", "run the same command on every host; --devices counts every host's devices")
-        hosts.add_argument("--distributed", action="store_true", help="join a multi-host run found by JAX itself (SLURM, Open MPI, Cloud TPU)")
-        hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address (or set JAX_COORDINATOR_ADDRESS); with --num-processes and --process-id")
+        parser.add_argument(
+            "--devices",
+            type=int,
+            help="train data-parallel on N devices, the batch split over them (on a CPU-only machine, N simulated CPU devices)",
+        )
+        parser.add_argument(
+            "--shard-params-above",
+            type=int,
+            metavar="SIZE",
+            help="with --devices: split parameters of at least SIZE elements over the devices instead of replicating them",
+        )
+        hosts = parser.add_argument_group(
+            "several hosts", "run the same command on every host; --devices counts every host's devices"
+        )
+        hosts.add_argument(
+            "--distributed",
+            action="store_true",
+            help="join a multi-host run found by JAX itself (SLURM, Open MPI, Cloud TPU)",
+        )
+        hosts.add_argument(
+            "--coordinator",
+            metavar="HOST:PORT",
+            help="process 0's address (or set JAX_COORDINATOR_ADDRESS); with --num-processes and --process-id",
+        )
         hosts.add_argument("--num-processes", type=int, help="how many processes take part")
         hosts.add_argument("--process-id", type=int, help="this process's index, 0 to N-1")
     parser.add_argument("--epochs", type=int, help="passes over the training set (default per dataset)")
-    parser.add_argument("--seed", type=int, default=0, help="fixes weights, data order and every random draw: same seed, same numbers")
-    parser.add_argument("--out", help="output folder for metrics.jsonl, checkpoints and plots (default runs/<dataset>-<model>-<rule>, runs/demo)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="fixes weights, data order and every random draw: same seed, same numbers"
+    )
+    parser.add_argument(
+        "--out",
+        help="output folder for metrics.jsonl, checkpoints and plots (default runs/<dataset>-<model>-<rule>, runs/demo)",
+    )
     parser.add_argument("--train-size", type=int, help="use only the first N training examples")
     parser.add_argument("--test-size", type=int, help="use only the first N test examples")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
-    parser.add_argument("--no-tune-allocator", action="store_true", help="leave glibc's malloc as it is (by default freed host memory is kept for reuse: snnjax.tune_host_allocator)")
+    parser.add_argument(
+        "--no-tune-allocator",
+        action="store_true",
+        help="leave glibc's malloc as it is (by default freed host memory is kept for reuse: snnjax.tune_host_allocator)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="snnjax", description="Train spiking networks with snnjax's learning rules.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="snnjax",
+        description="Train spiking networks with snnjax's learning rules.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,download}")
     demo = commands.add_parser(
-        "demo", help="train a recurrent spiking network on Randman (no download, about 2 minutes on a laptop CPU)",
+        "demo",
+        help="train a recurrent spiking network on Randman (no download, about 2 minutes on a laptop CPU)",
         description="Train a 100-128-10 recurrent LIF network with BPTT on Randman (generated on the spot), print the test accuracy and write plots to runs/demo.",
     )
     _train_arguments(demo, demo=True)
     train = commands.add_parser(
-        "train", help="train a network on a data set with a learning rule", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train",
+        help="train a network on a data set with a learning rule",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a network, evaluate it on the test split after every epoch, write metrics.jsonl, checkpoints and plots.",
         epilog="defaults per dataset:\n" + _DEFAULTS_TEXT,
     )
     _train_arguments(train, demo=False)
-    download = commands.add_parser("download", help="fetch a data set on a machine with internet (shd, or a tensorflow-datasets image set)")
+    download = commands.add_parser(
+        "download", help="fetch a data set on a machine with internet (shd, or a tensorflow-datasets image set)"
+    )
     download.add_argument("name", choices=[d for d in _DATASETS if d != "randman"])
     download.add_argument("--directory", help="where to put it (SHD: default $SNNJAX_DATA/shd; tfds: its data_dir)")
     return parser
@@ -87,14 +154,33 @@ def _parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace):
     from snnjax.train.config import Config
 
-    common = dict(epochs=args.epochs, seed=args.seed, train_size=args.train_size, test_size=args.test_size, plots=not args.no_plots, progress=not args.no_progress)
+    common = dict(
+        epochs=args.epochs,
+        seed=args.seed,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        plots=not args.no_plots,
+        progress=not args.no_progress,
+    )
     if args.command == "demo":
         return Config(dataset="randman", out=args.out or "runs/demo", resume=False, checkpoints=False, **common)
     return Config(
-        dataset=args.dataset, model=args.model, rule=args.rule, hidden=tuple(args.hidden) if args.hidden else None, steps=args.steps,
-        encoding=args.encoding, batch_size=args.batch_size, lr=args.lr, out=args.out, data_dir=args.data_dir,
-        data_options=dict(args.data_option), resume=args.resume, checkpoints=not args.no_checkpoints, devices=args.devices,
-        shard_params_above=args.shard_params_above, **common,
+        dataset=args.dataset,
+        model=args.model,
+        rule=args.rule,
+        hidden=tuple(args.hidden) if args.hidden else None,
+        steps=args.steps,
+        encoding=args.encoding,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        out=args.out,
+        data_dir=args.data_dir,
+        data_options=dict(args.data_option),
+        resume=args.resume,
+        checkpoints=not args.no_checkpoints,
+        devices=args.devices,
+        shard_params_above=args.shard_params_above,
+        **common,
     )
 
 
@@ -130,13 +216,17 @@ def main(argv: list[str] | None = None) -> int:
                     load_tfds(args.name, split, args.directory, download=True)
                 print(f"{args.name} is prepared in tensorflow-datasets' data folder")
             return 0
-        if args.command == "train" and (args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None):
+        if args.command == "train" and (
+            args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None
+        ):
             from snnjax.sharding import initialize
 
             try:
                 initialize(args.coordinator, args.num_processes, args.process_id)
             except RuntimeError as error:  # no coordinator, a cluster JAX does not know, ...
-                raise ValueError(f"could not join the multi-host run: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+                raise ValueError(
+                    f"could not join the multi-host run: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+                ) from error
         from snnjax.train.loop import TrainingDiverged, fit
 
         try:
@@ -150,7 +240,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if jax.process_index() != 0:  # on several hosts, process 0 reports
         return 0
-    written = ", ".join(["metrics.jsonl", *(["checkpoints/"] if (result.out / "checkpoints").is_dir() else []), *(f.name for f in result.files)])
+    written = ", ".join(
+        [
+            "metrics.jsonl",
+            *(["checkpoints/"] if (result.out / "checkpoints").is_dir() else []),
+            *(f.name for f in result.files),
+        ]
+    )
     print(f"test accuracy {result.test_accuracy:.3f} (chance {1 / result.num_classes:.3f}); {written} in {result.out}")
     return 0
-

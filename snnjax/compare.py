@@ -66,7 +66,11 @@ class Comparison(NamedTuple):
     def table(self) -> str:
         """A plain-text table."""
         width = max(len(n) for n in self.names)
-        head = f"{self.rule} vs {self.reference}, {self.draws} draws\n" + f"{'':{width}s} " + " ".join(f"{c:>16s}" for c in COLUMNS)
+        head = (
+            f"{self.rule} vs {self.reference}, {self.draws} draws\n"
+            + f"{'':{width}s} "
+            + " ".join(f"{c:>16s}" for c in COLUMNS)
+        )
         lines = [f"{row['name']:{width}s} " + " ".join(f"{row[c]:16.4g}" for c in COLUMNS) for row in self.rows()]
         return "\n".join([head, *lines])
 
@@ -169,7 +173,9 @@ def compare_gradients(
     if not np.isfinite(stats[-1]["bias"]):
         raise ValueError("compare_gradients: the reference gradient is zero, so relative measures are undefined.")
     columns = {c: np.array([s[c] for s in stats]) for c in COLUMNS}
-    return Comparison(names=[*_leaf_names(true), "overall"], draws=draws, rule=rule.name, reference=reference.name, **columns)
+    return Comparison(
+        names=[*_leaf_names(true), "overall"], draws=draws, rule=rule.name, reference=reference.name, **columns
+    )
 
 
 def _stats(g: np.ndarray, e: np.ndarray) -> dict[str, float]:

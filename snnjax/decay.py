@@ -21,7 +21,14 @@ from jax.typing import ArrayLike
 
 from snnjax.checks import check_positive, concrete
 
-__all__ = ["decay_from_tau", "tau_from_decay", "sigmoid_decay", "sigmoid_decay_inverse", "softplus_decay", "softplus_decay_inverse"]
+__all__ = [
+    "decay_from_tau",
+    "tau_from_decay",
+    "sigmoid_decay",
+    "sigmoid_decay_inverse",
+    "softplus_decay",
+    "softplus_decay_inverse",
+]
 
 
 def _check_open_unit(beta: ArrayLike, name: str) -> None:

@@ -22,7 +22,9 @@ __all__ = ["rate", "latency", "delta"]
 def _check_unit(x: jax.Array, name: str) -> None:
     v = concrete(x)
     if v is not None and v.size and not np.all((v >= 0) & (v <= 1)):
-        raise ValueError(f"{name}: values must lie in [0, 1] (scale your data first), got range [{v.min()}, {v.max()}].")
+        raise ValueError(
+            f"{name}: values must lie in [0, 1] (scale your data first), got range [{v.min()}, {v.max()}]."
+        )
 
 
 def _check_steps(num_steps: int, name: str) -> None:
@@ -30,7 +32,9 @@ def _check_steps(num_steps: int, name: str) -> None:
         raise ValueError(f"{name}: num_steps must be a positive int, got {num_steps!r}.")
 
 
-def rate(key: jax.Array, x: ArrayLike, num_steps: int, *, gain: float = 1.0, dtype: DTypeLike = jnp.float32) -> jax.Array:
+def rate(
+    key: jax.Array, x: ArrayLike, num_steps: int, *, gain: float = 1.0, dtype: DTypeLike = jnp.float32
+) -> jax.Array:
     r"""Bernoulli rate code: :math:`z_t \sim \operatorname{Bernoulli}(\text{gain}\cdot x)`, independent over t.
 
     Args:

@@ -57,4 +57,7 @@ def tune_host_allocator() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # mallopt returns 1 on success; all three must succeed, or large buffers are still mapped and unmapped per call.
-    return all(mallopt(option, value) == 1 for option, value in ((_M_ARENA_MAX, 1), (_M_TRIM_THRESHOLD, _NEVER_TRIM), (_M_MMAP_MAX, 0)))
+    return all(
+        mallopt(option, value) == 1
+        for option, value in ((_M_ARENA_MAX, 1), (_M_TRIM_THRESHOLD, _NEVER_TRIM), (_M_MMAP_MAX, 0))
+    )

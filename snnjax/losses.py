@@ -99,7 +99,9 @@ def max_membrane_cross_entropy(v: ArrayLike, labels: ArrayLike) -> jax.Array:
     return _cross_entropy(v.max(axis=0), labels)
 
 
-def spike_count_mse(spikes: ArrayLike, labels: ArrayLike, target_true: float = 15.0, target_false: float = 3.0) -> jax.Array:
+def spike_count_mse(
+    spikes: ArrayLike, labels: ArrayLike, target_true: float = 15.0, target_false: float = 3.0
+) -> jax.Array:
     r"""Spike-count loss :math:`\frac12 \sum_k (n_k - n^*_k)^2`, averaged over the batch.
 
     :math:`n_k = \sum_t z_{t,k}` and :math:`n^*_k` is ``target_true`` for the label, else
@@ -120,11 +122,15 @@ def spike_count_mse(spikes: ArrayLike, labels: ArrayLike, target_true: float = 1
     """
     spikes, labels = _check(spikes, labels, "spike_count_mse")
     counts = spikes.sum(axis=0)
-    target = jnp.where(jax.nn.one_hot(labels, counts.shape[-1], dtype=bool), target_true, target_false).astype(counts.dtype)
+    target = jnp.where(jax.nn.one_hot(labels, counts.shape[-1], dtype=bool), target_true, target_false).astype(
+        counts.dtype
+    )
     return 0.5 * jnp.sum((counts - target) ** 2, axis=-1).mean()
 
 
-def firing_rate_regularizer(spikes: ArrayLike, lower: float = 0.0, upper: float = 1.0, *, per_neuron: bool = True) -> jax.Array:
+def firing_rate_regularizer(
+    spikes: ArrayLike, lower: float = 0.0, upper: float = 1.0, *, per_neuron: bool = True
+) -> jax.Array:
     r"""Squared penalty on firing rates outside ``[lower, upper]`` (spikes per step).
 
     .. math::
@@ -177,5 +183,7 @@ def accuracy(outputs: ArrayLike, labels: ArrayLike) -> jax.Array:
     if outputs.ndim == 3:
         outputs = outputs.sum(axis=0)
     if outputs.ndim != 2 or labels.shape != outputs.shape[:1]:
-        raise ValueError(f"accuracy: need outputs [T, B, C] or [B, C] and labels [B], got {outputs.shape} and {labels.shape}.")
+        raise ValueError(
+            f"accuracy: need outputs [T, B, C] or [B, C] and labels [B], got {outputs.shape} and {labels.shape}."
+        )
     return jnp.mean(jnp.argmax(outputs, axis=-1) == labels, dtype=jnp.float32)

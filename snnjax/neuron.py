@@ -15,7 +15,8 @@ Steps compute in the dtype of their input; array parameters are cast to it expli
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -103,11 +104,17 @@ def run(
     xs, state = check_run_inputs(neuron, xs, state, unroll, "run")
     if not isinstance(remat, bool):
         raise ValueError(f"run: remat must be True or False, got {remat!r}.")
-    step = jax.checkpoint(neuron.step, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable) if remat else neuron.step
+    step = (
+        jax.checkpoint(neuron.step, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+        if remat
+        else neuron.step
+    )
     return jax.lax.scan(step, state, xs, unroll=unroll)
 
 
-def check_run_inputs(neuron: Neuron, xs: ArrayLike, state: State | None, unroll: int | bool, where: str) -> tuple[jax.Array, State]:
+def check_run_inputs(
+    neuron: Neuron, xs: ArrayLike, state: State | None, unroll: int | bool, where: str
+) -> tuple[jax.Array, State]:
     """Check a time-major input, an unroll and a state (or make the resting one); return them."""
     xs = jnp.asarray(xs)
     if xs.ndim < 2:
@@ -144,7 +151,11 @@ def check_state(state: State, shape: Sequence[int], where: str, resting: State |
     expected = [tuple(r.shape) for r in jax.tree.leaves(resting)] if same else [tuple(shape)] * len(fields)
     for (name, leaf), want in zip(fields.items(), expected):
         if tuple(jnp.shape(leaf)) != want:
-            what = f"the input at one time step has shape {tuple(shape)} ([B, ...] of xs[T, B, ...])" if want == tuple(shape) else f"the neuron's resting state there has shape {want}"
+            what = (
+                f"the input at one time step has shape {tuple(shape)} ([B, ...] of xs[T, B, ...])"
+                if want == tuple(shape)
+                else f"the neuron's resting state there has shape {want}"
+            )
             raise ValueError(f"{where}: state.{name} has shape {tuple(jnp.shape(leaf))} but {what}; they must match.")
 
 
@@ -201,5 +212,3 @@ def apply_reset(v: jax.Array, z: jax.Array, amount: jax.Array, reset: str, detac
     if reset == "subtract":
         return v - z * amount
     return v * (1.0 - z)
-
-

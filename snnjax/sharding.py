@@ -34,7 +34,19 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "batch_sharding", "collective_bytes", "constrain_batch", "constrain_state", "initialize", "mesh", "put_batch", "put_state", "simulate_cpu_devices", "state_shardings"]
+__all__ = [
+    "AXIS",
+    "batch_sharding",
+    "collective_bytes",
+    "constrain_batch",
+    "constrain_state",
+    "initialize",
+    "mesh",
+    "put_batch",
+    "put_state",
+    "simulate_cpu_devices",
+    "state_shardings",
+]
 
 AXIS = "batch"
 _SIMULATE = "XLA_FLAGS=--xla_force_host_platform_device_count={n}"
@@ -64,9 +76,15 @@ def mesh(devices: int | None = None, *, axis: str = AXIS) -> Mesh:
     if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
         raise ValueError(f"devices must be a positive integer, got {devices!r}.")
     if jax.process_count() > 1 and devices != len(available):
-        raise ValueError(f"with {jax.process_count()} processes the mesh takes every device ({len(available)}), got devices={devices}.")
+        raise ValueError(
+            f"with {jax.process_count()} processes the mesh takes every device ({len(available)}), got devices={devices}."
+        )
     if devices > len(available):
-        hint = f"; to simulate {devices} CPU devices, set {_SIMULATE.format(n=devices)} before JAX is imported" if available[0].platform == "cpu" else ""
+        hint = (
+            f"; to simulate {devices} CPU devices, set {_SIMULATE.format(n=devices)} before JAX is imported"
+            if available[0].platform == "cpu"
+            else ""
+        )
         raise ValueError(f"asked for {devices} devices but JAX sees {len(available)} ({available[0].platform}){hint}.")
     return Mesh(np.array(available[:devices]), (axis,))
 
@@ -127,7 +145,11 @@ def batch_sharding(m: Mesh) -> NamedSharding:
 
 def _leaf_spec(leaf: Any, size: int, min_size: int | None, axis: str) -> PartitionSpec:
     shape = np.shape(leaf)
-    if min_size is None or int(np.prod(shape, dtype=np.int64)) < min_size or jax.dtypes.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
+    if (
+        min_size is None
+        or int(np.prod(shape, dtype=np.int64)) < min_size
+        or jax.dtypes.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key)
+    ):
         return PartitionSpec()
     divisible = [i for i, n in enumerate(shape) if n % size == 0]
     if not divisible:
@@ -214,7 +236,12 @@ def constrain_batch(tree: Any, m: Mesh) -> Any:
       Array([2., 2., 2., 2.], dtype=float32)
     """
     s = batch_sharding(m)
-    return jax.tree.map(lambda leaf: jax.lax.with_sharding_constraint(leaf, s) if leaf.ndim and leaf.shape[0] % m.devices.size == 0 else leaf, tree)
+    return jax.tree.map(
+        lambda leaf: (
+            jax.lax.with_sharding_constraint(leaf, s) if leaf.ndim and leaf.shape[0] % m.devices.size == 0 else leaf
+        ),
+        tree,
+    )
 
 
 def constrain_state(tree: Any, m: Mesh, *, min_size: int | None = None) -> Any:
@@ -230,7 +257,23 @@ def constrain_state(tree: Any, m: Mesh, *, min_size: int | None = None) -> Any:
     return jax.tree.map(jax.lax.with_sharding_constraint, tree, state_shardings(tree, m, min_size=min_size))
 
 
-_BYTES = {"pred": 1, "s8": 1, "u8": 1, "f16": 2, "bf16": 2, "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4, "f64": 8, "s64": 8, "u64": 8, "c64": 8, "c128": 16}
+_BYTES = {
+    "pred": 1,
+    "s8": 1,
+    "u8": 1,
+    "f16": 2,
+    "bf16": 2,
+    "s16": 2,
+    "u16": 2,
+    "f32": 4,
+    "s32": 4,
+    "u32": 4,
+    "f64": 8,
+    "s64": 8,
+    "u64": 8,
+    "c64": 8,
+    "c128": 16,
+}
 _COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 _OP = re.compile(r"=\s*(.*?)\s+(" + "|".join(_COLLECTIVES) + r")(-start)?\(")
 _SHAPE = re.compile(r"\b(" + "|".join(_BYTES) + r")\[([\d,]*)\]")
@@ -265,6 +308,9 @@ def collective_bytes(compiled: Any) -> dict[str, int]:
         shapes = _SHAPE.findall(match.group(1))
         if match.group(3) and match.group(2) == "all-gather" and len(shapes) > 1:
             shapes = shapes[len(shapes) // 2 :]  # an async all-gather's tuple holds (operands, results)
-        size = sum(_BYTES[dtype] * int(np.prod([int(n) for n in dims.split(",") if n], dtype=np.int64)) for dtype, dims in shapes)
+        size = sum(
+            _BYTES[dtype] * int(np.prod([int(n) for n in dims.split(",") if n], dtype=np.int64))
+            for dtype, dims in shapes
+        )
         found[match.group(2)] = found.get(match.group(2), 0) + size
     return {**found, "total": sum(found.values())}

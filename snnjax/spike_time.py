@@ -41,13 +41,24 @@ arithmetic a few multiply-adds, at the price of a window of at most ``40 tau_s``
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-__all__ = ["Crossing", "Diagnostics", "LayerState", "SpikeTimeNet", "SpikeTimeRun", "crossing", "init_weights", "simulate", "ttfs"]
+__all__ = [
+    "Crossing",
+    "Diagnostics",
+    "LayerState",
+    "SpikeTimeNet",
+    "SpikeTimeRun",
+    "crossing",
+    "init_weights",
+    "simulate",
+    "ttfs",
+]
 
 
 class SpikeTimeNet(NamedTuple):
@@ -96,11 +107,17 @@ class SpikeTimeNet(NamedTuple):
         if len(self.sizes) < 2 or any(int(n) < 1 for n in self.sizes):
             raise ValueError(f"SpikeTimeNet: sizes must be two or more positive layer sizes, got {self.sizes}.")
         if len(self.theta) != len(self.sizes) - 1 or any(th <= 0 for th in self.theta):
-            raise ValueError(f"SpikeTimeNet: theta needs one positive threshold per non-input layer ({len(self.sizes) - 1}), got {self.theta}.")
+            raise ValueError(
+                f"SpikeTimeNet: theta needs one positive threshold per non-input layer ({len(self.sizes) - 1}), got {self.theta}."
+            )
         if not (self.tau_s > 0 and self.dt > 0 and self.window >= self.dt):
-            raise ValueError(f"SpikeTimeNet: need tau_s > 0, dt > 0 and window >= dt, got tau_s={self.tau_s}, dt={self.dt}, window={self.window}.")
+            raise ValueError(
+                f"SpikeTimeNet: need tau_s > 0, dt > 0 and window >= dt, got tau_s={self.tau_s}, dt={self.dt}, window={self.window}."
+            )
         if self.window > 40 * self.tau_s:
-            raise ValueError(f"SpikeTimeNet: window {self.window} s exceeds 40 tau_s ({40 * self.tau_s} s); the growing exponentials would lose float32 precision.")
+            raise ValueError(
+                f"SpikeTimeNet: window {self.window} s exceeds 40 tau_s ({40 * self.tau_s} s); the growing exponentials would lose float32 precision."
+            )
         if self.max_spikes < 1:
             raise ValueError(f"SpikeTimeNet: max_spikes must be >= 1, got {self.max_spikes}.")
 
@@ -183,7 +200,10 @@ def init_weights(key: jax.Array, net: SpikeTimeNet, scale: float = 1.0) -> tuple
     """
     net.check()
     keys = jax.random.split(key, len(net.sizes) - 1)
-    return tuple(jax.random.uniform(k, (n_in, n_out), jnp.float32, -scale, scale) for k, n_in, n_out in zip(keys, net.sizes[:-1], net.sizes[1:]))
+    return tuple(
+        jax.random.uniform(k, (n_in, n_out), jnp.float32, -scale, scale)
+        for k, n_in, n_out in zip(keys, net.sizes[:-1], net.sizes[1:])
+    )
 
 
 def ttfs(images: ArrayLike, window: float = 0.1, max_value: float = 255.0) -> jax.Array:
@@ -306,7 +326,10 @@ def simulate(
     if len(shifts) != hidden:
         raise ValueError(f"simulate: expected {hidden} shift arrays (one per hidden layer), got {len(shifts)}.")
     in_step = input_step(net, times)
-    layers0 = [LayerState(*(jnp.zeros((batch, n), jnp.float32) for n in (n_in, n_in, n_out, n_out, n_out))) for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:])]
+    layers0 = [
+        LayerState(*(jnp.zeros((batch, n), jnp.float32) for n in (n_in, n_in, n_out, n_out, n_out)))
+        for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:])
+    ]
     emitted0 = [(jnp.zeros((batch, n), jnp.float32), jnp.zeros((batch, n), bool)) for n in net.sizes[1:-1]]
 
     def body(carry, n):
@@ -319,7 +342,15 @@ def simulate(
             a, b = jnp.split(jnp.concatenate([pre_s, pre_m]) @ w, 2)
             c = crossing(net, l, a, b - net.thresholds[l] * st.reset, st.count, n)
             t = net.tau * jnp.log(c.x)
-            new_layers.append(LayerState(pre_s, pre_m, st.reset + jnp.where(c.spiked, c.x, 0.0), st.count + c.spiked, st.time_sum + jnp.where(c.spiked, t, 0.0)))
+            new_layers.append(
+                LayerState(
+                    pre_s,
+                    pre_m,
+                    st.reset + jnp.where(c.spiked, c.x, 0.0),
+                    st.count + c.spiked,
+                    st.time_sum + jnp.where(c.spiked, t, 0.0),
+                )
+            )
             if l < hidden:  # what the next layer receives at the next step
                 new_emitted.append((jnp.where(c.spiked, t + shifts[l], 0.0), c.spiked))
             diag = diag.at[l].add(jnp.stack([jnp.sum(f, dtype=jnp.float32) for f in (c.violation, c.forced, c.capped)]))
@@ -327,4 +358,8 @@ def simulate(
 
     carry0 = (layers0, emitted0, jnp.zeros((len(weights), 3), jnp.float32))
     (layers, _, diag), _ = jax.lax.scan(body, carry0, jnp.arange(net.steps))
-    return SpikeTimeRun(tuple(st.count for st in layers), tuple(st.time_sum for st in layers), Diagnostics(diag[:, 0], diag[:, 1], diag[:, 2]))
+    return SpikeTimeRun(
+        tuple(st.count for st in layers),
+        tuple(st.time_sum for st in layers),
+        Diagnostics(diag[:, 0], diag[:, 1], diag[:, 2]),
+    )

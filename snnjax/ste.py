@@ -19,7 +19,6 @@ Rounding is to nearest, ties to even (``jnp.round``).
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -94,7 +93,9 @@ def _int_range(bits: int, signed: bool) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
-def absmax_scale(x: ArrayLike, bits: int = 8, axis: int | tuple[int, ...] | None = None, eps: float = 1e-5) -> jax.Array:
+def absmax_scale(
+    x: ArrayLike, bits: int = 8, axis: int | tuple[int, ...] | None = None, eps: float = 1e-5
+) -> jax.Array:
     r"""Symmetric scale :math:`s = \max(|x|, \epsilon) / q_\max` per tensor or per slice.
 
     Args:
@@ -242,5 +243,3 @@ def absmax_quantize(x: ArrayLike, bits: int = 8, axis: int = -1, eps: float = 1e
     qmin, qmax = _int_range(bits, True)
     s = _sg(qmax / jnp.maximum(jnp.max(jnp.abs(x), axis=axis, keepdims=True), eps))
     return straight_through(x, jnp.clip(jnp.round(x * s), qmin, qmax) / s)
-
-

@@ -27,7 +27,8 @@ functions as static arguments; their hyper-parameters are not trainable.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -330,7 +331,12 @@ def multi_gaussian(width: float = 0.5, h: float = 0.15, s: float = 6.0, height: 
     if height is None and area <= 0.0:
         raise ValueError(f"multi_gaussian with h={h} has no positive area; give a height.")
     return Surrogate(
-        "multi_gaussian", _multi_gaussian_phi, _multi_gaussian_Phi, 1.0 / w, _height(height, 1.0 / w, area, "multi_gaussian"), (h, s)
+        "multi_gaussian",
+        _multi_gaussian_phi,
+        _multi_gaussian_Phi,
+        1.0 / w,
+        _height(height, 1.0 / w, area, "multi_gaussian"),
+        (h, s),
     )
 
 
@@ -359,7 +365,9 @@ def rectangular(width: float = 1.0, height: float | None = 1.0) -> Surrogate:
       Array([0., 1., 1.], dtype=float32)
     """
     w = _positive(width, "width")
-    return Surrogate("rectangular", _rectangular_phi, _rectangular_Phi, 1.0 / w, _height(height, 1.0 / w, 1.0, "rectangular"))
+    return Surrogate(
+        "rectangular", _rectangular_phi, _rectangular_Phi, 1.0 / w, _height(height, 1.0 / w, 1.0, "rectangular")
+    )
 
 
 def _exponential_phi(u):
@@ -413,7 +421,13 @@ def straight_through(height: float = 1.0) -> Surrogate:
       >>> jax.vmap(jax.grad(lambda x: snnjax.spike(x, s)))(jnp.array([-3.0, 0.0, 3.0]))
       Array([1., 1., 1.], dtype=float32)
     """
-    return Surrogate("straight_through", _straight_through_phi, _straight_through_Phi, 1.0, _height(height, 1.0, math.inf, "straight_through"))
+    return Surrogate(
+        "straight_through",
+        _straight_through_phi,
+        _straight_through_Phi,
+        1.0,
+        _height(height, 1.0, math.inf, "straight_through"),
+    )
 
 
 def custom(

@@ -24,16 +24,29 @@ def _neuron(name, p, method):
     return {
         "lif": lambda: snnjax.lif(decay, threshold=p["threshold"], method=method),
         "lif-recurrent": lambda: snnjax.lif(decay, threshold=p["threshold"], recurrent=rec, method=method),
-        "lif-recurrent-zero-reset-detached": lambda: snnjax.lif(decay, reset="zero", detach_reset=True, recurrent=rec, method=method),
+        "lif-recurrent-zero-reset-detached": lambda: snnjax.lif(
+            decay, reset="zero", detach_reset=True, recurrent=rec, method=method
+        ),
         "iaf-recurrent": lambda: snnjax.iaf(threshold=p["threshold"], recurrent=rec, method=method),
-        "alif-fgi-recurrent": lambda: snnjax.alif(decay, 0.9, form="fgi", recurrent=rec, surrogate="gaussian", method=method),
+        "alif-fgi-recurrent": lambda: snnjax.alif(
+            decay, 0.9, form="fgi", recurrent=rec, surrogate="gaussian", method=method
+        ),
         "alif-bellec-recurrent": lambda: snnjax.alif(decay, 0.9, recurrent=rec, method=method),
         "cuba-recurrent": lambda: snnjax.cuba_lif(0.8, decay, recurrent=rec, method=method),
         "leaky-integrator": lambda: snnjax.leaky_integrator(decay),
     }[name]()
 
 
-NAMES = ("lif", "lif-recurrent", "lif-recurrent-zero-reset-detached", "iaf-recurrent", "alif-fgi-recurrent", "alif-bellec-recurrent", "cuba-recurrent", "leaky-integrator")
+NAMES = (
+    "lif",
+    "lif-recurrent",
+    "lif-recurrent-zero-reset-detached",
+    "iaf-recurrent",
+    "alif-fgi-recurrent",
+    "alif-bellec-recurrent",
+    "cuba-recurrent",
+    "leaky-integrator",
+)
 
 
 def _loss(p, xs, runner, name, method, start):

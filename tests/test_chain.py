@@ -71,8 +71,13 @@ def test_state_is_each_neurons_at_its_input_shape():
     # A chain's state can be passed back in (a later layer's has its own shape), and is checked.
     again, _ = snnjax.run(snnjax.chain(hidden, project, readout), jnp.ones((T, B, N)), final)
     assert jax.tree.map(jnp.shape, again) == jax.tree.map(jnp.shape, state)
-    wrong = (state[0], snnjax.LeakyIntegratorState(jnp.zeros((B, N))))  # the readout's state at the hidden layer's shape
-    with pytest.raises(ValueError, match=r"state.3 has shape \(3, 6\) but the neuron's resting state there has shape \(3, 4\)"):
+    wrong = (
+        state[0],
+        snnjax.LeakyIntegratorState(jnp.zeros((B, N))),
+    )  # the readout's state at the hidden layer's shape
+    with pytest.raises(
+        ValueError, match=r"state.3 has shape \(3, 6\) but the neuron's resting state there has shape \(3, 4\)"
+    ):
         snnjax.run(snnjax.chain(hidden, project, readout), jnp.ones((T, B, N)), wrong)
 
 

@@ -10,7 +10,9 @@ from snnjax.datasets import load_idx, randman, read_idx
 
 def write_idx(path, array, code=0x08, compress=False):
     header = bytes([0, 0, code, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    payload = header + array.astype(array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype).tobytes()
+    payload = (
+        header + array.astype(array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype).tobytes()
+    )
     with (gzip.open if compress else open)(path, "wb") as f:
         f.write(payload)
 
@@ -49,7 +51,10 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
 
 
 def test_randman_is_deterministic_and_single_spike():
-    a, b = randman(num_classes=3, units=10, steps=20, samples_per_class=5, seed=1), randman(num_classes=3, units=10, steps=20, samples_per_class=5, seed=1)
+    a, b = (
+        randman(num_classes=3, units=10, steps=20, samples_per_class=5, seed=1),
+        randman(num_classes=3, units=10, steps=20, samples_per_class=5, seed=1),
+    )
     np.testing.assert_array_equal(a.spikes, b.spikes)
     assert a.spikes.shape == (15, 20, 10) and np.all(a.spikes.sum(axis=1) == 1)
     assert not np.array_equal(a.spikes, randman(num_classes=3, units=10, steps=20, samples_per_class=5, seed=2).spikes)
@@ -100,7 +105,9 @@ def test_batches_are_deterministic_per_seed_and_epoch_and_cover_the_epoch():
     for (x1, y1), (x2, y2) in zip(first, again):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
-    assert not np.array_equal(np.concatenate(batch_indices(24, 5, seed=3, epoch=1)), np.concatenate(batch_indices(24, 5, seed=3, epoch=2)))
+    assert not np.array_equal(
+        np.concatenate(batch_indices(24, 5, seed=3, epoch=1)), np.concatenate(batch_indices(24, 5, seed=3, epoch=2))
+    )
     indices = np.concatenate(batch_indices(24, 5, seed=3, epoch=1, drop_remainder=False))
     np.testing.assert_array_equal(np.sort(indices), np.arange(24))
     # The raster is the stored one, made time-major.
@@ -133,8 +140,16 @@ def write_shd(path, times, units, labels):
 
     with h5py.File(path, "w") as f:
         spikes = f.create_group("spikes")
-        spikes.create_dataset("times", data=np.array([np.asarray(t, np.float32) for t in times], dtype=object), dtype=h5py.vlen_dtype(np.float32))
-        spikes.create_dataset("units", data=np.array([np.asarray(u, np.uint16) for u in units], dtype=object), dtype=h5py.vlen_dtype(np.uint16))
+        spikes.create_dataset(
+            "times",
+            data=np.array([np.asarray(t, np.float32) for t in times], dtype=object),
+            dtype=h5py.vlen_dtype(np.float32),
+        )
+        spikes.create_dataset(
+            "units",
+            data=np.array([np.asarray(u, np.uint16) for u in units], dtype=object),
+            dtype=h5py.vlen_dtype(np.uint16),
+        )
         f.create_dataset("labels", data=np.asarray(labels, np.uint8))
 
 

@@ -11,13 +11,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = ["snnjax", "snnjax.rules", "snnjax.spike_time", "snnjax.sharding", "snnjax.nn", "snnjax.datasets", "snnjax.train", "snnjax.surrogates", "snnjax.ste", "snnjax.encoders", "snnjax.losses", "snnjax.decay"]
+PUBLIC = [
+    "snnjax",
+    "snnjax.rules",
+    "snnjax.spike_time",
+    "snnjax.sharding",
+    "snnjax.nn",
+    "snnjax.datasets",
+    "snnjax.train",
+    "snnjax.surrogates",
+    "snnjax.ste",
+    "snnjax.encoders",
+    "snnjax.losses",
+    "snnjax.decay",
+]
 
 
 def test_site_builds_strictly(tmp_path):
     pytest.importorskip("mkdocstrings", reason="the docs extra is not installed")
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or "mkdocs"
-    out = subprocess.run([mkdocs, "build", "--strict", "-d", str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"})
+    out = subprocess.run(
+        [mkdocs, "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "site" / "api" / "rules" / "index.html").is_file()
 

@@ -16,7 +16,9 @@ def test_rate_frequency_matches_probability():
     freq = np.asarray(z.mean(axis=0))[0]
     # binomial standard error at most 0.008 here; 5 sigma
     np.testing.assert_allclose(freq, [0.0, 0.2, 0.7, 1.0], atol=0.04)
-    np.testing.assert_array_equal(np.asarray(encoders.rate(jax.random.key(3), p, 10)), np.asarray(encoders.rate(jax.random.key(3), p, 10)))
+    np.testing.assert_array_equal(
+        np.asarray(encoders.rate(jax.random.key(3), p, 10)), np.asarray(encoders.rate(jax.random.key(3), p, 10))
+    )
 
 
 def test_latency_one_spike_at_the_documented_step():
@@ -65,9 +67,15 @@ def _ce(logits, labels):
 
 
 def test_cross_entropies_use_the_documented_logits():
-    assert float(losses.rate_cross_entropy(OUT, LABELS, scale=3.0)) == pytest.approx(_ce(3 * np.asarray(OUT).mean(0), LABELS), rel=1e-5)
-    assert float(losses.membrane_cross_entropy(OUT, LABELS)) == pytest.approx(_ce(np.asarray(OUT).sum(0), LABELS), rel=1e-5)
-    assert float(losses.max_membrane_cross_entropy(OUT, LABELS)) == pytest.approx(_ce(np.asarray(OUT).max(0), LABELS), rel=1e-5)
+    assert float(losses.rate_cross_entropy(OUT, LABELS, scale=3.0)) == pytest.approx(
+        _ce(3 * np.asarray(OUT).mean(0), LABELS), rel=1e-5
+    )
+    assert float(losses.membrane_cross_entropy(OUT, LABELS)) == pytest.approx(
+        _ce(np.asarray(OUT).sum(0), LABELS), rel=1e-5
+    )
+    assert float(losses.max_membrane_cross_entropy(OUT, LABELS)) == pytest.approx(
+        _ce(np.asarray(OUT).max(0), LABELS), rel=1e-5
+    )
 
 
 def test_spike_count_mse_and_its_gradient():
@@ -86,5 +94,7 @@ def test_firing_rate_regularizer_band():
 
 
 def test_accuracy():
-    assert float(losses.accuracy(OUT, LABELS)) == pytest.approx(np.mean(np.asarray(OUT).sum(0).argmax(-1) == np.asarray(LABELS)))
+    assert float(losses.accuracy(OUT, LABELS)) == pytest.approx(
+        np.mean(np.asarray(OUT).sum(0).argmax(-1) == np.asarray(LABELS))
+    )
     assert optax is not None

@@ -67,7 +67,11 @@ def test_dfa_and_fdfa_with_the_true_jacobian_are_backpropagation_for_one_hidden_
 
 def test_dfa_offline_through_a_spiking_layer_is_bptt_when_the_output_is_instantaneous():
     rngs = nnx.Rngs(0)
-    net = snn.Sequential(nnx.Linear(4, 6, rngs=rngs), snn.LIF(6, beta=0.8, surrogate=snnjax.surrogates.fast_sigmoid(slope=5.0)), nnx.Linear(6, 3, rngs=rngs))
+    net = snn.Sequential(
+        nnx.Linear(4, 6, rngs=rngs),
+        snn.LIF(6, beta=0.8, surrogate=snnjax.surrogates.fast_sigmoid(slope=5.0)),
+        nnx.Linear(6, 3, rngs=rngs),
+    )
     graphdef, params, rest = nnx.split(net, nnx.Param, ...)
 
     def model(p, xs, y, route):
@@ -85,7 +89,11 @@ def test_dfa_offline_through_a_spiking_layer_is_bptt_when_the_output_is_instanta
 
 def test_fdfa_estimate_converges_to_the_jacobian_of_a_linear_network():
     k1, k2, k3, kx = jax.random.split(KEY, 4)
-    w1, w2, w3 = jax.random.normal(k1, (4, 6)) / 2, jax.random.normal(k2, (6, 5)) / 2.4, jax.random.normal(k3, (5, 3)) / 2.2
+    w1, w2, w3 = (
+        jax.random.normal(k1, (4, 6)) / 2,
+        jax.random.normal(k2, (6, 5)) / 2.4,
+        jax.random.normal(k3, (5, 3)) / 2.2,
+    )
 
     def model(p, x, route):
         h1 = route.hidden(route.linear(x, p[0]))
@@ -111,7 +119,12 @@ def test_fdfa_learns_and_needs_forward_mode_spikes():
     def make(method):
         rngs = nnx.Rngs(0)
         net = snn.Sequential(
-            nnx.Linear(4, 6, rngs=rngs), snn.LIF(6, method=method), nnx.Linear(6, 5, rngs=rngs), snn.LIF(5, method=method), nnx.Linear(5, 2, rngs=rngs), snn.LeakyIntegrator(2)
+            nnx.Linear(4, 6, rngs=rngs),
+            snn.LIF(6, method=method),
+            nnx.Linear(6, 5, rngs=rngs),
+            snn.LIF(5, method=method),
+            nnx.Linear(5, 2, rngs=rngs),
+            snn.LeakyIntegrator(2),
         )
         graphdef, params, rest = nnx.split(net, nnx.Param, ...)
 
@@ -137,7 +150,15 @@ def test_compare_gradients_measures_feedback_rules():
     model, params = _mlp_model((5, 8, 3))
     x, y = jax.random.normal(KEY, (6, 5)), jax.random.normal(jax.random.key(1), (6, 3))
     rule = rules.dfa(model, (x, y), key=KEY)
-    exact = compare_gradients(rule, params, x, y, key=KEY, draws=2, state=rule.init(params)._replace(matrices=(params["layers"][1]["kernel"][...],)))
+    exact = compare_gradients(
+        rule,
+        params,
+        x,
+        y,
+        key=KEY,
+        draws=2,
+        state=rule.init(params)._replace(matrices=(params["layers"][1]["kernel"][...],)),
+    )
     assert exact.names[-1] == "overall" and exact.cosine[-1] > 1 - 1e-6
     random = compare_gradients(rule, params, x, y, key=KEY, draws=2)
     assert random.cosine[-1] < 0.99

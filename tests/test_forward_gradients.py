@@ -38,7 +38,9 @@ def test_weight_perturbation_is_unbiased_for_an_mlp(distribution):
     """Mean of K = 20000 estimates within 5 sigma of jax.grad in every coordinate, sigma from
     the estimator's exact variance (|g|^2 +- g_i^2) / K; the same bound rejects a 10 % bias."""
     params, k = mlp_params(), 20000
-    (loss, _), estimate = jax.jit(lambda p: rules.forward_gradient(mlp_loss, k, distribution=distribution)(p, X, Y, key=jax.random.key(2)))(params)
+    (loss, _), estimate = jax.jit(
+        lambda p: rules.forward_gradient(mlp_loss, k, distribution=distribution)(p, X, Y, key=jax.random.key(2))
+    )(params)
     (ref_loss, _), true = jax.value_and_grad(mlp_loss, has_aux=True)(params, X, Y)
     assert float(loss) == pytest.approx(float(ref_loss), rel=1e-6)
     g, e = flat(true), flat(estimate)
@@ -118,7 +120,9 @@ def test_activity_perturbation_one_layer_matches_hand_computation():
         return jnp.sum(jnp.tanh(tap(x @ w)) * y, axis=-1), None
 
     key = jax.random.key(5)
-    (loss, _), estimate = rules.activity_forward_gradient(model)(jnp.asarray(w, jnp.float32), X, jnp.asarray(y, jnp.float32), key=key)
+    (loss, _), estimate = rules.activity_forward_gradient(model)(
+        jnp.asarray(w, jnp.float32), X, jnp.asarray(y, jnp.float32), key=key
+    )
     u = np.asarray(jax.random.normal(jax.random.fold_in(jax.random.split(key, 1)[0], 0), (6, 3)), np.float64)
     grad_z = (1 - np.tanh(x @ w) ** 2) * y  # d L_b / d z_b, per example
     expected = x.T @ (np.sum(grad_z * u, axis=1, keepdims=True) * u) / 6
@@ -128,12 +132,16 @@ def test_activity_perturbation_one_layer_matches_hand_computation():
 
 def test_activity_perturbation_is_unbiased_for_a_scanned_spiking_network():
     model, params = snn_tapped("inject")
-    comparison = snnjax.compare_gradients(rules.activity_forward_gradient(model), params, XS, LABELS, key=jax.random.key(6), draws=600)
+    comparison = snnjax.compare_gradients(
+        rules.activity_forward_gradient(model), params, XS, LABELS, key=jax.random.key(6), draws=600
+    )
     overall = comparison.rows()[-1]
     # Unbiased: |mean - g| is noise, with expected size bias_if_unbiased (chi-square, 83 dof).
     assert overall["bias"] < 1.5 * overall["bias_if_unbiased"], comparison.table()
     assert 0.85 < overall["coverage"] <= 1.0
-    fg_w = snnjax.compare_gradients(rules.forward_gradient(rules.as_loss(model)), params, XS, LABELS, key=jax.random.key(6), draws=50)
+    fg_w = snnjax.compare_gradients(
+        rules.forward_gradient(rules.as_loss(model)), params, XS, LABELS, key=jax.random.key(6), draws=50
+    )
     assert overall["variance"] < fg_w.rows()[-1]["variance"]  # FG-A: lower variance than FG-W
 
 
@@ -168,7 +176,15 @@ def test_local_losses_a_block_is_untouched_by_another_blocks_perturbation_and_we
 
 def test_local_forward_gradient_is_unbiased_for_local_backprop():
     lg_bp = rules.bptt(rules.as_loss(blockwise_model))
-    comparison = snnjax.compare_gradients(rules.activity_forward_gradient(blockwise_model), block_params(), X, Y, key=jax.random.key(9), draws=800, reference=lg_bp)
+    comparison = snnjax.compare_gradients(
+        rules.activity_forward_gradient(blockwise_model),
+        block_params(),
+        X,
+        Y,
+        key=jax.random.key(9),
+        draws=800,
+        reference=lg_bp,
+    )
     assert comparison.rows()[-1]["bias"] < 1.5 * comparison.rows()[-1]["bias_if_unbiased"], comparison.table()
 
 
@@ -178,10 +194,30 @@ def test_local_forward_gradient_is_unbiased_for_local_backprop():
         (lambda: rules.forward_gradient(mlp_loss)(mlp_params(), X, Y), "call it with key"),
         (lambda: rules.forward_gradient(mlp_loss, 0), "num_directions must be an int >= 1"),
         (lambda: rules.forward_gradient(mlp_loss, distribution="uniform"), "distribution must be one of"),
-        (lambda: rules.activity_forward_gradient(lambda p, x, tap: (x @ p, None))(jnp.ones((4, 2)), X, key=jax.random.key(0)), "never called tap"),
-        (lambda: rules.activity_forward_gradient(lambda p, x, tap: (tap(x @ p).sum(-1), None), batch_axis=-1)(jnp.ones((4, 2)), X, key=jax.random.key(0)), "batch axis"),
-        (lambda: rules.activity_forward_gradient(lambda p, x, tap: (tap(x @ p, block=1).sum(-1), None))(jnp.ones((4, 2)), X, key=jax.random.key(0)), "block=1"),
-        (lambda: snnjax.compare_gradients(rules.Rule(lambda p: None, lambda *a, **k: None), 1.0, key=jax.random.key(0)), "no loss_fn"),
+        (
+            lambda: rules.activity_forward_gradient(lambda p, x, tap: (x @ p, None))(
+                jnp.ones((4, 2)), X, key=jax.random.key(0)
+            ),
+            "never called tap",
+        ),
+        (
+            lambda: rules.activity_forward_gradient(lambda p, x, tap: (tap(x @ p).sum(-1), None), batch_axis=-1)(
+                jnp.ones((4, 2)), X, key=jax.random.key(0)
+            ),
+            "batch axis",
+        ),
+        (
+            lambda: rules.activity_forward_gradient(lambda p, x, tap: (tap(x @ p, block=1).sum(-1), None))(
+                jnp.ones((4, 2)), X, key=jax.random.key(0)
+            ),
+            "block=1",
+        ),
+        (
+            lambda: snnjax.compare_gradients(
+                rules.Rule(lambda p: None, lambda *a, **k: None), 1.0, key=jax.random.key(0)
+            ),
+            "no loss_fn",
+        ),
     ],
 )
 def test_bad_input(call, match):
@@ -226,6 +262,8 @@ def test_stateful_rules_are_compared_with_their_state():
 
 
 def test_comparison_plot_writes_a_figure(tmp_path):
-    comparison = snnjax.compare_gradients(rules.forward_gradient(mlp_loss), mlp_params(), X, Y, key=jax.random.key(0), draws=4)
+    comparison = snnjax.compare_gradients(
+        rules.forward_gradient(mlp_loss), mlp_params(), X, Y, key=jax.random.key(0), draws=4
+    )
     figure = comparison.plot(tmp_path / "cmp.png")
     assert (tmp_path / "cmp.png").stat().st_size > 1000 and len(figure.axes) == 3

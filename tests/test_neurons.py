@@ -160,7 +160,9 @@ def _builders(method, beta):
     s = SURROGATE
     return {
         "lif": lambda: snnjax.lif(beta, threshold=0.5, surrogate=s, method=method),
-        "lif-detached-zero": lambda: snnjax.lif(beta, threshold=0.5, reset="zero", detach_reset=True, surrogate=s, method=method),
+        "lif-detached-zero": lambda: snnjax.lif(
+            beta, threshold=0.5, reset="zero", detach_reset=True, surrogate=s, method=method
+        ),
         "lif-rec": lambda: snnjax.lif(beta, threshold=0.5, recurrent=W_REC, surrogate=s, method=method),
         "iaf": lambda: snnjax.iaf(threshold=2.0, surrogate=s, method=method),
         "cuba": lambda: snnjax.cuba_lif(0.6, beta, threshold=0.8, surrogate=s, method=method),
@@ -180,7 +182,7 @@ def _loss(name, method, unroll, w, beta, xs=INPUTS, remat=False):
     return jnp.sum(out * READ) * scale
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grads(name, method, unroll, remat=False):
     f = jax.jit(jax.value_and_grad(functools.partial(_loss, name, method, unroll, remat=remat), argnums=(0, 1)))
     value, (g_w, g_beta) = f(jnp.asarray(W_IN), jnp.float32(0.8))
@@ -273,10 +275,16 @@ def test_dtype_follows_the_input():
         (lambda: snnjax.run(snnjax.lif(), jnp.ones((5,))), r"time-major \[T, B, ...\]"),
         (lambda: snnjax.run(snnjax.lif(), jnp.ones((0, 2, 3))), "no time steps"),
         (lambda: snnjax.run(snnjax.lif(), jnp.ones((5, 2, 3), jnp.int32)), "floating point"),
-        (lambda: snnjax.run(snnjax.lif(), jnp.ones((5, 2, 3)), snnjax.lif().init((4, 3))), r"state.v has shape \(4, 3\)"),
+        (
+            lambda: snnjax.run(snnjax.lif(), jnp.ones((5, 2, 3)), snnjax.lif().init((4, 3))),
+            r"state.v has shape \(4, 3\)",
+        ),
         (lambda: snnjax.run(snnjax.lif(), jnp.ones((5, 2, 3)), unroll=0), "unroll"),
         (lambda: snnjax.run(snnjax.lif(jnp.full((4,), 0.9)), jnp.ones((5, 2, 3))), r"beta has shape \(4,\)"),
-        (lambda: snnjax.run(snnjax.lif(recurrent=jnp.ones((2, 2))), jnp.ones((5, 2, 3))), r"recurrent weights must have shape"),
+        (
+            lambda: snnjax.run(snnjax.lif(recurrent=jnp.ones((2, 2))), jnp.ones((5, 2, 3))),
+            r"recurrent weights must have shape",
+        ),
         (lambda: snnjax.lif(beta=1.5), r"beta must lie in \[0, 1\].*decay_from_tau"),
         (lambda: snnjax.lif(beta=-0.1), r"beta must lie in \[0, 1\]"),
         (lambda: snnjax.cuba_lif(alpha=2.0), "alpha must lie"),
@@ -307,4 +315,6 @@ def test_decay_parameterisations_round_trip():
     beta = jnp.array([0.5, 0.9, 0.99])
     np.testing.assert_allclose(snnjax.sigmoid_decay(snnjax.decay.sigmoid_decay_inverse(beta)), beta, rtol=1e-6)
     np.testing.assert_allclose(snnjax.softplus_decay(snnjax.decay.softplus_decay_inverse(beta)), beta, rtol=1e-5)
-    np.testing.assert_allclose(snnjax.tau_from_decay(snnjax.decay_from_tau(jnp.array([2.0, 20.0]))), [2.0, 20.0], rtol=1e-5)
+    np.testing.assert_allclose(
+        snnjax.tau_from_decay(snnjax.decay_from_tau(jnp.array([2.0, 20.0]))), [2.0, 20.0], rtol=1e-5
+    )

@@ -48,7 +48,9 @@ def test_recurrent_layer_uses_its_weights():
 @pytest.mark.parametrize("parametrization", ["sigmoid", "softplus"])
 def test_trainable_decay_gets_gradients_and_stays_in_range(parametrization):
     rngs = nnx.Rngs(1)
-    net = snn.Sequential(nnx.Linear(4, 6, rngs=rngs), snn.LIF(6, beta=0.9, trainable_decay=True, decay_parametrization=parametrization))
+    net = snn.Sequential(
+        nnx.Linear(4, 6, rngs=rngs), snn.LIF(6, beta=0.9, trainable_decay=True, decay_parametrization=parametrization)
+    )
     beta0 = np.asarray(net.layers[1].beta())
     np.testing.assert_allclose(beta0, 0.9, rtol=1e-5)
     graphdef, params, rest = nnx.split(net, nnx.Param, ...)
@@ -68,7 +70,9 @@ def test_fixed_decay_is_not_a_param():
     assert not jax.tree.leaves(nnx.state(layer, nnx.Param))
     np.testing.assert_allclose(np.asarray(layer.beta()), [0.1, 0.5, 0.9])
     graphdef, state = nnx.split(layer)
-    grads = jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s).run(XS[..., :3])[1]) + jnp.sum(nnx.merge(graphdef, s).beta()))(state)
+    grads = jax.grad(
+        lambda s: jnp.sum(nnx.merge(graphdef, s).run(XS[..., :3])[1]) + jnp.sum(nnx.merge(graphdef, s).beta())
+    )(state)
     assert not np.any(np.asarray(grads["beta"]["value"][...]))
 
 
@@ -126,8 +130,17 @@ def test_remat_layers_give_the_same_gradients(layer):
 
     def grads(remat):
         rngs = nnx.Rngs(0)
-        neuron = snn.LIF(5, recurrent=True, remat=remat, rngs=rngs) if layer == "LIF" else snn.ALIF(5, alpha=0.8, adaptation=0.3, remat=remat)
-        net = snn.Sequential(nnx.Linear(4, 5, rngs=nnx.Rngs(1)), neuron, nnx.Linear(5, 2, rngs=nnx.Rngs(2)), snn.LeakyIntegrator(2, remat=remat))
+        neuron = (
+            snn.LIF(5, recurrent=True, remat=remat, rngs=rngs)
+            if layer == "LIF"
+            else snn.ALIF(5, alpha=0.8, adaptation=0.3, remat=remat)
+        )
+        net = snn.Sequential(
+            nnx.Linear(4, 5, rngs=nnx.Rngs(1)),
+            neuron,
+            nnx.Linear(5, 2, rngs=nnx.Rngs(2)),
+            snn.LeakyIntegrator(2, remat=remat),
+        )
         graphdef, params, rest = nnx.split(net, nnx.Param, ...)
         return jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p, rest)(xs) ** 2))(params)
 
@@ -143,7 +156,9 @@ RUN_BPTT_LAYERS = {
     "LIF": lambda **kw: snn.LIF(5, beta=0.8, trainable_decay=True, recurrent=True, rngs=nnx.Rngs(0), **kw),
     "IAF": lambda **kw: snn.IAF(5, recurrent=True, rngs=nnx.Rngs(0), **kw),
     "CubaLIF": lambda **kw: snn.CubaLIF(5, trainable_decay=True, recurrent=True, rngs=nnx.Rngs(0), **kw),
-    "ALIF": lambda **kw: snn.ALIF(5, alpha=0.8, rho=0.9, form="fgi", trainable_decay=True, recurrent=True, rngs=nnx.Rngs(0), **kw),
+    "ALIF": lambda **kw: snn.ALIF(
+        5, alpha=0.8, rho=0.9, form="fgi", trainable_decay=True, recurrent=True, rngs=nnx.Rngs(0), **kw
+    ),
 }
 
 

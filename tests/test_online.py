@@ -22,11 +22,18 @@ def loss_t(y, labels):
 
 def network(hidden="lif", seed=0):
     rngs = nnx.Rngs(seed)
-    second = snn.ALIF(5, alpha=0.8, adaptation=0.3, surrogate=SURROGATE) if hidden == "alif" else snn.CubaLIF(5, alpha=0.7, beta=0.8, surrogate=SURROGATE)
+    second = (
+        snn.ALIF(5, alpha=0.8, adaptation=0.3, surrogate=SURROGATE)
+        if hidden == "alif"
+        else snn.CubaLIF(5, alpha=0.7, beta=0.8, surrogate=SURROGATE)
+    )
     return snn.Sequential(
-        nnx.Linear(4, 6, rngs=rngs), snn.LIF(6, beta=0.8, surrogate=SURROGATE),
-        nnx.Linear(6, 5, rngs=rngs), second,
-        nnx.Linear(5, 3, rngs=rngs), snn.LeakyIntegrator(3, kappa=0.9),
+        nnx.Linear(4, 6, rngs=rngs),
+        snn.LIF(6, beta=0.8, surrogate=SURROGATE),
+        nnx.Linear(6, 5, rngs=rngs),
+        second,
+        nnx.Linear(5, 3, rngs=rngs),
+        snn.LeakyIntegrator(3, kappa=0.9),
     )
 
 
@@ -71,12 +78,17 @@ def test_online_fdfa_update_matches_the_offline_jvp_with_the_same_noise():
     xs, labels = data()
     rule = rules.online_dfa(net, loss_t, feedback="fdfa", rate=0.5)
     state = rule.init(params)
-    state = state._replace(matrices=tuple(jax.random.normal(jax.random.key(i), b.shape) for i, b in enumerate(state.matrices)))
+    state = state._replace(
+        matrices=tuple(jax.random.normal(jax.random.key(i), b.shape) for i, b in enumerate(state.matrices))
+    )
     _, grads, new_state = jax.jit(rule.apply)(state, params, xs, labels, key=KEY)
     # The same noise, drawn per layer and step as the rule does, through the offline network.
     model = offline_model(net)
     steps, batch = xs.shape[:2]
-    noise = [jnp.stack([draw(jax.random.fold_in(jax.random.fold_in(KEY, l), t), (batch, n)) for t in range(steps)]) for l, n in enumerate((6, 5))]
+    noise = [
+        jnp.stack([draw(jax.random.fold_in(jax.random.fold_in(KEY, l), t), (batch, n)) for t in range(steps)])
+        for l, n in enumerate((6, 5))
+    ]
 
     def output(eps):
         route = _Perturb(eps)
@@ -110,7 +122,12 @@ def test_online_rejects_networks_it_cannot_trace():
     rngs = nnx.Rngs(0)
     with pytest.raises(ValueError, match="pairs"):
         rules.online_dfa(snn.Sequential(nnx.Linear(2, 3, rngs=rngs), snn.LIF(3)), loss_t, key=KEY)
-    recurrent = snn.Sequential(nnx.Linear(2, 3, rngs=rngs), snn.LIF(3, recurrent=True, rngs=rngs), nnx.Linear(3, 2, rngs=rngs), snn.LeakyIntegrator(2))
+    recurrent = snn.Sequential(
+        nnx.Linear(2, 3, rngs=rngs),
+        snn.LIF(3, recurrent=True, rngs=rngs),
+        nnx.Linear(3, 2, rngs=rngs),
+        snn.LeakyIntegrator(2),
+    )
     with pytest.raises(ValueError, match="recurrent"):
         rules.online_dfa(recurrent, loss_t, key=KEY)
     with pytest.raises(ValueError, match="needs key"):
@@ -129,7 +146,10 @@ def test_online_fg_a_equals_the_offline_estimate_with_the_same_noise():
     # Offline: the same per-step noise on every layer's input current, through the tapped Sequential.
     steps, batch = xs.shape[:2]
     k = jax.random.split(KEY, 1)[0]
-    noise = [jnp.stack([draw(jax.random.fold_in(jax.random.fold_in(k, l), t), (batch, n)) for t in range(steps)]) for l, n in enumerate((6, 5, 3))]
+    noise = [
+        jnp.stack([draw(jax.random.fold_in(jax.random.fold_in(k, l), t), (batch, n)) for t in range(steps)])
+        for l, n in enumerate((6, 5, 3))
+    ]
 
     def per_example(eps):
         calls = iter(range(3))
@@ -165,7 +185,13 @@ def test_online_fg_a_memory_does_not_grow_with_time():
 
     def temp_bytes(steps):
         xs, labels = data(steps)
-        return jax.jit(lambda p, x, y: rule(p, x, y, key=KEY)).lower(params, xs, labels).compile().memory_analysis().temp_size_in_bytes
+        return (
+            jax.jit(lambda p, x, y: rule(p, x, y, key=KEY))
+            .lower(params, xs, labels)
+            .compile()
+            .memory_analysis()
+            .temp_size_in_bytes
+        )
 
     short, long = temp_bytes(20), temp_bytes(400)
     assert long < 1.2 * short + 4 * 400 * 4 * 3, (short, long)

@@ -49,7 +49,22 @@ def test_readme_commands_and_example():
 
 def test_example_loop_runs_and_learns():
     module = runpy.run_path(str(ROOT / "examples" / "train_randman.py"))
-    accuracy = module["main"](["--epochs", "4", "--classes", "3", "--samples-per-class", "60", "--hidden", "32", "--batch-size", "48", "--lr", "1e-2"])
+    accuracy = module["main"](
+        [
+            "--epochs",
+            "4",
+            "--classes",
+            "3",
+            "--samples-per-class",
+            "60",
+            "--hidden",
+            "32",
+            "--batch-size",
+            "48",
+            "--lr",
+            "1e-2",
+        ]
+    )
     assert accuracy > 0.5  # chance is 1/3
 
 
@@ -60,16 +75,23 @@ def test_example_loop_learns_with_activity_forward_gradient():
 
 
 def test_open_neuromorphic_benchmark_smoke():
-    payload = _run_benchmark("open_neuromorphic", ["--sizes", "16", "--steps", "8", "--batch", "2", "--repeats", "1", "--no-write", "--no-tune-allocator"])
+    payload = _run_benchmark(
+        "open_neuromorphic",
+        ["--sizes", "16", "--steps", "8", "--batch", "2", "--repeats", "1", "--no-write", "--no-tune-allocator"],
+    )
     rows = payload["results"]["16"]
-    assert {"forward/matmuls", "forward+backward/lif-inject", "forward+backward/nnx-Sequential", "forward+backward/by-hand"} <= set(rows)
+    assert {
+        "forward/matmuls",
+        "forward+backward/lif-inject",
+        "forward+backward/nnx-Sequential",
+        "forward+backward/by-hand",
+    } <= set(rows)
     assert all(r["median_s"] > 0 for r in rows.values())
 
 
 def test_open_neuromorphic_loop_by_hand_matches_snnjax():
     """The benchmark's hand-written reference computes snnjax's spikes and gradients."""
     import jax
-    import jax.numpy as jnp
 
     import snnjax
 
@@ -101,25 +123,66 @@ def test_side_by_side_timing_warms_up_past_recompiles_and_counts_the_rest():
         return box[0]
 
     sizes = iter(range(1, 100))
-    timings = common.time_side_by_side({"update": update, "new shape": lambda: double(jnp.zeros(next(sizes), jnp.float32))}, repeats=2, warmup=1)
+    timings = common.time_side_by_side(
+        {"update": update, "new shape": lambda: double(jnp.zeros(next(sizes), jnp.float32))}, repeats=2, warmup=1
+    )
     assert timings["update"]["compiles_while_timed"] == 0
     assert timings["new shape"]["compiles_while_timed"] >= 2
 
 
 def test_forward_gradient_memory_benchmark_smoke():
-    payload = _run_benchmark("forward_gradient_memory", ["--steps", "20", "80", "--batch", "2", "--repeats", "1", "--no-write"])
+    payload = _run_benchmark(
+        "forward_gradient_memory", ["--steps", "20", "80", "--batch", "2", "--repeats", "1", "--no-write"]
+    )
     assert payload["memory_growth"]["FG-W K=1"] < 1.5 < payload["memory_growth"]["bptt"]
 
 
 def test_sharding_benchmark_smoke():
-    payload = _run_benchmark("sharding_throughput", ["--devices", "1", "2", "--batch", "8", "--steps", "5", "--hidden", "8", "--directions", "2", "--repeats", "1", "--no-write"])
+    payload = _run_benchmark(
+        "sharding_throughput",
+        [
+            "--devices",
+            "1",
+            "2",
+            "--batch",
+            "8",
+            "--steps",
+            "5",
+            "--hidden",
+            "8",
+            "--directions",
+            "2",
+            "--repeats",
+            "1",
+            "--no-write",
+        ],
+    )
     assert set(payload["results"]) == {f"{rule}/{n}" for rule in ("bptt", "fg-w", "fg-a") for n in (1, 2)}
-    assert payload["results"]["bptt/1"]["collective_bytes"]["total"] == 0 < payload["results"]["bptt/2"]["collective_bytes"]["total"]
+    assert (
+        payload["results"]["bptt/1"]["collective_bytes"]["total"]
+        == 0
+        < payload["results"]["bptt/2"]["collective_bytes"]["total"]
+    )
     assert payload["shared_seed_fg_w"]["bytes"]["2"]["derivatives"] == 4 * 3  # K = 2 derivatives and the loss
 
 
 def test_peers_benchmark_smoke():
-    payload = _run_benchmark("peers", ["--sizes", "16", "--steps", "5", "--batch", "2", "--repeats", "1", "--no-compile", "--no-write", "--no-tune-allocator"])
+    payload = _run_benchmark(
+        "peers",
+        [
+            "--sizes",
+            "16",
+            "--steps",
+            "5",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--no-compile",
+            "--no-write",
+            "--no-tune-allocator",
+        ],
+    )
     rows = payload["results"]["16"]
     assert {"forward/lif-inject", "forward+backward/matmuls", "forward+backward/nnx-Sequential"} <= set(rows)
     for peer in ("spyx", "snntorch", "norse"):  # each is either timed or reported as skipped
@@ -127,9 +190,33 @@ def test_peers_benchmark_smoke():
 
 
 def test_fgi_table_smoke():
-    payload = _run_benchmark("fgi_table", ["--steps", "4", "--batch", "2", "--hidden", "4", "--repeats", "1", "--no-torch", "--no-write", "--no-tune-allocator"])
+    payload = _run_benchmark(
+        "fgi_table",
+        [
+            "--steps",
+            "4",
+            "--batch",
+            "2",
+            "--hidden",
+            "4",
+            "--repeats",
+            "1",
+            "--no-torch",
+            "--no-write",
+            "--no-tune-allocator",
+        ],
+    )
     timings = payload["results"]["4"]["timings"]
-    variants = ("inject", "bypass", "custom_jvp", "custom_vjp", "inject-no-remat", "inject-run_bptt", "inject-chain", "custom_jvp-chain")
+    variants = (
+        "inject",
+        "bypass",
+        "custom_jvp",
+        "custom_vjp",
+        "inject-no-remat",
+        "inject-run_bptt",
+        "inject-chain",
+        "custom_jvp-chain",
+    )
     names = [f"snnjax-{m}" for m in variants] + ["jax-plain-scan"]
     assert {f"{mode}/{name}" for mode in ("train", "infer") for name in names} == set(timings)
     memory = payload["results"]["4"]["train_temp_bytes"]
@@ -169,7 +256,10 @@ def test_fashion_mnist_benchmark_smoke(tmp_path):
 
 
 def test_cli_scripts_parse_help():
-    for script in ("examples/train_randman.py", *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "benchmarks").glob("[!c]*.py")))):
+    for script in (
+        "examples/train_randman.py",
+        *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "benchmarks").glob("[!c]*.py"))),
+    ):
         out = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, check=True)
         assert "usage" in out.stdout
 
@@ -198,11 +288,16 @@ def test_notebooks_run_top_to_bottom(name, capsys, monkeypatch):
 def test_notebooks_are_paired_with_python_copies(name):
     jupytext = pytest.importorskip("jupytext", reason="jupytext is not installed")
     script = jupytext.read(ROOT / "notebooks" / name.replace(".ipynb", ".py"))
-    assert ["".join(c["source"]).strip() for c in script["cells"] if c["cell_type"] == "code"] == _code_cells(ROOT / "notebooks" / name)
+    assert ["".join(c["source"]).strip() for c in script["cells"] if c["cell_type"] == "code"] == _code_cells(
+        ROOT / "notebooks" / name
+    )
 
 
 def test_train_runs_benchmark_smoke():
-    payload = _run_benchmark("train_runs", ["--dataset", "randman", "--encodings", "none", "--epochs", "1", "--train-size", "128", "--no-write"])
+    payload = _run_benchmark(
+        "train_runs",
+        ["--dataset", "randman", "--encodings", "none", "--epochs", "1", "--train-size", "128", "--no-write"],
+    )
     run = payload["runs"]["none"]
     assert run["model"] == "rsnn 128" and len(run["history"]) == 1 and 0 <= run["test_accuracy"] <= 1
 
@@ -244,6 +339,12 @@ def test_online_memory_benchmark_smoke():
 
 
 def test_remat_benchmark_smoke():
-    payload = _run_benchmark("remat", ["--steps", "6", "--batch", "2", "--neurons", "8", "--repeats", "1", "--no-write", "--no-tune-allocator"])
+    payload = _run_benchmark(
+        "remat",
+        ["--steps", "6", "--batch", "2", "--neurons", "8", "--repeats", "1", "--no-write", "--no-tune-allocator"],
+    )
     assert set(payload["results"]) == {"lif", "lif-recurrent", "cuba_lif", "alif-fgi", "alif-fgi-recurrent"}
-    assert all(r["remat_ms"] > 0 and r["no_remat_ms"] > 0 and r["run_bptt_ms"] > 0 and r["run_bptt_temp_mib"] > 0 for r in payload["results"].values())
+    assert all(
+        r["remat_ms"] > 0 and r["no_remat_ms"] > 0 and r["run_bptt_ms"] > 0 and r["run_bptt_temp_mib"] > 0
+        for r in payload["results"].values()
+    )

@@ -57,22 +57,29 @@ def test_online_eligibility_equals_grad_of_spike_times(times, max_spikes):
     net, w = _net(max_spikes), _weights(max_spikes)
     rule = sfdfa(net, fix=False, chunk=5)
     state = rule.init(w)
-    state = state._replace(matrices=tuple(jax.random.normal(jax.random.key(5 + i), m.shape) for i, m in enumerate(state.matrices)))
+    state = state._replace(
+        matrices=tuple(jax.random.normal(jax.random.key(5 + i), m.shape) for i, m in enumerate(state.matrices))
+    )
     (loss, aux), grads, _ = jax.jit(rule.apply)(state, w, times, LABELS, jax.random.key(3))
     counts = simulate(net, w, times).counts
     if max_spikes > 1:
         assert all(float(jnp.max(c)) >= 3 for c in counts), "the multi-spike case must have several spikes per neuron"
     assert all(float(jnp.sum(c)) > 0 for c in counts)
     delta = count_targets(LABELS, 3) - counts[-1]
-    errors = [delta @ m.T + 0.3 * (0.4 - jnp.mean(c, axis=0, keepdims=True)) for m, c in zip(state.matrices, counts)] + [delta]
+    errors = [
+        delta @ m.T + 0.3 * (0.4 - jnp.mean(c, axis=0, keepdims=True)) for m, c in zip(state.matrices, counts)
+    ] + [delta]
     for l in range(3):
+
         def signal(w_l, l=l):
-            ws = w[:l] + (w_l,) + w[l + 1:]
+            ws = w[:l] + (w_l,) + w[l + 1 :]
             return jnp.mean(jnp.sum(errors[l] * simulate(net, ws, times).time_sums[l], axis=1))
 
         expected = jax.grad(signal)(w[l])
         assert float(jnp.max(jnp.abs(expected))) > 1e-4
-        np.testing.assert_allclose(np.asarray(grads[l]), np.asarray(expected), rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(expected))))
+        np.testing.assert_allclose(
+            np.asarray(grads[l]), np.asarray(expected), rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(expected)))
+        )
 
 
 def test_spike_grades_equal_jvp(times):
@@ -127,6 +134,7 @@ def test_learned_feedback_converges_to_output_jacobian(times):
     counts = simulate(net, w, times).counts
     targets = []
     for l, n in enumerate(net.sizes[1:-1]):
+
         def out(shift, l=l):
             shifts = [jnp.zeros((batch, m)) for m in net.sizes[1:-1]]
             shifts[l] = shift

@@ -39,9 +39,16 @@ def test_mesh_placement_and_errors(mesh):
     assert sharding.put_batch(np.arange(12.0), mesh).sharding.is_fully_replicated  # 8 does not divide 12
     state = {"w": jnp.zeros((10, 16)), "odd": jnp.zeros((9, 7)), "b": jnp.zeros(16), "count": jnp.zeros((), jnp.int32)}
     specs = {k: s.spec for k, s in sharding.state_shardings(state, mesh, min_size=50).items()}
-    assert specs == {"w": jax.sharding.PartitionSpec(None, "batch"), "odd": jax.sharding.PartitionSpec(), "b": jax.sharding.PartitionSpec(), "count": jax.sharding.PartitionSpec()}
+    assert specs == {
+        "w": jax.sharding.PartitionSpec(None, "batch"),
+        "odd": jax.sharding.PartitionSpec(),
+        "b": jax.sharding.PartitionSpec(),
+        "count": jax.sharding.PartitionSpec(),
+    }
     assert all(s.spec == jax.sharding.PartitionSpec() for s in sharding.state_shardings(state, mesh).values())
-    with pytest.raises(ValueError, match="asked for 64 devices but JAX sees 8 .*xla_force_host_platform_device_count=64"):
+    with pytest.raises(
+        ValueError, match="asked for 64 devices but JAX sees 8 .*xla_force_host_platform_device_count=64"
+    ):
         sharding.mesh(64)
     with pytest.raises(ValueError, match="positive integer"):
         sharding.mesh(0)
@@ -58,7 +65,9 @@ def _train(rule_name, mesh, shard_params_above=None, steps=3):
     graphdef, params, rest = nnx.split(net, nnx.Param, ...)
     x, y = _spiking_problem()
     prepare = lambda raw, key: jnp.swapaxes(raw, 0, 1)  # noqa: E731  [B, T, N] -> [T, B, N]
-    rule = build_rule(rule_name, tapped_model(graphdef, rest, True), routed_model(graphdef, rest, True), (prepare(x, None), y), KEY)
+    rule = build_rule(
+        rule_name, tapped_model(graphdef, rest, True), routed_model(graphdef, rest, True), (prepare(x, None), y), KEY
+    )
     optimizer = optax.adam(1e-2)
     state = (params, optimizer.init(params), rule.init(params))
     step = make_train_step(rule, optimizer, prepare, mesh=mesh, shard_params_above=shard_params_above)
@@ -87,7 +96,9 @@ def test_large_parameters_can_be_split_over_the_devices(mesh):
     single, single_losses, _ = _train("bptt", None)
     split, losses, collective = _train("bptt", mesh, shard_params_above=100)
     kernel = split[0]["layers"][0]["kernel"][...]  # 10 x 16 = 160 elements: split along its 16 columns
-    assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, "batch") and kernel.addressable_shards[0].data.shape == (10, 2)
+    assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, "batch") and kernel.addressable_shards[
+        0
+    ].data.shape == (10, 2)
     adam_moment = split[1][0].mu["layers"][0]["kernel"][...]
     assert adam_moment.sharding.spec == kernel.sharding.spec
     assert "all-gather" in collective or "reduce-scatter" in collective
@@ -97,7 +108,12 @@ def test_large_parameters_can_be_split_over_the_devices(mesh):
 def test_online_rule_on_devices_equals_one_device(mesh):
     rngs = nnx.Rngs(0)
     surrogate = snnjax.surrogates.fast_sigmoid(slope=5.0)
-    net = snn.Sequential(nnx.Linear(4, 6, rngs=rngs), snn.LIF(6, beta=0.8, surrogate=surrogate), nnx.Linear(6, 3, rngs=rngs), snn.LeakyIntegrator(3, kappa=0.9))
+    net = snn.Sequential(
+        nnx.Linear(4, 6, rngs=rngs),
+        snn.LIF(6, beta=0.8, surrogate=surrogate),
+        nnx.Linear(6, 3, rngs=rngs),
+        snn.LeakyIntegrator(3, kappa=0.9),
+    )
     loss_t = optax.softmax_cross_entropy_with_integer_labels
     rule = rules.online_dfa(net, loss_t, feedback="fdfa", rate=0.5)
     params = nnx.state(net, nnx.Param)
@@ -106,7 +122,9 @@ def test_online_rule_on_devices_equals_one_device(mesh):
 
     def apply(state, params, xs, labels, key, split):
         if split:
-            xs = jax.lax.with_sharding_constraint(xs, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "batch")))
+            xs = jax.lax.with_sharding_constraint(
+                xs, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "batch"))
+            )
             labels = sharding.constrain_batch(labels, mesh)
         return rule.apply(state, params, xs, labels, key=key)
 
@@ -120,7 +138,11 @@ def test_online_rule_on_devices_equals_one_device(mesh):
 @pytest.mark.parametrize("num_directions", [1, 16])
 def test_shared_seed_forward_gradient_exchanges_k_numbers(num_directions, mesh):
     k1, k2 = jax.random.split(KEY)
-    params = {"w1": 0.2 * jax.random.normal(k1, (20, 64)), "w2": 0.2 * jax.random.normal(k2, (64, 5)), "steps": jnp.zeros((), jnp.int32)}
+    params = {
+        "w1": 0.2 * jax.random.normal(k1, (20, 64)),
+        "w2": 0.2 * jax.random.normal(k2, (64, 5)),
+        "steps": jnp.zeros((), jnp.int32),
+    }
 
     def loss_fn(p, x, y):
         logits = jnp.tanh(x @ p["w1"]) @ p["w2"]
@@ -159,15 +181,26 @@ def test_shared_seed_forward_gradient_of_a_spiking_network(mesh):
 def test_shared_seed_forward_gradient_bad_input(mesh):
     with pytest.raises(ValueError, match="exchange must be one of"):
         rules.shared_seed_forward_gradient(lambda p: (p, None), mesh, exchange="all")
-    rule = rules.shared_seed_forward_gradient(lambda p, x: (jnp.mean(x) * p, None), mesh, batch_axes=(0, 0), aux_batch_axis=None)
+    rule = rules.shared_seed_forward_gradient(
+        lambda p, x: (jnp.mean(x) * p, None), mesh, batch_axes=(0, 0), aux_batch_axis=None
+    )
     with pytest.raises(ValueError, match="batch_axes names 2 arguments, the call passes 1"):
         rule(jnp.ones(()), jnp.ones(8), key=KEY)
     with pytest.raises(ValueError, match="key="):
         rule(jnp.ones(()), jnp.ones(8))
 
 
-TINY = dict(dataset="randman", hidden=(8,), steps=10, batch_size=16, epochs=1, progress=False, plots=False, checkpoints=False,
-            data_options={"num_classes": 2, "units": 5, "samples_per_class": 20})
+TINY = dict(
+    dataset="randman",
+    hidden=(8,),
+    steps=10,
+    batch_size=16,
+    epochs=1,
+    progress=False,
+    plots=False,
+    checkpoints=False,
+    data_options={"num_classes": 2, "units": 5, "samples_per_class": 20},
+)
 
 
 def test_fit_on_devices_gives_the_single_device_history(tmp_path):
@@ -176,7 +209,9 @@ def test_fit_on_devices_gives_the_single_device_history(tmp_path):
     many = fit(Config(**TINY, out=str(tmp_path / "many"), devices=DEVICES), log=lines.append)
     assert "on 8 cpu devices (batch split)" in "\n".join(lines) and "does not train faster" in lines[0]
     for a, b in zip(one.history, many.history):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-9)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["test_accuracy"] == pytest.approx(
+            b["test_accuracy"], abs=1e-9
+        )
     assert _close(one.params, many.params)
 
 
@@ -199,18 +234,62 @@ def _free_port() -> int:
 
 def test_two_processes_train_like_one_device(tmp_path):
     """Two processes (hosts, as far as JAX can tell) of 4 CPU devices each, joined by jax.distributed."""
-    options = ["--hidden", "8", "--steps", "10", "--batch-size", "16", "--epochs", "2", "--no-progress", "--out", str(tmp_path / "two"),
-               "--data-option", "num_classes=2", "--data-option", "units=5", "--data-option", "samples_per_class=20"]
+    options = [
+        "--hidden",
+        "8",
+        "--steps",
+        "10",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "two"),
+        "--data-option",
+        "num_classes=2",
+        "--data-option",
+        "units=5",
+        "--data-option",
+        "samples_per_class=20",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the command gives each process 8 / 2 devices
     port = _free_port()
-    hosts = [subprocess.Popen([sys.executable, "-m", "snnjax", "train", *options, "--devices", "8", "--coordinator", f"localhost:{port}",
-                               "--num-processes", "2", "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    hosts = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "snnjax",
+                "train",
+                *options,
+                "--devices",
+                "8",
+                "--coordinator",
+                f"localhost:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [host.communicate(timeout=300)[0] for host in hosts]
     assert [host.returncode for host in hosts] == [0, 0], outputs
     assert "on 8 cpu devices" in outputs[0] and "test accuracy" in outputs[0] and "test accuracy" not in outputs[1]
     two = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    assert [h["epoch"] for h in two] == [1, 2] and sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["1", "2"]
-    one = fit(Config(**{**TINY, "batch_size": 16, "epochs": 2}, out=str(tmp_path / "one")), log=lambda line: None).history
+    assert [h["epoch"] for h in two] == [1, 2] and sorted(
+        p.name for p in (tmp_path / "two" / "checkpoints").iterdir()
+    ) == ["1", "2"]
+    one = fit(
+        Config(**{**TINY, "batch_size": 16, "epochs": 2}, out=str(tmp_path / "one")), log=lambda line: None
+    ).history
     for a, b in zip(one, two):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["test_loss"] == pytest.approx(
+            b["test_loss"], rel=1e-5
+        )

@@ -10,10 +10,13 @@ import pytest
 import snnjax
 from snnjax import surrogates
 
+
 # Independent formulas of each default surrogate's derivative, written from the docstrings.
 def _multi(x, w=0.5, h=0.15, s=6.0):
     u = x / w
-    raw = (1 + h) * np.exp(-u**2 / 2) - (h / s) * (np.exp(-((u - 1) / s) ** 2 / 2) + np.exp(-((u + 1) / s) ** 2 / 2))
+    raw = (1 + h) * np.exp(-(u**2) / 2) - (h / s) * (
+        np.exp(-(((u - 1) / s) ** 2) / 2) + np.exp(-(((u + 1) / s) ** 2) / 2)
+    )
     return raw / ((1 + h) - 2 * (h / s) * np.exp(-1 / (2 * s * s)))
 
 
@@ -114,7 +117,9 @@ def test_primitive_integrates_the_derivative(name):
     np.testing.assert_allclose(prim - prim[0], integral[idx] - integral[idx[0]], atol=2e-5)
 
 
-@pytest.mark.parametrize("name", ["fast_sigmoid", "sigmoid", "arctan", "gaussian", "exponential", "triangle", "rectangular"])
+@pytest.mark.parametrize(
+    "name", ["fast_sigmoid", "sigmoid", "arctan", "gaussian", "exponential", "triangle", "rectangular"]
+)
 def test_unit_integral_convention(name):
     # height=None: the derivative integrates to 1, so the primitive is a step from 0 to 1.
     factory = getattr(surrogates, name)
@@ -142,7 +147,9 @@ def test_custom_surrogate_and_bypass_without_primitive():
     with pytest.raises(ValueError, match="needs a surrogate with a primitive"):
         snnjax.spike(jnp.ones(3), s, "bypass")
     with_primitive = surrogates.custom(jnp.cos, jnp.sin)
-    assert float(jax.grad(lambda v: snnjax.spike(v, with_primitive, "bypass"))(0.3)) == pytest.approx(math.cos(0.3), rel=1e-6)
+    assert float(jax.grad(lambda v: snnjax.spike(v, with_primitive, "bypass"))(0.3)) == pytest.approx(
+        math.cos(0.3), rel=1e-6
+    )
 
 
 def test_naive_straight_through_form_is_wrong_ours_is_exact():

@@ -47,7 +47,9 @@ def test_fake_quantize_values_and_mask(bits, signed, zero_point):
     expected = (np.clip(shifted, qmin, qmax) - zero_point) * scale
     np.testing.assert_array_equal(np.asarray(y), expected.astype(np.float32))
     mask = ((shifted >= qmin) & (shifted <= qmax)).astype(np.float32)
-    np.testing.assert_allclose(_grad(lambda v: ste.fake_quantize(v, bits, scale, zero_point=zero_point, signed=signed), X), mask, atol=1e-6)
+    np.testing.assert_allclose(
+        _grad(lambda v: ste.fake_quantize(v, bits, scale, zero_point=zero_point, signed=signed), X), mask, atol=1e-6
+    )
     assert 0 < mask.mean() < 1
 
 
@@ -62,11 +64,18 @@ def test_fake_quantize_scale_gradient_is_lsq():
 
 
 def test_fake_quantize_per_row_scale():
-    w = jnp.asarray(np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)) * jnp.array([[1.0], [10.0], [100.0]])
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)) * jnp.array(
+        [[1.0], [10.0], [100.0]]
+    )
     y = ste.fake_quantize(w, 8, axis=-1)
     scale = np.abs(np.asarray(w)).max(axis=-1, keepdims=True) / np.float32(127)
     s_jax = jnp.max(jnp.abs(w), axis=-1, keepdims=True) / 127
-    assert_exact(y, jnp.clip(jnp.round(w / s_jax), -128, 127) * s_jax, np.clip(np.round(np.asarray(w) / scale), -128, 127) * scale, maxulp=2)  # two divisions
+    assert_exact(
+        y,
+        jnp.clip(jnp.round(w / s_jax), -128, 127) * s_jax,
+        np.clip(np.round(np.asarray(w) / scale), -128, 127) * scale,
+        maxulp=2,
+    )  # two divisions
     np.testing.assert_array_equal(_grad(lambda v: ste.fake_quantize(v, 8, axis=-1), w), np.ones((3, 16), np.float32))
 
 
@@ -85,7 +94,11 @@ def test_absmax_matches_matmulfree_reference():
     x = np.random.default_rng(2).normal(size=(2, 5, 16)).astype(np.float32)
     s = np.float32(127.0) / np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-5))
     s_jax = 127.0 / jnp.maximum(jnp.max(jnp.abs(jnp.asarray(x)), axis=-1, keepdims=True), 1e-5)
-    assert_exact(ste.absmax_quantize(x), jnp.clip(jnp.round(x * s_jax), -128, 127) / s_jax, np.clip(np.round(x * s), -128, 127) / s)
+    assert_exact(
+        ste.absmax_quantize(x),
+        jnp.clip(jnp.round(x * s_jax), -128, 127) / s_jax,
+        np.clip(np.round(x * s), -128, 127) / s,
+    )
     np.testing.assert_array_equal(_grad(ste.absmax_quantize, x), np.ones_like(x))
 
 

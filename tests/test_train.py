@@ -15,7 +15,15 @@ from snnjax.rules.protocol import EmptyState, Rule
 from snnjax.train import Config, TrainingDiverged, fit, loop
 from snnjax.train.checkpoint import Checkpoints
 
-TINY = dict(dataset="randman", hidden=(8,), steps=10, batch_size=8, progress=False, plots=False, data_options={"num_classes": 2, "units": 5, "samples_per_class": 20})
+TINY = dict(
+    dataset="randman",
+    hidden=(8,),
+    steps=10,
+    batch_size=8,
+    progress=False,
+    plots=False,
+    data_options={"num_classes": 2, "units": 5, "samples_per_class": 20},
+)
 QUIET = dict(log=lambda line: None)
 
 
@@ -41,7 +49,13 @@ def test_same_seed_same_numbers_and_outputs_written(uninterrupted, tmp_path):
     assert _without_times(again.history) == _without_times(uninterrupted.history)
     assert _same_params(again.params, uninterrupted.params)
     lines = [json.loads(line) for line in (tmp_path / "again" / "metrics.jsonl").read_text().splitlines()]
-    assert [h["epoch"] for h in lines] == [1, 2, 3] and set(lines[0]) >= {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "examples_per_second"}
+    assert [h["epoch"] for h in lines] == [1, 2, 3] and set(lines[0]) >= {
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "examples_per_second",
+    }
     assert Checkpoints(tmp_path / "again" / "checkpoints").epochs() == [2, 3]  # keeps the last two
     other_seed = _run(tmp_path, "seed1", seed=1)
     assert not _same_params(other_seed.params, uninterrupted.params)
@@ -103,11 +117,17 @@ def _diverging(after_steps, what="loss"):
 def test_nan_loss_stops_without_touching_the_last_good_checkpoint(tmp_path, monkeypatch):
     good = _run(tmp_path, "good", epochs=1)
     monkeypatch.setattr(loop, "build_rule", _diverging(after_steps=4))
-    with pytest.raises(TrainingDiverged, match=r"loss became nan in epoch 2.*lower --lr.*checkpoint 1 .* is the last good one"):
+    with pytest.raises(
+        TrainingDiverged, match=r"loss became nan in epoch 2.*lower --lr.*checkpoint 1 .* is the last good one"
+    ):
         _run(tmp_path, "bad")
     checkpoints = Checkpoints(tmp_path / "bad" / "checkpoints")
     assert checkpoints.epochs() == [1]
-    like = {"params": good.params, "opt_state": optax.adam(1e-3).init(good.params), "rule_state": (EmptyState(), jnp.zeros((), jnp.int32))}
+    like = {
+        "params": good.params,
+        "opt_state": optax.adam(1e-3).init(good.params),
+        "rule_state": (EmptyState(), jnp.zeros((), jnp.int32)),
+    }
     state, record = checkpoints.restore(1, like)  # intact: the same parameters as a clean one-epoch run
     assert _same_params(state["params"], good.params) and len(record["history"]) == 1
 
@@ -146,15 +166,44 @@ def test_unknown_names_and_unwritable_output(capsys, tmp_path):
         assert "invalid choice" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit):
-        cli.main(["train", "--out", str(tmp_path / "file" / "run"), "--train-size", "16", "--data-option", "samples_per_class=4"])
+        cli.main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "file" / "run"),
+                "--train-size",
+                "16",
+                "--data-option",
+                "samples_per_class=4",
+            ]
+        )
     assert "cannot write to the output folder" in capsys.readouterr().err
 
 
 def test_demo_runs_end_to_end_and_writes_plots(tmp_path, capsys):
-    code = cli.main(["demo", "--epochs", "1", "--train-size", "256", "--test-size", "64", "--out", str(tmp_path / "demo"), "--no-progress"])
+    code = cli.main(
+        [
+            "demo",
+            "--epochs",
+            "1",
+            "--train-size",
+            "256",
+            "--test-size",
+            "64",
+            "--out",
+            str(tmp_path / "demo"),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "test accuracy" in out and "(chance 0.100)" in out
-    assert {p.name for p in (tmp_path / "demo").iterdir()} >= {"metrics.jsonl", "config.json", "curves.png", "raster.png", "rates.png"}
+    assert {p.name for p in (tmp_path / "demo").iterdir()} >= {
+        "metrics.jsonl",
+        "config.json",
+        "curves.png",
+        "raster.png",
+        "rates.png",
+    }
 
 
 def test_train_learns_an_image_set_from_idx_files_with_every_rule(tmp_path):
@@ -168,18 +217,62 @@ def test_train_learns_an_image_set_from_idx_files_with_every_rule(tmp_path):
     for split in ("train", "t10k"):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte", images)
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte", labels)
-    common = dict(dataset="mnist", data_dir=str(tmp_path), hidden=(16,), batch_size=16, epochs=2, progress=False, plots=False, checkpoints=False)
-    runs = (("mlp", "bptt", None), ("snn", "bptt", "rate"), ("snn", "fg-a", "latency"), ("mlp", "fg-w", None), ("mlp", "fa", None), ("snn", "dfa", "rate"), ("mlp", "fdfa", None))
+    common = dict(
+        dataset="mnist",
+        data_dir=str(tmp_path),
+        hidden=(16,),
+        batch_size=16,
+        epochs=2,
+        progress=False,
+        plots=False,
+        checkpoints=False,
+    )
+    runs = (
+        ("mlp", "bptt", None),
+        ("snn", "bptt", "rate"),
+        ("snn", "fg-a", "latency"),
+        ("mlp", "fg-w", None),
+        ("mlp", "fa", None),
+        ("snn", "dfa", "rate"),
+        ("mlp", "fdfa", None),
+    )
     for model, rule, encoding in runs:
-        result = fit(Config(**common, model=model, rule=rule, encoding=encoding, steps=6, lr=1e-2, out=str(tmp_path / f"{model}-{rule}")), **QUIET)
+        result = fit(
+            Config(
+                **common,
+                model=model,
+                rule=rule,
+                encoding=encoding,
+                steps=6,
+                lr=1e-2,
+                out=str(tmp_path / f"{model}-{rule}"),
+            ),
+            **QUIET,
+        )
         assert result.test_accuracy > 0.9, (model, rule, result.history)
 
 
 def test_command_line_entry_points_explain_every_option():
-    out = subprocess.run([sys.executable, "-m", "snnjax", "train", "--help"], capture_output=True, text=True, check=True).stdout
-    for option in ("--dataset", "--model", "--rule", "--epochs", "--hidden", "--encoding", "--resume", "--data-dir", "--seed", "defaults per dataset"):
+    out = subprocess.run(
+        [sys.executable, "-m", "snnjax", "train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for option in (
+        "--dataset",
+        "--model",
+        "--rule",
+        "--epochs",
+        "--hidden",
+        "--encoding",
+        "--resume",
+        "--data-dir",
+        "--seed",
+        "defaults per dataset",
+    ):
         assert option in out
-    assert "demo" in subprocess.run([sys.executable, "-m", "snnjax", "--help"], capture_output=True, text=True, check=True).stdout
+    assert (
+        "demo"
+        in subprocess.run([sys.executable, "-m", "snnjax", "--help"], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def test_recurrent_model_runs_bptt_through_run_bptt_with_the_same_gradients(tmp_path, monkeypatch):
@@ -191,7 +284,11 @@ def test_recurrent_model_runs_bptt_through_run_bptt_with_the_same_gradients(tmp_
 
     def grads(run_bptt):
         model = build_model("rsnn", 5, 3, (8, 8), seed=0, run_bptt=run_bptt)
-        assert [getattr(layer, "run_bptt", None) for layer in model.layers][1::2] == [run_bptt, run_bptt, False]  # not the readout
+        assert [getattr(layer, "run_bptt", None) for layer in model.layers][1::2] == [
+            run_bptt,
+            run_bptt,
+            False,
+        ]  # not the readout
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         return jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p, rest)(xs) ** 2))(params)
 

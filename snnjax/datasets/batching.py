@@ -9,7 +9,7 @@ encoder turns images ``[B, D]`` into spikes ``[T, B, D]`` with a key folded from
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,13 @@ def encoding(name: str, num_steps: int) -> Callable[[jax.Array, jax.Array], jax.
     return lambda key, x: x
 
 
-def prepare(inputs: jax.Array, kind: str, encode: Callable[[jax.Array, jax.Array], jax.Array], key: jax.Array, flatten: bool = True) -> jax.Array:
+def prepare(
+    inputs: jax.Array,
+    kind: str,
+    encode: Callable[[jax.Array, jax.Array], jax.Array],
+    key: jax.Array,
+    flatten: bool = True,
+) -> jax.Array:
     """Raw batch -> network input, traceable: uint8 images scaled and encoded; rasters made time-major.
 
     Args:
@@ -79,7 +85,15 @@ def prepare(inputs: jax.Array, kind: str, encode: Callable[[jax.Array, jax.Array
     return encode(key, x)
 
 
-def batch_indices(num_examples: int, batch_size: int, *, seed: int = 0, epoch: int = 0, shuffle: bool = True, drop_remainder: bool = True) -> list[np.ndarray]:
+def batch_indices(
+    num_examples: int,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool = True,
+    drop_remainder: bool = True,
+) -> list[np.ndarray]:
     """The example indices of each batch of one epoch (see the module docstring for the order).
 
     Examples:
@@ -92,7 +106,9 @@ def batch_indices(num_examples: int, batch_size: int, *, seed: int = 0, epoch: i
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     if drop_remainder and batch_size > num_examples:
-        raise ValueError(f"batch_size {batch_size} is larger than the {num_examples} examples; lower it or pass drop_remainder=False.")
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the {num_examples} examples; lower it or pass drop_remainder=False."
+        )
     order = np.random.default_rng([seed, epoch]).permutation(num_examples) if shuffle else np.arange(num_examples)
     stop = num_examples - num_examples % batch_size if drop_remainder else num_examples
     return [order[i : min(i + batch_size, stop)] for i in range(0, stop, batch_size)]
@@ -138,6 +154,10 @@ def batches(
         raise ValueError(f"{data.name} is already spikes; encoder applies to image sets only.")
     encode = encoding(encoder or "none", num_steps if num_steps is not None else 0)
     base = jax.random.fold_in(jax.random.key(seed), epoch)
-    for i, idx in enumerate(batch_indices(len(data.labels), batch_size, seed=seed, epoch=epoch, shuffle=shuffle, drop_remainder=drop_remainder)):
+    for i, idx in enumerate(
+        batch_indices(
+            len(data.labels), batch_size, seed=seed, epoch=epoch, shuffle=shuffle, drop_remainder=drop_remainder
+        )
+    ):
         x = prepare(data.inputs[idx], data.kind, encode, jax.random.fold_in(base, i), flatten or encoder is not None)
         yield np.asarray(x), data.labels[idx]

@@ -18,7 +18,10 @@ import numpy as np
 __all__ = ["IDX_SETS", "ImageData", "load_idx", "read_idx"]
 
 _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 IDX_SETS = {
     "mnist": ("/usr/share/datasets/mnist",),
     "fashion_mnist": ("/usr/share/datasets/fashion-mnist",),
@@ -61,7 +64,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     offset = 4 + 4 * ndim
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - offset != expected:
-        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes) but the file holds {len(data) - offset}.")
+        raise ValueError(
+            f"{path}: header says shape {shape} ({expected} bytes) but the file holds {len(data) - offset}."
+        )
     return np.frombuffer(data, dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
 
 

@@ -37,14 +37,38 @@ class Dataset(NamedTuple):
     name: str
 
 
-def _randman(split: str, seed: int, num_classes: int = 10, units: int = 100, steps: int = 100, samples_per_class: int = 1000, **options) -> Dataset:
-    data = randman(num_classes=num_classes, units=units, steps=steps, samples_per_class=samples_per_class, seed=seed, dtype=np.uint8, **options)
+def _randman(
+    split: str,
+    seed: int,
+    num_classes: int = 10,
+    units: int = 100,
+    steps: int = 100,
+    samples_per_class: int = 1000,
+    **options,
+) -> Dataset:
+    data = randman(
+        num_classes=num_classes,
+        units=units,
+        steps=steps,
+        samples_per_class=samples_per_class,
+        seed=seed,
+        dtype=np.uint8,
+        **options,
+    )
     cut = int(0.8 * len(data.labels))  # the generator shuffles, so a fixed cut is a random split
     part = slice(None, cut) if split == "train" else slice(cut, None)
     return Dataset(data.spikes[part], data.labels[part], num_classes, "spikes", "randman")
 
 
-def load(name: str, split: str = "train", *, directory: str | os.PathLike | None = None, source: str = "auto", seed: int = 0, **options) -> Dataset:
+def load(
+    name: str,
+    split: str = "train",
+    *,
+    directory: str | os.PathLike | None = None,
+    source: str = "auto",
+    seed: int = 0,
+    **options,
+) -> Dataset:
     """Load a split of a data set as arrays.
 
     Args:

@@ -96,7 +96,13 @@ def randman(
       >>> data.spikes.shape, data.labels.shape, float(data.spikes.sum(axis=1).max())
       ((6, 10, 5), (6,), 1.0)
     """
-    for name, value in (("num_classes", num_classes), ("units", units), ("steps", steps), ("dim", dim), ("samples_per_class", samples_per_class)):
+    for name, value in (
+        ("num_classes", num_classes),
+        ("units", units),
+        ("steps", steps),
+        ("dim", dim),
+        ("samples_per_class", samples_per_class),
+    ):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"randman: {name} must be a positive int, got {value!r}.")
     if not 0.0 < step_fraction <= 1.0:

@@ -53,7 +53,9 @@ def _folder(directory: str | os.PathLike | None) -> Path:
     return Path.home() / ".cache" / "snnjax" / "shd"
 
 
-def bin_spikes(times: list[np.ndarray], units: list[np.ndarray], steps: int, max_time: float, channels: int, binary: bool = True) -> np.ndarray:
+def bin_spikes(
+    times: list[np.ndarray], units: list[np.ndarray], steps: int, max_time: float, channels: int, binary: bool = True
+) -> np.ndarray:
     """Bin per-sample spike events into a ``[N, steps, channels]`` uint8 raster (see the module docstring).
 
     Examples:
@@ -138,7 +140,13 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_shd(directory: str | os.PathLike | None = None, splits: tuple[str, ...] = ("train", "test"), *, timeout: float = 60.0, base_url: str = SHD_URL) -> Path:
+def download_shd(
+    directory: str | os.PathLike | None = None,
+    splits: tuple[str, ...] = ("train", "test"),
+    *,
+    timeout: float = 60.0,
+    base_url: str = SHD_URL,
+) -> Path:
     """Download and unpack ``shd_<split>.h5`` for each split, checking the server's MD5 sums.
 
     Args:
@@ -177,5 +185,7 @@ def download_shd(directory: str | os.PathLike | None = None, splits: tuple[str, 
             partial.replace(folder / f"shd_{split}.h5")  # atomic: a killed download leaves no half file
             archive.unlink()
     except OSError as error:
-        raise OSError(f"shd: could not download from {base_url} ({error}); fetch the .h5.gz files by hand into {folder} and gunzip them.") from error
+        raise OSError(
+            f"shd: could not download from {base_url} ({error}); fetch the .h5.gz files by hand into {folder} and gunzip them."
+        ) from error
     return folder

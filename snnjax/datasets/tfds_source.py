@@ -29,7 +29,9 @@ def _import_tfds():
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise ImportError("tensorflow-datasets is not installed: pip install 'snnjax[datasets]', or use local IDX files.") from error
+        raise ImportError(
+            "tensorflow-datasets is not installed: pip install 'snnjax[datasets]', or use local IDX files."
+        ) from error
     return tfds
 
 
@@ -42,7 +44,9 @@ def _as_arrays(source) -> ImageData:
     return ImageData(images, labels)
 
 
-def load_tfds(name: str, split: str = "train", data_dir: str | os.PathLike | None = None, *, download: bool = False) -> ImageData:
+def load_tfds(
+    name: str, split: str = "train", data_dir: str | os.PathLike | None = None, *, download: bool = False
+) -> ImageData:
     """Load ``split`` of an image set through tensorflow-datasets.
 
     Args:
@@ -77,10 +81,14 @@ def load_tfds(name: str, split: str = "train", data_dir: str | os.PathLike | Non
                 f"run `snnjax download {name}` on a machine with internet, or use local IDX files (SNNJAX_DATA)."
             ) from None
         if not download and not tfds.builder(tfds_name, data_dir=data_dir).is_prepared():
-            raise FileNotFoundError(f"{name}: not prepared in tensorflow-datasets' {data_dir or 'data folder'}; run `snnjax download {name}` on a machine with internet.") from None
+            raise FileNotFoundError(
+                f"{name}: not prepared in tensorflow-datasets' {data_dir or 'data folder'}; run `snnjax download {name}` on a machine with internet."
+            ) from None
         arrays = tfds.as_numpy(tfds.load(tfds_name, split=split, data_dir=data_dir, batch_size=-1, download=download))
         images = np.asarray(arrays["image"], np.uint8)
         return ImageData(images[..., 0] if images.shape[-1] == 1 else images, np.asarray(arrays["label"], np.int32))
     except (AssertionError, FileNotFoundError, KeyError) as error:
-        raise FileNotFoundError(f"{name}: tensorflow-datasets could not find it ({error}); run `snnjax download {name}` on a machine with internet.") from None
+        raise FileNotFoundError(
+            f"{name}: tensorflow-datasets could not find it ({error}); run `snnjax download {name}` on a machine with internet."
+        ) from None
     return _as_arrays(source)

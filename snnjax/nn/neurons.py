@@ -25,9 +25,9 @@ from snnjax import decay as _decay
 from snnjax import surrogates as _surrogates
 from snnjax.alif import alif
 from snnjax.bptt import run_bptt as _run_bptt
+from snnjax.checks import DECAY_HINT, check_unit_interval
 from snnjax.cuba import cuba_lif
 from snnjax.lif import lif
-from snnjax.checks import DECAY_HINT, check_unit_interval
 from snnjax.neuron import Neuron
 from snnjax.neuron import run as _run
 from snnjax.readout import leaky_integrator
@@ -61,7 +61,9 @@ class Decay(nnx.Module):
     def __init__(self, value: ArrayLike, features: int, *, trainable: bool = False, parametrization: str = "sigmoid"):
         check_unit_interval(value, "decay", DECAY_HINT)
         if parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {', '.join(map(repr, PARAMETRIZATIONS))}, got {parametrization!r}.")
+            raise ValueError(
+                f"parametrization must be one of {', '.join(map(repr, PARAMETRIZATIONS))}, got {parametrization!r}."
+            )
         beta = jnp.broadcast_to(jnp.asarray(value, jnp.float32), (features,))
         self.parametrization = parametrization
         self.trainable = trainable
@@ -110,13 +112,17 @@ class NeuronCell(nnx.RNNCellBase):
 
     def _check_features(self, shape: tuple[int, ...], what: str) -> None:
         if len(shape) < 1 or shape[-1] != self.features:
-            raise ValueError(f"{type(self).__name__}: {what} has shape {shape}; its last axis must be features={self.features}.")
+            raise ValueError(
+                f"{type(self).__name__}: {what} has shape {shape}; its last axis must be features={self.features}."
+            )
 
     def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None, carry_init: Any = None) -> Any:
         """The resting state for inputs of shape ``[B, features]`` (``rngs`` and ``carry_init`` are unused)."""
         del rngs
         if carry_init is not None:
-            raise ValueError("neuron cells start from their resting state; pass initial_carry to nnx.RNN instead of carry_init.")
+            raise ValueError(
+                "neuron cells start from their resting state; pass initial_carry to nnx.RNN instead of carry_init."
+            )
         self._check_features(tuple(input_shape), "input_shape")
         return self.neuron().init(tuple(input_shape), jnp.float32)
 

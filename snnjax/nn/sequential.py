@@ -2,7 +2,8 @@ r"""A container that chains synapse and neuron layers and runs them over time.""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,12 @@ class Sequential(nnx.Module):
         self.layers = nnx.List(layers)
 
     def __call__(
-        self, xs: jax.Array, *, record: bool = False, tap: Callable[[jax.Array], jax.Array] | None = None, route: Any = None
+        self,
+        xs: jax.Array,
+        *,
+        record: bool = False,
+        tap: Callable[[jax.Array], jax.Array] | None = None,
+        route: Any = None,
     ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
         """Run the network.
 

@@ -37,7 +37,8 @@ activations of a ``Sequential`` network.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -125,7 +126,9 @@ def _discover(model: Model, params: Any, args: tuple) -> list[tuple[jax.ShapeDty
 
     losses, _ = jax.eval_shape(lambda p: model(p, *args, tap=_Tap(record)), params)
     if not found:
-        raise ValueError("activity_forward_gradient: the model never called tap(z); pass each pre-activation through it.")
+        raise ValueError(
+            "activity_forward_gradient: the model never called tap(z); pass each pre-activation through it."
+        )
     num_blocks = _num_blocks(losses.shape)
     for _, block in found:
         if block >= num_blocks:
@@ -177,7 +180,10 @@ def activity_forward_gradient(
         taps = _discover(model, params, args)
 
         def one_direction(k):
-            us = [forward_mode.draw(jax.random.fold_in(k, i), s.shape, s.dtype, distribution) for i, (s, _) in enumerate(taps)]
+            us = [
+                forward_mode.draw(jax.random.fold_in(k, i), s.shape, s.dtype, distribution)
+                for i, (s, _) in enumerate(taps)
+            ]
 
             def perturbed(es):
                 losses, aux = model(params, *args, tap=_Tap(lambda i, z, block: z + es[i]))

@@ -40,7 +40,8 @@ trace of the model on ``example_args`` (arrays or ``jax.ShapeDtypeStruct``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -201,7 +202,9 @@ def _fixed(model: RoutedModel, example_args: tuple, key: jax.Array, scale: float
         shapes = _shapes(_trace(model, params, tuple(example_args)), kind, name)
         keys = jax.random.split(key, len(shapes))
         # FA: like the forward weights, variance 1/N_in; DFA: variance 1/C.
-        matrices = tuple(scale * jax.random.normal(k, s) / jnp.sqrt(s[0] if kind == "fa" else s[1]) for k, s in zip(keys, shapes))
+        matrices = tuple(
+            scale * jax.random.normal(k, s) / jnp.sqrt(s[0] if kind == "fa" else s[1]) for k, s in zip(keys, shapes)
+        )
         return FeedbackState(matrices, jnp.zeros((), jnp.int32))
 
     def apply(state, params, *args, key=None):
@@ -311,7 +314,9 @@ def fdfa(model: RoutedModel, example_args: tuple, *, rate: float = 0.01, distrib
     def apply(state, params, *args, key=None):
         key = forward_mode.require_key(key, "fdfa")
         hiddens = _trace(model, params, args).hiddens
-        noise = [forward_mode.draw(jax.random.fold_in(key, i), h.shape, h.dtype, distribution) for i, h in enumerate(hiddens)]
+        noise = [
+            forward_mode.draw(jax.random.fold_in(key, i), h.shape, h.dtype, distribution) for i, h in enumerate(hiddens)
+        ]
 
         def output(eps):
             route = _Perturb(eps)
@@ -320,7 +325,8 @@ def fdfa(model: RoutedModel, example_args: tuple, *, rate: float = 0.01, distrib
 
         _, dy = forward_mode.jvp(output, ([jnp.zeros(h.shape, h.dtype) for h in hiddens],), (noise,))
         matrices = tuple(
-            b - rate * (b - jnp.einsum("...n,...c->nc", u, dy) / (u.size // u.shape[-1])) for b, u in zip(state.matrices, noise)
+            b - rate * (b - jnp.einsum("...n,...c->nc", u, dy) / (u.size // u.shape[-1]))
+            for b, u in zip(state.matrices, noise)
         )
         loss_aux, grads = _routed_grad(model, _DFA, matrices, params, args)
         return loss_aux, grads, FeedbackState(matrices, state.step + 1)

@@ -19,7 +19,8 @@ memory does not grow with the number of time steps.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,7 +75,14 @@ def forward_gradient(
     return Rule(init=lambda params: EmptyState(), apply=apply, name=f"FG-W(K={num_directions})", loss_fn=loss_fn)
 
 
-def directional_derivatives(loss_fn: Callable[..., tuple[jax.Array, Any]], params: Any, args: tuple, key: jax.Array, num_directions: int, distribution: str):
+def directional_derivatives(
+    loss_fn: Callable[..., tuple[jax.Array, Any]],
+    params: Any,
+    args: tuple,
+    key: jax.Array,
+    num_directions: int,
+    distribution: str,
+):
     r"""``(loss, aux, d [K], v)``: the directional derivatives :math:`d_k = \nabla L \cdot v_k` along ``K`` directions from ``key``.
 
     ``v`` is the directions, stacked on a leading axis of length ``K``. The directions depend

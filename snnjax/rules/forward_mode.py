@@ -3,7 +3,8 @@ r"""Forward-mode plumbing shared by the rules that use ``jax.jvp``: random direc
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,9 @@ def check_options(num_directions: int, distribution: str, rule: str) -> None:
     if not isinstance(num_directions, int) or num_directions < 1:
         raise ValueError(f"{rule}: num_directions must be an int >= 1, got {num_directions!r}.")
     if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"{rule}: distribution must be one of {', '.join(map(repr, DISTRIBUTIONS))}, got {distribution!r}.")
+        raise ValueError(
+            f"{rule}: distribution must be one of {', '.join(map(repr, DISTRIBUTIONS))}, got {distribution!r}."
+        )
 
 
 def require_key(key: jax.Array | None, rule: str) -> jax.Array:

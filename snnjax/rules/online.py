@@ -40,7 +40,8 @@ and biases are trained (neuron parameters get a zero gradient); FA has no online
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,9 +59,15 @@ def _layers(net: nnx.Module, rule: str = "online_dfa") -> list[tuple[int, int]]:
     """Indices of (linear, neuron) pairs, checked."""
     layers = list(getattr(net, "layers", ()))
     pairs = list(zip(range(0, len(layers), 2), range(1, len(layers), 2)))
-    ok = len(layers) >= 4 and len(layers) % 2 == 0 and all(isinstance(layers[i], nnx.Linear) and isinstance(layers[j], NeuronCell) for i, j in pairs)
+    ok = (
+        len(layers) >= 4
+        and len(layers) % 2 == 0
+        and all(isinstance(layers[i], nnx.Linear) and isinstance(layers[j], NeuronCell) for i, j in pairs)
+    )
     if not ok:
-        raise ValueError(f"{rule}: the network must be a snnjax.nn.Sequential of (nnx.Linear, neuron layer) pairs, at least two pairs.")
+        raise ValueError(
+            f"{rule}: the network must be a snnjax.nn.Sequential of (nnx.Linear, neuron layer) pairs, at least two pairs."
+        )
     for _, j in pairs:
         if getattr(layers[j], "recurrent", None) is not None:
             raise ValueError(f"{rule}: recurrent neuron layers are not supported online; use the offline rule.")
@@ -195,7 +202,10 @@ def online_dfa(
         if feedback == "fdfa":
             return FeedbackState(tuple(jnp.zeros(s) for s in shapes), jnp.zeros((), jnp.int32))
         keys = jax.random.split(key, len(shapes))
-        return FeedbackState(tuple(scale * jax.random.normal(k, s) / jnp.sqrt(classes) for k, s in zip(keys, shapes)), jnp.zeros((), jnp.int32))
+        return FeedbackState(
+            tuple(scale * jax.random.normal(k, s) / jnp.sqrt(classes) for k, s in zip(keys, shapes)),
+            jnp.zeros((), jnp.int32),
+        )
 
     def apply(state, params, xs, labels, key=None):
         if feedback == "fdfa":
@@ -217,20 +227,35 @@ def online_dfa(
         states0 = [n.init((batch, n_out), dtype) for n, (_, n_out) in zip(neurons, sizes)]
         # One [B, N_in, N] trace (and [B, N] for the bias) per state array: the neuron axis
         # stays innermost, so every update below is a vectorised elementwise pass.
-        fields = [_read_fields(n.step, s, jnp.zeros((batch, n_out), dtype)) for n, s, (_, n_out) in zip(neurons, states0, sizes)]
-        traces0 = [([jnp.zeros((batch, n_in, n_out), dtype)] * len(f), [jnp.zeros((batch, n_out), dtype)] * len(f)) for (n_in, n_out), f in zip(sizes, fields)]
+        fields = [
+            _read_fields(n.step, s, jnp.zeros((batch, n_out), dtype))
+            for n, s, (_, n_out) in zip(neurons, states0, sizes)
+        ]
+        traces0 = [
+            ([jnp.zeros((batch, n_in, n_out), dtype)] * len(f), [jnp.zeros((batch, n_out), dtype)] * len(f))
+            for (n_in, n_out), f in zip(sizes, fields)
+        ]
         grads0 = [(jnp.zeros_like(w), jnp.zeros_like(b)) for w, b in weights]
         hidden_shapes = [(batch, n_out) for _, n_out in sizes[:-1]]
-        fdfa_carry0 = ([jax.tree.map(jnp.zeros_like, s) for s in states0], [jnp.zeros(m.shape, dtype) for m in state.matrices]) if feedback == "fdfa" else None
+        fdfa_carry0 = (
+            ([jax.tree.map(jnp.zeros_like, s) for s in states0], [jnp.zeros(m.shape, dtype) for m in state.matrices])
+            if feedback == "fdfa"
+            else None
+        )
 
         def body(carry, inputs_t):
             states, traces, grads, loss_sum, fdfa_carry = carry
             x_t, t = inputs_t
             if fdfa_carry is not None:  # carry the tangent of every hidden output's noise forward
                 tangents, sums = fdfa_carry
-                noise = [forward_mode.draw(jax.random.fold_in(jax.random.fold_in(key, l), t), s, dtype, distribution) for l, s in enumerate(hidden_shapes)]
+                noise = [
+                    forward_mode.draw(jax.random.fold_in(jax.random.fold_in(key, l), t), s, dtype, distribution)
+                    for l, s in enumerate(hidden_shapes)
+                ]
                 zeros = [jnp.zeros(s, dtype) for s in hidden_shapes]
-                _, (tangents, d_outs) = forward_mode.jvp(lambda s, e: network(s, x_t, e), (states, zeros), (tangents, noise))
+                _, (tangents, d_outs) = forward_mode.jvp(
+                    lambda s, e: network(s, x_t, e), (states, zeros), (tangents, noise)
+                )
                 fdfa_carry = (tangents, [acc + jnp.einsum("bn,bc->nc", u, d_outs[-1]) for acc, u in zip(sums, noise)])
             local, x = [], x_t
             for l, ((w, b), neuron) in enumerate(zip(weights, neurons)):
@@ -251,7 +276,11 @@ def online_dfa(
                 g_b = sum(jnp.sum(sig * e, axis=0) for sig, e in zip(signal_ds, eps_b)) + jnp.sum(signal_di, axis=0)
                 # eps_t[n] = sum_m (d state'[n] / d state[m]) eps_{t-1}[m] + (d state'[n] / d I) x
                 read = fields[l]  # traces of the state arrays the step reads, in order
-                eps_w = [sum(d_state[m][0][n][:, None, :] * eps_w[m] for m in range(k)) + d_current[0][n][:, None, :] * x[:, :, None] for n in read]
+                eps_w = [
+                    sum(d_state[m][0][n][:, None, :] * eps_w[m] for m in range(k))
+                    + d_current[0][n][:, None, :] * x[:, :, None]
+                    for n in read
+                ]
                 eps_b = [sum(d_state[m][0][n] * eps_b[m] for m in range(k)) + d_current[0][n] for n in read]
                 new_states.append(s)
                 new_traces.append((eps_w, eps_b))
@@ -266,4 +295,6 @@ def online_dfa(
             matrices = tuple(b - rate * (b - acc / (steps * batch)) for b, acc in zip(matrices, fdfa_carry[1]))
         return (loss, ys), grad_state, FeedbackState(matrices, state.step + 1)
 
-    return Rule(init=init, apply=apply, stateful=True, name=f"{feedback.upper()} online", loss_fn=per_step_loss(net, loss_t))
+    return Rule(
+        init=init, apply=apply, stateful=True, name=f"{feedback.upper()} online", loss_fn=per_step_loss(net, loss_t)
+    )

@@ -21,7 +21,7 @@ only the linear layers trained); the loss is a sum over time steps.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -94,16 +94,26 @@ def online_activity_forward_gradient(
             def body(carry, inputs_t):
                 states, tangents, sums, d, loss = carry
                 x_t, t = inputs_t
-                noise = [forward_mode.draw(jax.random.fold_in(jax.random.fold_in(k, l), t), (batch, n), dtype, distribution) for l, (_, n) in enumerate(sizes)]
+                noise = [
+                    forward_mode.draw(jax.random.fold_in(jax.random.fold_in(k, l), t), (batch, n), dtype, distribution)
+                    for l, (_, n) in enumerate(sizes)
+                ]
                 zeros = [jnp.zeros_like(u) for u in noise]
-                (states, outs, layer_inputs), (tangents, d_outs, _) = forward_mode.jvp(lambda s, e: network(s, x_t, e), (states, zeros), (tangents, noise))
+                (states, outs, layer_inputs), (tangents, d_outs, _) = forward_mode.jvp(
+                    lambda s, e: network(s, x_t, e), (states, zeros), (tangents, noise)
+                )
                 losses, d_losses = jax.jvp(lambda y: loss_t(y, labels), (outs[-1],), (d_outs[-1],))
-                sums = [(a_w + x[:, :, None] * u[:, None, :], a_b + u) for (a_w, a_b), x, u in zip(sums, layer_inputs, noise)]
+                sums = [
+                    (a_w + x[:, :, None] * u[:, None, :], a_b + u)
+                    for (a_w, a_b), x, u in zip(sums, layer_inputs, noise)
+                ]
                 return (states, tangents, sums, d + d_losses / steps, loss + jnp.mean(losses) / steps), outs[-1]
 
             states0 = [n.init((batch, n_out), dtype) for n, (_, n_out) in zip(neurons, sizes)]
             tangents0 = [jax.tree.map(jnp.zeros_like, s) for s in states0]
-            sums0 = [(jnp.zeros((batch, n_in, n_out), dtype), jnp.zeros((batch, n_out), dtype)) for n_in, n_out in sizes]
+            sums0 = [
+                (jnp.zeros((batch, n_in, n_out), dtype), jnp.zeros((batch, n_out), dtype)) for n_in, n_out in sizes
+            ]
             carry0 = (states0, tangents0, sums0, jnp.zeros((batch,), dtype), jnp.zeros((), dtype))
             (_, _, sums, d, loss), ys = jax.lax.scan(body, carry0, (xs, jnp.arange(steps)))
             grads = [(jnp.einsum("b,bij->ij", d, a_w) / batch, d @ a_b / batch) for a_w, a_b in sums]
@@ -113,4 +123,9 @@ def online_activity_forward_gradient(
         grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
         return (loss, ys), _grad_state(params, pairs, grads), state
 
-    return Rule(init=lambda params: EmptyState(), apply=apply, name=f"FG-A online(K={num_directions})", loss_fn=per_step_loss(net, loss_t))
+    return Rule(
+        init=lambda params: EmptyState(),
+        apply=apply,
+        name=f"FG-A online(K={num_directions})",
+        loss_fn=per_step_loss(net, loss_t),
+    )

@@ -22,7 +22,8 @@ an snnjax network and a loss instead of a bare ``loss_fn``, and is called the sa
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 
@@ -59,7 +60,9 @@ class Rule(NamedTuple):
         """``(loss, aux), grads`` like ``jax.value_and_grad``; stateful rules also return the new state."""
         if self.stateful:
             if state is None:
-                raise ValueError(f"rule {self.name!r} carries state: pass state=rule.init(params) and keep the returned state.")
+                raise ValueError(
+                    f"rule {self.name!r} carries state: pass state=rule.init(params) and keep the returned state."
+                )
             return self.apply(state, params, *args, key=key)
         (loss_aux, grads, _) = self.apply(EmptyState() if state is None else state, params, *args, key=key)
         return loss_aux, grads

@@ -41,7 +41,8 @@ for optax (Adam in the paper).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -114,10 +115,14 @@ def _first(mask: jax.Array, k: int) -> jax.Array:
     ``jnp.nonzero(mask, size=k)``, by a binary search in the running count: several times faster on CPU.
     """
     running = jnp.cumsum(mask, dtype=jnp.int32)
-    return jnp.searchsorted(running, jnp.arange(1, k + 1, dtype=jnp.int32), side="left", method="scan_unrolled").astype(jnp.int32)
+    return jnp.searchsorted(running, jnp.arange(1, k + 1, dtype=jnp.int32), side="left", method="scan_unrolled").astype(
+        jnp.int32
+    )
 
 
-def _eligibility(layer: _Layer, rows: jax.Array, factor: jax.Array, x: jax.Array, kappa: float, chunk: int) -> tuple[jax.Array, jax.Array]:
+def _eligibility(
+    layer: _Layer, rows: jax.Array, factor: jax.Array, x: jax.Array, kappa: float, chunk: int
+) -> tuple[jax.Array, jax.Array]:
     """Add :math:`\\partial t_k / \\partial w` to ``E`` and :math:`X_k \\partial t_k / \\partial w` to ``R`` for the rows that spiked."""
     batch, n_post = rows.shape
     total = batch * n_post
@@ -158,9 +163,13 @@ def _check(net: SpikeTimeNet, params: Sequence[jax.Array], times: jax.Array, lab
     net.check()
     shapes = tuple((n_in, n_out) for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:]))
     if tuple(tuple(w.shape) for w in params) != shapes:
-        raise ValueError(f"{name}: params must be weight matrices of shapes {shapes}, got {tuple(tuple(w.shape) for w in params)}.")
+        raise ValueError(
+            f"{name}: params must be weight matrices of shapes {shapes}, got {tuple(tuple(w.shape) for w in params)}."
+        )
     if times.ndim != 2 or times.shape[1] != net.sizes[0] or labels.shape != times.shape[:1]:
-        raise ValueError(f"{name}: need times [B, {net.sizes[0]}] and labels [B], got {times.shape} and {labels.shape}.")
+        raise ValueError(
+            f"{name}: need times [B, {net.sizes[0]}] and labels [B], got {times.shape} and {labels.shape}."
+        )
 
 
 def sfdfa(
@@ -230,7 +239,10 @@ def sfdfa(
         if grades_on:
             return FeedbackState(tuple(jnp.zeros(s, jnp.float32) for s in shapes), jnp.zeros((), jnp.int32))
         keys = jax.random.split(key, hidden)
-        return FeedbackState(tuple(jax.random.uniform(k, s, jnp.float32, -1.0, 1.0) for k, s in zip(keys, shapes)), jnp.zeros((), jnp.int32))
+        return FeedbackState(
+            tuple(jax.random.uniform(k, s, jnp.float32, -1.0, 1.0) for k, s in zip(keys, shapes)),
+            jnp.zeros((), jnp.int32),
+        )
 
     def step_layer(l, w, st, t_in, mask, grade_in, shift, n):
         """One grid step of layer ``l``: the spike, its grade, the traces; returns the emitted spikes too."""
@@ -253,8 +265,16 @@ def sfdfa(
         layer = st._replace(pre_s=pre_s, pre_m=pre_m)
         elig, rtrace = _eligibility(layer, c.exact, factor, c.x, threshold / tau, chunk)
         new = _Layer(
-            pre_s, pre_m, st.reset + jnp.where(c.spiked, c.x, 0.0), st.count + c.spiked,
-            d_pre_s, d_pre_m, st.d_reset + c.x * t_dot / tau, st.grades + t_dot, elig, rtrace,
+            pre_s,
+            pre_m,
+            st.reset + jnp.where(c.spiked, c.x, 0.0),
+            st.count + c.spiked,
+            d_pre_s,
+            d_pre_m,
+            st.d_reset + c.x * t_dot / tau,
+            st.grades + t_dot,
+            elig,
+            rtrace,
         )
         t = tau * jnp.log(c.x)
         emitted = (jnp.where(c.spiked, t, 0.0), c.spiked, jnp.where(c.spiked, t_dot + shift, 0.0))
@@ -276,8 +296,18 @@ def sfdfa(
             return jnp.zeros(shape, jnp.float32)
 
         layers0 = [
-            _Layer(zeros(batch, n_in), zeros(batch, n_in), zeros(batch, n), zeros(batch, n), zeros(batch, n_in), zeros(batch, n_in),
-                   zeros(batch, n), zeros(batch, n), zeros(batch * n, n_in), zeros(batch * n, n_in))
+            _Layer(
+                zeros(batch, n_in),
+                zeros(batch, n_in),
+                zeros(batch, n),
+                zeros(batch, n),
+                zeros(batch, n_in),
+                zeros(batch, n_in),
+                zeros(batch, n),
+                zeros(batch, n),
+                zeros(batch * n, n_in),
+                zeros(batch * n, n_in),
+            )
             for n_in, n in zip(net.sizes[:-1], net.sizes[1:])
         ]
         emitted0 = [(zeros(batch, n), jnp.zeros((batch, n), bool), zeros(batch, n)) for n in net.sizes[1:-1]]
@@ -299,7 +329,9 @@ def sfdfa(
         targets = count_targets(labels, classes, target_true, target_false)
         delta = targets - counts[-1]
         loss = losses.spike_count_mse(counts[-1][None], labels, target_true, target_false)
-        errors = [delta @ m.T + r for m, r in zip(state.matrices, _rate_signals(lambdas, rate_target, counts))] + [delta]
+        errors = [delta @ m.T + r for m, r in zip(state.matrices, _rate_signals(lambdas, rate_target, counts))] + [
+            delta
+        ]
         grads = tuple(
             jnp.einsum("bi,bij->ji", e, st.elig.reshape(batch, n, n_in)) / batch
             for e, st, n_in, n in zip(errors, layers, net.sizes[:-1], net.sizes[1:])

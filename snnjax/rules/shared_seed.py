@@ -13,7 +13,8 @@ reads them from the compiled program.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -84,28 +85,41 @@ def shared_seed_forward_gradient(
         raise ValueError("shared_seed_forward_gradient: loss_fn must be a callable (params, *args) -> (loss, aux).")
     forward_mode.check_options(num_directions, distribution, "shared_seed_forward_gradient")
     if exchange not in EXCHANGES:
-        raise ValueError(f"shared_seed_forward_gradient: exchange must be one of {', '.join(map(repr, EXCHANGES))}, got {exchange!r}.")
+        raise ValueError(
+            f"shared_seed_forward_gradient: exchange must be one of {', '.join(map(repr, EXCHANGES))}, got {exchange!r}."
+        )
     name = mesh.axis_names[0]
 
     def apply(state, params, *args, key=None):
         key = forward_mode.require_key(key, "shared_seed_forward_gradient")
         axes = (batch_axes,) * len(args) if not isinstance(batch_axes, tuple) else batch_axes
         if len(axes) != len(args):
-            raise ValueError(f"shared_seed_forward_gradient: batch_axes names {len(axes)} arguments, the call passes {len(args)}.")
+            raise ValueError(
+                f"shared_seed_forward_gradient: batch_axes names {len(axes)} arguments, the call passes {len(args)}."
+            )
 
         def local(params, args, key):
-            loss, aux, derivatives, v = directional_derivatives(loss_fn, params, args, key, num_directions, distribution)
+            loss, aux, derivatives, v = directional_derivatives(
+                loss_fn, params, args, key, num_directions, distribution
+            )
             if exchange == "derivatives":
                 grads = combine(params, jax.lax.pmean(derivatives, name), v)
             else:
-                grads = jax.tree.map(lambda g: jax.lax.pmean(g, name) if jnp.issubdtype(g.dtype, jnp.inexact) else g, combine(params, derivatives, v))
+                grads = jax.tree.map(
+                    lambda g: jax.lax.pmean(g, name) if jnp.issubdtype(g.dtype, jnp.inexact) else g,
+                    combine(params, derivatives, v),
+                )
             return jax.lax.pmean(loss, name), aux, grads
 
         specs = (PartitionSpec(), tuple(_spec(a, name) for a in axes), PartitionSpec())
         outs = (PartitionSpec(), _spec(aux_batch_axis, name), PartitionSpec())
         # check_vma=False: a network's scan starts from a zero state that the checker would call
         # device-invariant while the carry becomes device-varying; the collectives above are explicit.
-        loss, aux, grads = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=outs, check_vma=False)(params, tuple(args), key)
+        loss, aux, grads = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=outs, check_vma=False)(
+            params, tuple(args), key
+        )
         return (loss, aux), grads, state
 
-    return Rule(init=lambda params: EmptyState(), apply=apply, name=f"FG-W(K={num_directions}, {exchange})", loss_fn=loss_fn)
+    return Rule(
+        init=lambda params: EmptyState(), apply=apply, name=f"FG-W(K={num_directions}, {exchange})", loss_fn=loss_fn
+    )

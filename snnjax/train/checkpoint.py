@@ -49,7 +49,9 @@ class Checkpoints:
         """The state (with the structure and dtypes of ``like``) and record saved after ``epoch``."""
         ocp = self._ocp
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        out = self._manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()))
+        out = self._manager.restore(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore())
+        )
         return out["state"], dict(out["record"])
 
     def restore_latest(self, like: Any) -> tuple[int, Any, dict, list[str]] | None:
@@ -65,7 +67,9 @@ class Checkpoints:
             except Exception as error:  # a damaged checkpoint: note it and try the one before
                 aside = self._directory / f"damaged-{epoch}-{int(time.time())}"
                 (self._directory / str(epoch)).rename(aside)  # out of the way of the next save, kept for a look
-                problems.append(f"checkpoint {epoch} did not load ({type(error).__name__}: {str(error).splitlines()[0][:200]}), moved to {aside.name}")
+                problems.append(
+                    f"checkpoint {epoch} did not load ({type(error).__name__}: {str(error).splitlines()[0][:200]}), moved to {aside.name}"
+                )
                 continue
             self._manager.reload()
             return epoch, state, record, problems

@@ -108,7 +108,10 @@ def resolve(config: Config) -> Config:
     if config.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(DATASETS)}.")
     defaults = DEFAULTS[config.dataset]
-    filled = {f.name: defaults[f.name] if getattr(config, f.name) is None and f.name in defaults else getattr(config, f.name) for f in dataclasses.fields(config)}
+    filled = {
+        f.name: defaults[f.name] if getattr(config, f.name) is None and f.name in defaults else getattr(config, f.name)
+        for f in dataclasses.fields(config)
+    }
     filled["hidden"] = tuple(filled["hidden"])
     if filled["model"] == "mlp" and config.encoding is None:
         filled["encoding"] = "none"
@@ -123,7 +126,9 @@ def resolve(config: Config) -> Config:
         raise ValueError(f"unknown encoding {c.encoding!r}; choose one of {', '.join(ENCODINGS)}.")
     is_image = c.dataset not in ("randman", "shd")
     if c.model == "mlp" and (not is_image or c.encoding != "none"):
-        raise ValueError("model 'mlp' takes images without a time axis: use an image dataset with --encoding none, or a spiking model.")
+        raise ValueError(
+            "model 'mlp' takes images without a time axis: use an image dataset with --encoding none, or a spiking model."
+        )
     if c.model != "mlp" and is_image and c.encoding == "none":
         raise ValueError(f"model {c.model!r} runs over time: pick --encoding rate, latency or current for {c.dataset}.")
     for name in ("epochs", "batch_size", "steps"):
@@ -132,7 +137,9 @@ def resolve(config: Config) -> Config:
         if getattr(c, name) is not None:
             _positive(name, getattr(c, name))
     if c.devices is not None and c.batch_size % c.devices:
-        raise ValueError(f"batch_size {c.batch_size} must be a multiple of devices {c.devices}: each device takes an equal share.")
+        raise ValueError(
+            f"batch_size {c.batch_size} must be a multiple of devices {c.devices}: each device takes an equal share."
+        )
     if c.shard_params_above is not None and c.devices is None:
         raise ValueError("shard_params_above splits parameters over devices: pass devices too (--devices N).")
     if not c.hidden:

@@ -12,8 +12,9 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -98,7 +99,9 @@ def make_train_step(
             params, opt_state, rule_state = _constrain(mesh, shard_params_above, params, opt_state, rule_state)
             inputs, labels = sharding.constrain_batch((inputs, labels), mesh)
         encode_key, rule_key = jax.random.split(key)
-        (loss, logits), grads, rule_state = rule.apply(rule_state, params, prepare_fn(inputs, encode_key), labels, key=rule_key)
+        (loss, logits), grads, rule_state = rule.apply(
+            rule_state, params, prepare_fn(inputs, encode_key), labels, key=rule_key
+        )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         if mesh is not None:
@@ -147,7 +150,9 @@ def _prepare_out(c: Config, lead: bool) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise ValueError(f"cannot write to the output folder {out} ({error.strerror}); pass --out with a writable folder.") from None
+        raise ValueError(
+            f"cannot write to the output folder {out} ({error.strerror}); pass --out with a writable folder."
+        ) from None
     saved = out / "config.json"
     has_checkpoints = (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
     if c.resume and saved.is_file():
@@ -155,9 +160,13 @@ def _prepare_out(c: Config, lead: bool) -> Path:
         now = json.loads(json.dumps(dataclasses.asdict(c)))
         changed = sorted(k for k in now if k not in _RESUMABLE and before.get(k) != now[k])
         if changed:
-            raise ValueError(f"--resume: {', '.join(changed)} differ from the run in {out}; keep them or start a new run with another --out.")
+            raise ValueError(
+                f"--resume: {', '.join(changed)} differ from the run in {out}; keep them or start a new run with another --out."
+            )
     elif has_checkpoints and not c.resume:
-        raise ValueError(f"{out} already holds a run's checkpoints; pass --resume to continue it, or --out for a new run.")
+        raise ValueError(
+            f"{out} already holds a run's checkpoints; pass --resume to continue it, or --out for a new run."
+        )
     if lead:
         saved.write_text(json.dumps(dataclasses.asdict(c), indent=1))
     return out
@@ -189,7 +198,9 @@ def _placement(mesh: Mesh | None, shard_params_above: int | None, log: Callable[
     count = mesh.devices.size
     platform = mesh.devices.flat[0].platform
     if platform == "cpu" and count > 1:
-        log(f"note: {count} CPU devices share this machine's cores; this checks a multi-device set-up, it does not train faster.")
+        log(
+            f"note: {count} CPU devices share this machine's cores; this checks a multi-device set-up, it does not train faster."
+        )
     split = f", parameters of >= {shard_params_above} elements split" if shard_params_above else ""
     return _Placement(
         lambda tree: sharding.put_state(tree, mesh, min_size=shard_params_above),
@@ -201,7 +212,9 @@ def _placement(mesh: Mesh | None, shard_params_above: int | None, log: Callable[
 def _evaluate(evaluate, params, data, batch_size: int, key: jax.Array, put=lambda array: array) -> tuple[float, float]:
     loss, correct = 0.0, 0
     for i, idx in enumerate(batch_indices(len(data.labels), batch_size, shuffle=False, drop_remainder=False)):
-        batch_loss, batch_correct = evaluate(params, put(data.inputs[idx]), put(data.labels[idx]), jax.random.fold_in(key, i))
+        batch_loss, batch_correct = evaluate(
+            params, put(data.inputs[idx]), put(data.labels[idx]), jax.random.fold_in(key, i)
+        )
         loss, correct = loss + float(batch_loss), correct + int(batch_correct)
     return loss / len(data.labels), correct / len(data.labels)
 
@@ -210,13 +223,19 @@ def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
         TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.3f}  {task.fields[speed]:.0f} ex/s"),
-        disable=not enabled, transient=True,
+        disable=not enabled,
+        transient=True,
     )
 
 
-def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, log: Callable[[str], None] = print) -> Result:
+def fit(
+    config: Config, *, on_step: Callable[[int, dict], None] | None = None, log: Callable[[str], None] = print
+) -> Result:
     """Train and evaluate as ``config`` says, writing metrics, checkpoints and plots.
 
     Args:
@@ -250,16 +269,25 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
     out = _prepare_out(c, lead)
     train, test = _load(c, "train"), _load(c, "test")
     if c.batch_size > len(train.labels):
-        raise ValueError(f"batch_size {c.batch_size} is larger than the {len(train.labels)} training examples; lower --batch-size.")
+        raise ValueError(
+            f"batch_size {c.batch_size} is larger than the {len(train.labels)} training examples; lower --batch-size."
+        )
     spiking = c.model != "mlp"
     inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
-    graphdef, params, rest = nnx.split(build_model(c.model, inputs, train.num_classes, c.hidden, c.seed, run_bptt=c.rule == "bptt"), nnx.Param, ...)
+    graphdef, params, rest = nnx.split(
+        build_model(c.model, inputs, train.num_classes, c.hidden, c.seed, run_bptt=c.rule == "bptt"), nnx.Param, ...
+    )
     encode = encoding(c.encoding, c.steps)
     prepare_fn = lambda x, key: prepare(x, train.kind, encode, key)  # noqa: E731
     root = jax.random.key(c.seed)
-    example_args = (jax.eval_shape(prepare_fn, train.inputs[: c.batch_size], root), jax.ShapeDtypeStruct((c.batch_size,), jnp.int32))
+    example_args = (
+        jax.eval_shape(prepare_fn, train.inputs[: c.batch_size], root),
+        jax.ShapeDtypeStruct((c.batch_size,), jnp.int32),
+    )
     feedback_key = jax.random.fold_in(root, 2**31 - 1)  # FA's and DFA's fixed matrices
-    rule = build_rule(c.rule, tapped_model(graphdef, rest, spiking), routed_model(graphdef, rest, spiking), example_args, feedback_key)
+    rule = build_rule(
+        c.rule, tapped_model(graphdef, rest, spiking), routed_model(graphdef, rest, spiking), example_args, feedback_key
+    )
     optimizer = optax.adam(c.lr)
     state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule.init(params)}
     place = _placement(mesh, c.shard_params_above, log)
@@ -289,17 +317,37 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
     compile_start = time.perf_counter()
     example = place.batch(train.inputs[: c.batch_size]), place.batch(train.labels[: c.batch_size]), root
     step = step.lower(state["params"], state["opt_state"], state["rule_state"], *example).compile()
-    log(f"{c.dataset}: {len(train.labels)} train / {len(test.labels)} test examples, model {c.model} {inputs}-{'-'.join(map(str, c.hidden))}-{train.num_classes}, rule {c.rule}{place.label}; step compiled in {time.perf_counter() - compile_start:.1f} s")
+    log(
+        f"{c.dataset}: {len(train.labels)} train / {len(test.labels)} test examples, model {c.model} {inputs}-{'-'.join(map(str, c.hidden))}-{train.num_classes}, rule {c.rule}{place.label}; step compiled in {time.perf_counter() - compile_start:.1f} s"
+    )
     devices = c.devices or 1
     eval_batch = -(-max(c.batch_size, 256) // devices) * devices  # a multiple of the device count
     with _progress(c.progress and lead) as progress:
         for epoch in range(start_epoch + 1, c.epochs + 1):
-            state, (train_loss, train_acc, seconds, seen) = _train_epoch(step, state, train, c, epoch, root, progress, on_step, place.batch)
-            test_loss, test_acc = _evaluate(evaluate, state["params"], test, eval_batch, jax.random.fold_in(root, 0), place.batch)  # epochs count from 1
-            history.append(dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc, seconds=seconds, examples_per_second=seen / seconds))
-            log(f"epoch {epoch:3d}/{c.epochs}  loss {history[-1]['train_loss']:.4f}  train acc {history[-1]['train_accuracy']:.3f}  test acc {test_acc:.3f}  ({seconds:.1f} s, {seen / seconds:.0f} ex/s)")
+            state, (train_loss, train_acc, seconds, seen) = _train_epoch(
+                step, state, train, c, epoch, root, progress, on_step, place.batch
+            )
+            test_loss, test_acc = _evaluate(
+                evaluate, state["params"], test, eval_batch, jax.random.fold_in(root, 0), place.batch
+            )  # epochs count from 1
+            history.append(
+                dict(
+                    epoch=epoch,
+                    train_loss=train_loss,
+                    train_accuracy=train_acc,
+                    test_loss=test_loss,
+                    test_accuracy=test_acc,
+                    seconds=seconds,
+                    examples_per_second=seen / seconds,
+                )
+            )
+            log(
+                f"epoch {epoch:3d}/{c.epochs}  loss {history[-1]['train_loss']:.4f}  train acc {history[-1]['train_accuracy']:.3f}  test acc {test_acc:.3f}  ({seconds:.1f} s, {seen / seconds:.0f} ex/s)"
+            )
             if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state["params"])):
-                raise TrainingDiverged(f"the parameters became NaN or infinite in epoch {epoch}; lower --lr (now {c.lr}); no checkpoint was written for it.")
+                raise TrainingDiverged(
+                    f"the parameters became NaN or infinite in epoch {epoch}; lower --lr (now {c.lr}); no checkpoint was written for it."
+                )
             if checkpoints is not None and c.checkpoints:
                 checkpoints.save(epoch, state, {"history": history})
             if lead:
@@ -307,11 +355,22 @@ def fit(config: Config, *, on_step: Callable[[int, dict], None] | None = None, l
                     f.write(json.dumps(history[-1]) + "\n")
     if checkpoints is not None:
         checkpoints.close()
-    files = _plots(c, out, history, run, state["params"], test, prepare_fn, spiking, lead) if c.plots and history else []
-    return Result(history, state["params"], history[-1]["test_accuracy"] if history else float("nan"), train.num_classes, out, files)
+    files = (
+        _plots(c, out, history, run, state["params"], test, prepare_fn, spiking, lead) if c.plots and history else []
+    )
+    return Result(
+        history,
+        state["params"],
+        history[-1]["test_accuracy"] if history else float("nan"),
+        train.num_classes,
+        out,
+        files,
+    )
 
 
-def _train_epoch(step, state: dict, train, c: Config, epoch: int, root: jax.Array, progress, on_step, put) -> tuple[dict, tuple[float, float, float, int]]:
+def _train_epoch(
+    step, state: dict, train, c: Config, epoch: int, root: jax.Array, progress, on_step, put
+) -> tuple[dict, tuple[float, float, float, int]]:
     """One pass over the training set: the new state and (mean loss, accuracy, seconds, examples)."""
     steps_per_epoch = len(train.labels) // c.batch_size
     sync_every = max(1, steps_per_epoch // 20)  # pull the running sums to the host this often
@@ -320,7 +379,14 @@ def _train_epoch(step, state: dict, train, c: Config, epoch: int, root: jax.Arra
     loss_sum, correct_sum, seen, start = 0.0, 0, 0, time.perf_counter()
     pending = []  # the steps' (loss, correct), read on the host only every sync_every steps
     for i, idx in enumerate(batch_indices(len(train.labels), c.batch_size, seed=c.seed, epoch=epoch)):
-        *carry, loss, correct = step(state["params"], state["opt_state"], state["rule_state"], put(train.inputs[idx]), put(train.labels[idx]), jax.random.fold_in(epoch_key, i))
+        *carry, loss, correct = step(
+            state["params"],
+            state["opt_state"],
+            state["rule_state"],
+            put(train.inputs[idx]),
+            put(train.labels[idx]),
+            jax.random.fold_in(epoch_key, i),
+        )
         state = dict(zip(("params", "opt_state", "rule_state"), carry))
         pending.append((loss, correct, len(idx)))
         if on_step is not None:
@@ -332,9 +398,21 @@ def _train_epoch(step, state: dict, train, c: Config, epoch: int, root: jax.Arra
             pending = []
             mean_loss = loss_sum / seen
             if not math.isfinite(mean_loss):
-                last = f"checkpoint {epoch - 1} in {Path(c.out) / 'checkpoints'} is the last good one" if c.checkpoints and epoch > 1 else "no checkpoint was written"
-                raise TrainingDiverged(f"the loss became {mean_loss} in epoch {epoch}, step {i + 1}; lower --lr (now {c.lr}); {last}.")
-            progress.update(task, completed=i + 1, loss=mean_loss, acc=correct_sum / seen, speed=seen / (time.perf_counter() - start))
+                last = (
+                    f"checkpoint {epoch - 1} in {Path(c.out) / 'checkpoints'} is the last good one"
+                    if c.checkpoints and epoch > 1
+                    else "no checkpoint was written"
+                )
+                raise TrainingDiverged(
+                    f"the loss became {mean_loss} in epoch {epoch}, step {i + 1}; lower --lr (now {c.lr}); {last}."
+                )
+            progress.update(
+                task,
+                completed=i + 1,
+                loss=mean_loss,
+                acc=correct_sum / seen,
+                speed=seen / (time.perf_counter() - start),
+            )
     progress.remove_task(task)
     return state, (loss_sum / seen, correct_sum / seen, time.perf_counter() - start, seen)
 

@@ -8,7 +8,7 @@ the maximum membrane over time, :math:`\text{logits} = \max_t v_t`, with cross-e
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +43,14 @@ class MLP(nnx.Module):
     def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs):
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
 
-    def __call__(self, x: jax.Array, *, record: bool = False, tap: Callable[[jax.Array], jax.Array] | None = None, route: Route | None = None):
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        record: bool = False,
+        tap: Callable[[jax.Array], jax.Array] | None = None,
+        route: Route | None = None,
+    ):
         """Logits ``[B, classes]``; with ``record`` also the hidden activations ``[B, N_l]``.
 
         ``tap`` sees every pre-activation, ``route`` every product, hidden output and the
@@ -62,7 +69,9 @@ class MLP(nnx.Module):
         return (x, recorded) if record else x
 
 
-def build_model(name: str, inputs: int, classes: int, hidden: tuple[int, ...], seed: int, *, run_bptt: bool = False) -> nnx.Module:
+def build_model(
+    name: str, inputs: int, classes: int, hidden: tuple[int, ...], seed: int, *, run_bptt: bool = False
+) -> nnx.Module:
     """``mlp``, ``snn`` (feed-forward LIF layers) or ``rsnn`` (recurrent LIF layers).
 
     The LIF layers use :math:`\\beta = 0.95`, threshold 1 and a fast-sigmoid surrogate of
@@ -87,7 +96,17 @@ def build_model(name: str, inputs: int, classes: int, hidden: tuple[int, ...], s
     surrogate = snnjax.surrogates.fast_sigmoid(slope=10.0)
     layers = []
     for a, b in zip(sizes[:-2], sizes[1:-1]):
-        layers += [nnx.Linear(a, b, rngs=rngs), LIF(b, beta=0.95, recurrent=name == "rsnn", surrogate=surrogate, run_bptt=run_bptt and name == "rsnn", rngs=rngs)]
+        layers += [
+            nnx.Linear(a, b, rngs=rngs),
+            LIF(
+                b,
+                beta=0.95,
+                recurrent=name == "rsnn",
+                surrogate=surrogate,
+                run_bptt=run_bptt and name == "rsnn",
+                rngs=rngs,
+            ),
+        ]
     layers += [nnx.Linear(sizes[-2], classes, rngs=rngs), LeakyIntegrator(classes, kappa=0.95)]
     return Sequential(*layers)
 

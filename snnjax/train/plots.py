@@ -6,8 +6,8 @@ line and writes nothing without it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -64,13 +64,23 @@ def firing_rates(layers: Sequence[np.ndarray], path: Path) -> None:
     for i, (ax, spikes) in enumerate(zip(axes[0], layers)):
         rates = np.asarray(spikes).mean(axis=(0, 1))
         ax.hist(rates, bins=30, range=(0.0, max(float(rates.max()), 1e-3)))
-        ax.set(title=f"hidden {i + 1}: mean {rates.mean():.3f}, silent {np.mean(rates == 0):.0%}", xlabel="spikes per step", ylabel="neurons")
+        ax.set(
+            title=f"hidden {i + 1}: mean {rates.mean():.3f}, silent {np.mean(rates == 0):.0%}",
+            xlabel="spikes per step",
+            ylabel="neurons",
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write_plots(out: Path, history: Sequence[dict], sample: np.ndarray | None, layers: Sequence[np.ndarray] | None, label: int | None = None) -> list[Path]:
+def write_plots(
+    out: Path,
+    history: Sequence[dict],
+    sample: np.ndarray | None,
+    layers: Sequence[np.ndarray] | None,
+    label: int | None = None,
+) -> list[Path]:
     """Write ``curves.png`` and, for spiking models, ``raster.png`` and ``rates.png`` into ``out``.
 
     Args:
