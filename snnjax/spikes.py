@@ -17,7 +17,9 @@ method          how                                                    forward m
 ``custom_vjp``  a ``jax.custom_vjp`` rule (for comparison only)         **no**
 ==============  =====================================================  ======================
 
-All four give the same values and the same first derivatives. ``custom_vjp`` is what most
+All four give the same values and the same first derivatives. The value is :func:`heaviside`'s,
+exactly 0 or 1, for every input, NaN and :math:`\pm\infty` included (``+inf`` fires, ``-inf``
+and NaN do not), and the derivative there is ``0``, never NaN. ``custom_vjp`` is what most
 peers use; JAX cannot differentiate it in forward mode, so forward gradients, FDFA and SFDFA
 need one of the other three.
 """
@@ -64,15 +66,23 @@ def heaviside(x: ArrayLike) -> jax.Array:
       x: any shape ``[...]``, floating point.
 
     Returns:
-      Exactly 0 or 1, same shape and dtype as ``x`` (NaN maps to 0).
+      Exactly 0 or 1, same shape and dtype as ``x``: ``+inf`` maps to 1, ``-inf`` and NaN to 0.
 
     Examples:
       >>> import jax.numpy as jnp, snnjax
       >>> snnjax.heaviside(jnp.array([-1.0, 0.0, 2.0]))
       Array([0., 0., 1.], dtype=float32)
+      >>> snnjax.heaviside(jnp.array([jnp.nan, jnp.inf, -jnp.inf]))
+      Array([0., 1., 0.], dtype=float32)
     """
     x = jnp.asarray(x)
     return (x > 0).astype(x.dtype)
+
+
+def _derivative(surrogate: _surrogates.Surrogate, x: jax.Array) -> jax.Array:
+    # sigma'(x) where x and sigma'(x) are finite, else 0: what inject and bypass give there.
+    d = surrogate.derivative(x).astype(x.dtype)
+    return jnp.where(jnp.isfinite(x) & jnp.isfinite(d), d, jnp.zeros_like(d))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -83,7 +93,7 @@ def _spike_custom_jvp(x, surrogate):
 @_spike_custom_jvp.defjvp
 def _spike_custom_jvp_rule(surrogate, primals, tangents):
     (x,), (t,) = primals, tangents
-    return heaviside(x), surrogate.derivative(x) * t
+    return heaviside(x), _derivative(surrogate, x) * t
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -96,7 +106,7 @@ def _spike_custom_vjp_fwd(x, surrogate):
 
 
 def _spike_custom_vjp_bwd(surrogate, x, g):
-    return (surrogate.derivative(x) * g,)
+    return (_derivative(surrogate, x) * g,)
 
 
 _spike_custom_vjp.defvjp(_spike_custom_vjp_fwd, _spike_custom_vjp_bwd)
@@ -113,8 +123,11 @@ def spike(
 
         z = H(x) \in \{0, 1\}, \qquad \partial z / \partial x = \sigma'(x)
 
-    The value is exactly 0 or 1 for every finite ``x`` and every method (``x > 0`` fires;
-    NaN does not). Works under ``grad``, ``jvp``, ``jacfwd``, ``vmap``, ``scan`` and ``jit``.
+    The value is exactly 0 or 1 for every ``x`` and every method and surrogate: ``x > 0``
+    fires, ``+inf`` included; ``x <= 0``, ``-inf`` and NaN do not. The derivative is
+    :math:`\sigma'(x)` for finite ``x`` (``bypass``: where the primitive :math:`\sigma(x)` is
+    also finite) and ``0`` at NaN and :math:`\pm\infty`, so it is never NaN there. Works under
+    ``grad``, ``jvp``, ``jacfwd``, ``vmap``, ``scan`` and ``jit``.
 
     Args:
       x: membrane potential minus threshold, any shape ``[...]``, floating point.
@@ -137,6 +150,10 @@ def spike(
       >>> import snnjax
       >>> snnjax.spike(jnp.array([-0.5, 0.0, 1e-30, 3e7]))
       Array([0., 0., 1., 1.], dtype=float32)
+      >>> snnjax.spike(jnp.array([jnp.nan, jnp.inf, -jnp.inf]), "straight_through", "bypass")
+      Array([0., 1., 0.], dtype=float32)
+      >>> jax.grad(lambda v: snnjax.spike(v).sum())(jnp.array([jnp.nan, jnp.inf, -jnp.inf]))
+      Array([0., 0., 0.], dtype=float32)
       >>> g = jax.grad(lambda v: snnjax.spike(v, "gaussian"))(0.0)
       >>> t = jax.jvp(lambda v: snnjax.spike(v, "gaussian"), (0.0,), (1.0,))[1]
       >>> float(g), float(t)
@@ -154,7 +171,9 @@ def spike(
                 f"spike: method='bypass' needs a surrogate with a primitive, and {s.name!r} has none; "
                 "use method='inject' or 'custom_jvp', or give snnjax.surrogates.custom a primitive."
             )
-        return bypass(s.primitive(x), heaviside(x))
+        # The primitive sees 0 for non-finite x, so that its derivative there is 0, never NaN.
+        finite_x = jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
+        return bypass(s.primitive(finite_x), heaviside(x))
     if method == "custom_jvp":
         return _spike_custom_jvp(x, s)
     if method == "custom_vjp":

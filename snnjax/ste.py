@@ -9,12 +9,14 @@ function                   forward                              derivative with 
 =========================  ==================================  ===============================
 :func:`sign`               :math:`+1` if :math:`x \ge 0` else -1  :math:`\mathbb 1_{|x| \le 1}` (BNN)
 :func:`round`              :math:`\operatorname{round}(x)`      1
-:func:`fake_quantize`      :math:`s(\operatorname{clip}(\lfloor x/s\rceil + z) - z)`  1 in range, 0 outside
+:func:`fake_quantize`      :math:`s(\operatorname{clip}(\lfloor x/s\rceil + z) - z)`  1 if x/s in range, else 0 (LSQ)
 :func:`ternary`            :math:`\operatorname{clip}(\lfloor W/m\rceil, -1, 1)\,m`   1 (MatMul-free LM)
 :func:`absmax_quantize`    8-bit per token, :math:`s = 127/\max|x|`  1 (MatMul-free LM)
 =========================  ==================================  ===============================
 
-Rounding is to nearest, ties to even (``jnp.round``).
+Rounding is to nearest, ties to even (``jnp.round``). :func:`sign` and :func:`round` give the
+values of ``jnp.sign`` and ``jnp.round`` at :math:`\pm\infty` and NaN too (``sign(0)`` is
+``+1``, the BNN convention), with derivative ``0`` there.
 """
 
 from __future__ import annotations
@@ -46,22 +48,28 @@ def sign(x: ArrayLike) -> jax.Array:
         y = \begin{cases} +1 & x \ge 0 \\ -1 & x < 0 \end{cases}, \qquad
         \frac{\partial y}{\partial x} = \mathbb 1_{|x| \le 1}
 
+    ``jnp.sign`` everywhere except at ``0``, which maps to ``+1`` (so the output is binary):
+    :math:`\pm\infty` maps to :math:`\pm 1` and NaN to NaN.
+
     Args:
       x: any shape ``[...]``, floating point.
 
     Returns:
-      :math:`\pm 1` in ``x``'s shape and dtype.
+      :math:`\pm 1` (NaN where ``x`` is NaN) in ``x``'s shape and dtype.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import ste
       >>> ste.sign(jnp.array([-2.0, 0.0, 0.5]))
       Array([-1.,  1.,  1.], dtype=float32)
+      >>> ste.sign(jnp.array([-jnp.inf, jnp.inf, jnp.nan]))
+      Array([-1.,  1., nan], dtype=float32)
       >>> jax.grad(lambda x: ste.sign(x).sum())(jnp.array([-2.0, 0.0, 0.5]))
       Array([0., 1., 1.], dtype=float32)
     """
     x = _float(x, "sign")
-    return inject(x, jnp.where(x >= 0, 1.0, -1.0), jnp.abs(x) <= 1)
+    value = jnp.where(x < 0, -1.0, jnp.where(x >= 0, 1.0, x))  # NaN is neither: it stays NaN
+    return inject(x, value, jnp.abs(x) <= 1)
 
 
 def round(x: ArrayLike) -> jax.Array:  # noqa: A001 - the field's name for it
@@ -71,13 +79,14 @@ def round(x: ArrayLike) -> jax.Array:  # noqa: A001 - the field's name for it
       x: any shape ``[...]``, floating point.
 
     Returns:
-      ``jnp.round(x)``, exactly, in ``x``'s dtype.
+      ``jnp.round(x)``, exactly, in ``x``'s dtype (:math:`\pm\infty` and NaN unchanged). The
+      derivative is 1 where ``x`` is finite and 0 at :math:`\pm\infty` and NaN.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import ste
-      >>> ste.round(jnp.array([0.4, 2.5]))
-      Array([0., 2.], dtype=float32)
+      >>> ste.round(jnp.array([0.4, 2.5, -jnp.inf]))
+      Array([  0.,   2., -inf], dtype=float32)
     """
     x = _float(x, "round")
     return straight_through(x, jnp.round(x))
@@ -136,16 +145,21 @@ def fake_quantize(
         q = \operatorname{clip}(\operatorname{round}(x/s) + z,\ q_\min,\ q_\max), \qquad
         y = s\,(q - z)
 
-    The derivative with respect to :math:`x` is 1 where :math:`\operatorname{round}(x/s) + z`
-    lies in :math:`[q_\min, q_\max]` and 0 where it is clipped. The derivative with respect
-    to a given ``scale`` is LSQ's (Esser et al. 2020): :math:`q - z - x/s` in range,
-    :math:`q - z` outside.
+    The derivatives are those of LSQ (Esser et al. 2020), whose range test is on :math:`x/s`,
+    before rounding. With respect to :math:`x`: 1 where
+    :math:`q_\min \le x/s + z \le q_\max` and 0 outside, so a value less than half a step
+    beyond either end, rounded onto the end level, has derivative 0. With respect to a given
+    ``scale``: :math:`q - z - x/s` where :math:`q_\min < x/s + z < q_\max`, and :math:`q - z`
+    (the clipped level) elsewhere, LSQ's equation 3 (the two ends themselves count as clipped).
 
     Args:
       x: values ``[...]``, floating point.
       bits: bit width, an int in ``[2, 16]`` (``[1, 16]`` unsigned).
       scale: step size :math:`s > 0`, scalar or broadcastable (per row, per channel); if
-        ``None``, :func:`absmax_scale` over ``axis`` (detached, so no gradient to it).
+        ``None``, :func:`absmax_scale` over ``axis`` (detached, so no gradient to it); then
+        :math:`x/s` is clipped to the absmax level :math:`\pm\max|x|/s` (:math:`2^{b-1} - 1`,
+        or :math:`2^b - 1` unsigned), its exact bound, which float rounding can exceed by an ulp
+        or two and so put the largest :math:`|x|` out of range.
       zero_point: integer offset :math:`z`.
       signed: range :math:`[-2^{b-1}, 2^{b-1}-1]` if true, else :math:`[0, 2^b - 1]`.
       axis: with ``scale=None``, the axes reduced for the scale (``None``: per tensor; ``-1``:
@@ -162,18 +176,21 @@ def fake_quantize(
     """
     x = _float(x, "fake_quantize")
     qmin, qmax = _int_range(bits, signed)
-    if scale is None:
+    absmax = scale is None
+    if absmax:
         scale = absmax_scale(x, bits if signed else bits + 1, axis)
     check_positive(scale, "fake_quantize: scale")
     s = jnp.asarray(scale).astype(x.dtype)
     u = _sg(x / s)
-    shifted = jnp.round(u) + zero_point
-    in_range = (shifted >= qmin) & (shifted <= qmax)
-    levels = jnp.clip(shifted, qmin, qmax) - zero_point
-    y = inject(x, levels * s, in_range)
-    # LSQ's scale gradient, (q - z) - x/s in range and (q - z) outside, added as an exact zero:
+    if absmax:  # |x| / s <= qabs in exact arithmetic; the rounding of s and x / s can exceed it by an ulp or two
+        qabs = qmax if signed else 2**bits - 1
+        u = jnp.clip(u, -qabs, qabs)
+    lo, hi = qmin - zero_point, qmax - zero_point  # the range of x / s; integers, so compared exactly
+    levels = jnp.clip(jnp.round(u) + zero_point, qmin, qmax) - zero_point
+    y = inject(x, levels * s, (u >= lo) & (u <= hi))
+    # LSQ's scale gradient, (q - z) - x/s strictly inside and (q - z) outside, added as an exact zero:
     # s * sg(c) - sg(s * c) is 0 in the forward pass and has derivative c with respect to s.
-    c = _sg(levels - jnp.where(in_range, u, 0.0))
+    c = _sg(levels - jnp.where((u > lo) & (u < hi), u, 0.0))
     return y + (s * c - _sg(s * c))
 
 

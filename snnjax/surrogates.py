@@ -14,7 +14,11 @@ sets how far it reaches. Papers differ on this: SpyTorch and snnTorch use a peak
 (``height=1.0``, the default here); SuperSpike writes :math:`\beta / (1 + \beta |x|)^2`, a peak
 of :math:`\beta` (``height=slope``); other authors normalise the derivative to integrate to 1,
 so that :math:`\sigma` is a smooth step from 0 to 1 (``height=None``, which sets
-``height = k / area``). Each factory's docstring gives its shape, area and reference.
+``height = k / area``). ``height=None`` is the reference's own normalisation, and that is a unit
+integral for every surrogate but one: :func:`multi_gaussian`, whose reference (Yin et al. 2021)
+weights normalised densities by :math:`1 + h`, :math:`-h` and :math:`-h`, an area of
+:math:`1 - h`; its ``height=None`` is that function exactly. Each factory's docstring gives its
+shape, area and reference.
 
 Every surrogate has a closed-form primitive :math:`\sigma` except :func:`custom` ones built
 without it; the primitive is what :func:`snnjax.spike` differentiates with
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -303,39 +307,57 @@ def _multi_gaussian_Phi(u, h, s):
 
 
 def multi_gaussian(width: float = 0.5, h: float = 0.15, s: float = 6.0, height: float | None = 1.0) -> Surrogate:
-    r"""Multi-Gaussian (Yin, Corradi & Bohté 2021).
+    r"""Multi-Gaussian (Yin, Corradi & Bohté 2021): a Gaussian with two broad negative side lobes.
+
+    Yin et al.'s surrogate, with :math:`\mathcal N(x; \mu, \sigma)` the normal density
+    :math:`e^{-(x - \mu)^2 / (2\sigma^2)} / (\sigma\sqrt{2\pi})`, is
 
     .. math::
 
-        \sigma'(x) \propto (1 + h)\,\mathcal N(x; 0, w) - h\,\mathcal N(x; w, s w) - h\,\mathcal N(x; -w, s w)
+        \sigma'_Y(x) = (1 + h)\,\mathcal N(x; 0, w) - h\,\mathcal N(x; w, s w) - h\,\mathcal N(x; -w, s w)
 
-    scaled so that its peak is ``height``. Its negative side lobes push potentials away from
-    threshold. Area of the unit shape :math:`\sqrt{2\pi}(1 - h) / c`, with :math:`c` the
-    unnormalised peak. Yin et al.'s normalised densities are ``height=None``.
+    (:math:`w = 0.5`, :math:`h = 0.15`, :math:`s = 6` in the paper). Its area is :math:`1 - h`
+    (0.85), not 1, and its peak :math:`\sigma'_Y(0) = c / (w\sqrt{2\pi})` with
+    :math:`c = 1 + h - (2h/s)\,e^{-1/(2s^2)}` (0.878 with the paper's values).
+
+    ``height=None`` is :math:`\sigma'_Y` exactly: the one surrogate whose ``height=None`` is
+    not a unit integral (for that, ``height`` :math:`= c / (w\sqrt{2\pi}(1 - h))`). A number
+    ``height`` scales the same shape to that peak,
+    :math:`\sigma'(x) = \text{height}\cdot\sigma'_Y(x) / \sigma'_Y(0)`, as for the other
+    surrogates. The negative side lobes push potentials away from threshold. Area of the unit
+    shape :math:`\sigma'_Y(wu) / \sigma'_Y(0)`: :math:`\sqrt{2\pi}(1 - h) / c`.
 
     Args:
       width: :math:`w > 0`, the central standard deviation (0.5 in Yin et al.).
       h: weight of the negative side lobes (0.15).
       s: the side lobes' width relative to ``width`` (6).
-      height: the peak; ``None`` for unit integral.
+      height: the peak at ``x = 0``; ``None`` for Yin et al.'s function (peak
+        :math:`c / (w\sqrt{2\pi})`, area :math:`1 - h`).
+
+    Raises:
+      ValueError: for non-positive parameters, or ``h`` and ``s`` that make :math:`c \le 0`
+        (side lobes deeper than the centre).
 
     Examples:
       >>> import jax, snnjax
       >>> s = snnjax.surrogates.multi_gaussian()
       >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
       1.0
+      >>> yin = snnjax.surrogates.multi_gaussian(height=None)
+      >>> round(float(yin.derivative(0.0)), 4), round(float(yin.primitive(1e4) - yin.primitive(-1e4)), 4)
+      (0.8782, 0.85)
     """
     w = _positive(width, "width")
     h, s = _positive(h, "h"), _positive(s, "s")
-    area = _SQRT_2PI * (1.0 - h) / _multi_gaussian_peak(h, s)
-    if height is None and area <= 0.0:
-        raise ValueError(f"multi_gaussian with h={h} has no positive area; give a height.")
+    c = _multi_gaussian_peak(h, s)
+    if c <= 0.0:
+        raise ValueError(f"multi_gaussian with h={h}, s={s} has no positive peak at 0; use a smaller h.")
     return Surrogate(
         "multi_gaussian",
         _multi_gaussian_phi,
         _multi_gaussian_Phi,
         1.0 / w,
-        _height(height, 1.0 / w, area, "multi_gaussian"),
+        c / (w * _SQRT_2PI) if height is None else _positive(height, "height"),
         (h, s),
     )
 
@@ -473,7 +495,7 @@ _FACTORIES: dict[str, Callable[[], Surrogate]] = {
 NAMES: tuple[str, ...] = tuple(sorted(_FACTORIES))
 """Names accepted wherever a surrogate is expected (with default parameters)."""
 
-SurrogateLike = Union[Surrogate, str]
+SurrogateLike = Surrogate | str
 
 
 def resolve(surrogate: SurrogateLike) -> Surrogate:

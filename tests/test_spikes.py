@@ -11,13 +11,17 @@ import snnjax
 from snnjax import surrogates
 
 
-# Independent formulas of each default surrogate's derivative, written from the docstrings.
-def _multi(x, w=0.5, h=0.15, s=6.0):
-    u = x / w
-    raw = (1 + h) * np.exp(-(u**2) / 2) - (h / s) * (
-        np.exp(-(((u - 1) / s) ** 2) / 2) + np.exp(-(((u + 1) / s) ** 2) / 2)
-    )
-    return raw / ((1 + h) - 2 * (h / s) * np.exp(-1 / (2 * s * s)))
+def _normal(x, mean, std):
+    return np.exp(-(((x - mean) / std) ** 2) / 2) / (std * np.sqrt(2 * np.pi))
+
+
+def _yin(x, sigma=0.5, h=0.15, s=6.0):
+    # Yin, Corradi & Bohte 2021 (Nature Machine Intelligence), from the paper, not from the code:
+    # (1 + h) N(x; 0, sigma) - h N(x; sigma, s sigma) - h N(x; -sigma, s sigma), N the normal density.
+    return (1 + h) * _normal(x, 0.0, sigma) - h * _normal(x, sigma, s * sigma) - h * _normal(x, -sigma, s * sigma)
+
+
+# Independent formulas of each default surrogate's derivative (height 1: peak 1 at x = 0).
 
 
 REFERENCE = {
@@ -28,7 +32,7 @@ REFERENCE = {
     "atan": lambda x: 1 / (1 + (math.pi * x) ** 2),
     "triangle": lambda x: np.maximum(0, 1 - np.abs(x)),
     "gaussian": lambda x: np.exp(-(x**2) / 2),
-    "multi_gaussian": _multi,
+    "multi_gaussian": lambda x: _yin(x) / _yin(0.0),
     "rectangular": lambda x: (np.abs(x) <= 0.5).astype(float),
     "boxcar": lambda x: (np.abs(x) <= 0.5).astype(float),
     "exponential": lambda x: np.exp(-np.abs(x)),
@@ -128,6 +132,26 @@ def test_unit_integral_convention(name):
     assert lo == pytest.approx(0.0, abs=1e-3) and hi == pytest.approx(1.0, abs=1e-3)
 
 
+def test_multi_gaussian_height_none_is_yin_et_al():
+    # height=None is Yin et al.'s function itself: its values, and its area 1 - h (not 1).
+    x = np.array([-4.0, -1.3, -0.5, -0.2, 0.0, 0.1, 0.5, 0.9, 2.0, 7.0])
+    for params in ({}, {"sigma": 1.0, "h": 0.3, "s": 3.0}):
+        kwargs = {"width": params["sigma"], "h": params["h"], "s": params["s"]} if params else {}
+        s = surrogates.multi_gaussian(**kwargs, height=None)
+        d = np.asarray(s.derivative(jnp.asarray(x, jnp.float32)), np.float64)
+        np.testing.assert_allclose(d, _yin(x, **params), rtol=1e-5, atol=1e-7)
+        h = params.get("h", 0.15)
+        grid = np.linspace(-60.0, 60.0, 600001)  # the side lobes' std is at most 3: +-60 holds all the area
+        area = np.trapezoid(np.asarray(s.derivative(jnp.asarray(grid, jnp.float32)), np.float64), grid)
+        assert area == pytest.approx(np.trapezoid(_yin(grid, **params), grid), abs=1e-5)
+        assert area == pytest.approx(1 - h, abs=1e-5)
+        lo, hi = np.asarray(s.primitive(jnp.array([-1e4, 1e4], jnp.float32)), np.float64)
+        assert hi - lo == pytest.approx(1 - h, abs=1e-5)
+    # A number is the peak, as for every surrogate: the same shape scaled.
+    d = np.asarray(surrogates.multi_gaussian(height=2.0).derivative(jnp.asarray(x, jnp.float32)))
+    np.testing.assert_allclose(d, 2 * _yin(x) / _yin(0.0), rtol=1e-5, atol=1e-7)
+
+
 def test_height_is_the_peak_and_slope_scales():
     s = surrogates.fast_sigmoid(slope=10.0, height=10.0)  # SuperSpike's beta / (1 + beta |x|)^2
     assert float(s.derivative(0.0)) == 10.0
@@ -168,12 +192,120 @@ def test_naive_straight_through_form_is_wrong_ours_is_exact():
         (lambda: surrogates.fast_sigmoid(slope=-1.0), "slope must be positive"),
         (lambda: surrogates.gaussian(width=0.0), "width must be positive"),
         (lambda: surrogates.straight_through(height=None), "no finite area"),
+        (lambda: surrogates.multi_gaussian(h=10.0, s=1.0), "no positive peak"),
         (lambda: surrogates.resolve(3), "must be a name"),
     ],
 )
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+NON_FINITE = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e30, -1e30, 0.0, 1.0, -1.0], np.float32)
+FACTORIES = [
+    "fast_sigmoid",
+    "sigmoid",
+    "arctan",
+    "triangle",
+    "gaussian",
+    "multi_gaussian",
+    "rectangular",
+    "exponential",
+    "straight_through",
+]
+EVERY_SURROGATE = {
+    **{name: getattr(surrogates, name)() for name in FACTORIES},
+    **{f"{name}-height10": getattr(surrogates, name)(height=10.0) for name in FACTORIES},
+    "custom": surrogates.custom(lambda x: 10.0 / (1.0 + x * x), lambda x: 10.0 * jnp.arctan(x)),
+}
+
+
+@pytest.mark.parametrize("method", snnjax.METHODS)
+@pytest.mark.parametrize("name", sorted(EVERY_SURROGATE))
+def test_non_finite_and_huge_inputs(name, method):
+    # NaN -> 0, +inf -> 1, -inf -> 0, +-3e38 -> 1, 0, for every method and surrogate, eager and jitted;
+    # the derivative is finite everywhere, 0 at NaN and +-inf.
+    s = EVERY_SURROGATE[name]
+    x = jnp.asarray(NON_FINITE)
+    expected = (NON_FINITE > 0).astype(np.float32)
+
+    def f(v):
+        return snnjax.spike(v, s, method)
+
+    np.testing.assert_array_equal(np.asarray(f(x)), expected)
+    np.testing.assert_array_equal(np.asarray(jax.jit(f)(x)), expected)
+    finite = np.isfinite(NON_FINITE)
+    grad = np.asarray(jax.vmap(jax.grad(f))(x))
+    assert np.all(np.isfinite(grad)), grad
+    np.testing.assert_array_equal(grad[~finite], 0.0)
+    if method != "bypass":  # bypass differentiates the primitive, which overflows at 3e38 for a height-10 ramp
+        np.testing.assert_array_equal(grad[finite], np.asarray(s.derivative(x))[finite])
+    if method in snnjax.FORWARD_MODE_METHODS:
+        primal, tangent = jax.jvp(f, (x,), (jnp.ones_like(x),))
+        np.testing.assert_array_equal(np.asarray(primal), expected)
+        np.testing.assert_array_equal(np.asarray(tangent)[~finite], 0.0)
+        np.testing.assert_allclose(np.asarray(tangent), grad, rtol=1e-6, atol=1e-7)  # bypass: AD rounding
+
+
+def _plain_inject(x, value, derivative):  # the identity without the non-finite guard
+    h = x * jax.lax.stop_gradient(derivative)
+    return h - jax.lax.stop_gradient(h) + jax.lax.stop_gradient(value)
+
+
+def _plain_bypass(g, value):
+    return g - jax.lax.stop_gradient(g) + jax.lax.stop_gradient(value)
+
+
+def test_identities_are_exact_for_every_input():
+    x = jnp.asarray([np.nan, np.inf, -np.inf, 3e38, -3e38, 2.0, -0.5, 0.0], jnp.float32)
+    value = jnp.asarray([0.5, 2.0, -3.0, 7.0, np.inf, np.nan, 4.0, -1.0], jnp.float32)
+    d = jnp.asarray([1.0, 1.0, 1.0, 10.0, 10.0, 3.0, np.inf, 2.0], jnp.float32)
+    for fn in (snnjax.inject, jax.jit(snnjax.inject), jax.vmap(snnjax.inject)):
+        np.testing.assert_array_equal(np.asarray(fn(x, value, d)), np.asarray(value))
+    for fn in (snnjax.bypass, snnjax.straight_through, jax.jit(snnjax.bypass), jax.vmap(snnjax.straight_through)):
+        np.testing.assert_array_equal(np.asarray(fn(x, value)), np.asarray(value))
+        np.testing.assert_array_equal(np.asarray(fn(10.0 * x, value)), np.asarray(value))  # 10 * 3e38 = inf
+    # Derivatives: d (inject) or 1 (straight through) where x and d are finite, 0 elsewhere; 3e38 * 10
+    # overflows, yet inject's derivative there is still 10; bypass's is 0 where g = 10 x overflows.
+    # Reverse and forward mode alike.
+    inject_d = np.array([0.0, 0.0, 0.0, 10.0, 10.0, 3.0, 0.0, 2.0], np.float32)
+    ones = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], np.float32)
+    cases = [
+        (lambda v: snnjax.inject(v, value, d), inject_d),
+        (lambda v: snnjax.straight_through(v, value), ones),
+        (lambda v: snnjax.bypass(10.0 * v, value), np.array([0, 0, 0, 0, 0, 10, 10, 10], np.float32)),
+    ]
+    for f, expected in cases:
+        grad = jax.grad(lambda v, f=f: jnp.sum(f(v) * jnp.arange(1.0, 9.0)))(x)
+        np.testing.assert_allclose(np.asarray(grad), expected * np.arange(1.0, 9.0), rtol=1e-6)
+        tangent = jax.jvp(f, (x,), (jnp.arange(1.0, 9.0),))[1]
+        np.testing.assert_array_equal(np.asarray(tangent), np.asarray(grad))
+
+
+def test_identities_derivatives_unchanged_on_finite_inputs():
+    # Where x, d and x * d are finite, grad and jvp are bit for bit those of the plain identities
+    # (eager, jitted and vmapped).
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(4, 32)) * 10.0 ** rng.integers(-30, 30, size=(4, 32))).astype(np.float32)
+    x, d, t = (
+        jnp.asarray(x),
+        jnp.asarray(rng.normal(size=(4, 32)), jnp.float32),
+        jnp.asarray(rng.normal(size=(4, 32)), jnp.float32),
+    )
+    pairs = [
+        (lambda v, d: snnjax.inject(v, v > 0, d), lambda v, d: _plain_inject(v, v > 0, d)),
+        (lambda v, d: snnjax.bypass(jnp.tanh(v) * d, v > 0), lambda v, d: _plain_bypass(jnp.tanh(v) * d, v > 0)),
+        (lambda v, d: snnjax.straight_through(v * d, v > 0), lambda v, d: _plain_bypass(v * d, v > 0)),
+    ]
+    for ours, plain in pairs:
+        for transform in (lambda f: f, jax.jit, jax.vmap):
+            grads = [transform(jax.grad(lambda v, d, t, f=f: jnp.sum(f(v, d) * t)))(x, d, t) for f in (ours, plain)]
+            np.testing.assert_array_equal(np.asarray(grads[0]), np.asarray(grads[1]))
+            tangents = [
+                transform(lambda v, d, t, f=f: jax.jvp(lambda u: f(u, d), (v,), (t,))[1])(x, d, t)
+                for f in (ours, plain)
+            ]
+            np.testing.assert_array_equal(np.asarray(tangents[0]), np.asarray(tangents[1]))
 
 
 def test_identities_keep_dtype_and_value():
