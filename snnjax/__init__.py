@@ -5,19 +5,37 @@ The public surface, flat. Submodules: :mod:`snnjax.surrogates`, :mod:`snnjax.ste
 :mod:`snnjax.rules` (learning rules) and :mod:`snnjax.datasets` (loaded lazily).
 """
 
-from snnjax import decay, encoders, losses, ste, surrogates
-from snnjax.alif import ALIFState, alif
-from snnjax.bptt import run_bptt
-from snnjax.chain import chain
-from snnjax.compare import Comparison, compare_gradients
-from snnjax.cuba import CubaLIFState, cuba_lif
-from snnjax.decay import decay_from_tau, sigmoid_decay, softplus_decay, tau_from_decay
+import sys as _sys
+
+from snnjax import encoders, losses, neurons, ste, surrogates
 from snnjax.host import tune_host_allocator
 from snnjax.identities import bypass, inject, straight_through
-from snnjax.lif import LIFState, iaf, lif
-from snnjax.neuron import Neuron, Recurrence, run
-from snnjax.readout import LeakyIntegratorState, leaky_integrator
+from snnjax.neurons import decay, spike_time
+from snnjax.neurons.alif import ALIFState, alif
+from snnjax.neurons.bptt import run_bptt
+from snnjax.neurons.chain import Dense, chain, dense
+from snnjax.neurons.cuba import CubaLIFState, cuba_lif
+from snnjax.neurons.decay import decay_from_tau, sigmoid_decay, softplus_decay, tau_from_decay
+from snnjax.neurons.lif import LIFState, iaf, lif
+from snnjax.neurons.neuron import Neuron, Recurrence, run
+from snnjax.neurons.readout import LeakyIntegratorState, leaky_integrator
+from snnjax.rules.compare import Comparison, compare_gradients
 from snnjax.spikes import DEFAULT_SURROGATE, FORWARD_MODE_METHODS, METHODS, heaviside, spike
+
+# The modules' old import paths (snnjax.lif, snnjax.compare, ...) keep working.
+for _old, _new in {
+    "neuron": "neurons.neuron",
+    "lif": "neurons.lif",
+    "alif": "neurons.alif",
+    "cuba": "neurons.cuba",
+    "readout": "neurons.readout",
+    "decay": "neurons.decay",
+    "chain": "neurons.chain",
+    "bptt": "neurons.bptt",
+    "spike_time": "neurons.spike_time",
+    "compare": "rules.compare",
+}.items():
+    _sys.modules[f"snnjax.{_old}"] = _sys.modules[f"snnjax.{_new}"]
 
 __version__ = "0.1.0"
 
@@ -25,6 +43,7 @@ __all__ = [
     "ALIFState",
     "Comparison",
     "CubaLIFState",
+    "Dense",
     "DEFAULT_SURROGATE",
     "FORWARD_MODE_METHODS",
     "LIFState",
@@ -39,6 +58,7 @@ __all__ = [
     "cuba_lif",
     "decay",
     "decay_from_tau",
+    "dense",
     "encoders",
     "heaviside",
     "iaf",
@@ -46,11 +66,13 @@ __all__ = [
     "leaky_integrator",
     "lif",
     "losses",
+    "neurons",
     "run",
     "run_bptt",
     "sigmoid_decay",
     "softplus_decay",
     "spike",
+    "spike_time",
     "ste",
     "straight_through",
     "surrogates",
@@ -60,9 +82,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Heavier optional parts load on first use: `snnjax.nn` pulls in Flax, `snnjax.rules`
-    # and `snnjax.datasets` only what they need.
-    if name in ("nn", "rules", "datasets"):
+    # Heavier optional parts load on first use: `snnjax.nn` pulls in Flax, `snnjax.datasets`
+    # its readers.
+    if name in ("nn", "datasets"):
         import importlib
 
         module = importlib.import_module(f"snnjax.{name}")

@@ -44,7 +44,8 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
         parser.add_argument(
             "--model",
             choices=MODELS,
-            help="mlp (ReLU, images, no time), snn (feed-forward LIF) or rsnn (recurrent LIF); default per dataset",
+            help="mlp (ReLU, images, no time), snn (feed-forward LIF), rsnn (recurrent LIF) or conv (convolutional LIF, images; "
+            "--hidden gives its channels); default per dataset",
         )
         parser.add_argument(
             "--rule",

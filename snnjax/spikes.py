@@ -112,6 +112,29 @@ def _spike_custom_vjp_bwd(surrogate, x, g):
 _spike_custom_vjp.defvjp(_spike_custom_vjp_fwd, _spike_custom_vjp_bwd)
 
 
+def check_method(method: str, surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE) -> _surrogates.Surrogate:
+    """Check a spike method and its surrogate without evaluating a spike; return the resolved surrogate.
+
+    Raises:
+      ValueError: for a method not in :data:`METHODS`, an unknown surrogate, or ``"bypass"`` with
+        a surrogate that has no primitive.
+
+    Examples:
+      >>> from snnjax.spikes import check_method
+      >>> check_method("inject", "gaussian").name
+      'gaussian'
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"spike: unknown method {method!r}; expected one of {', '.join(METHODS)}.")
+    s = _surrogates.resolve(surrogate)
+    if method == "bypass" and not s.has_primitive:
+        raise ValueError(
+            f"spike: method='bypass' needs a surrogate with a primitive, and {s.name!r} has none; "
+            "use method='inject' or 'custom_jvp', or give snnjax.surrogates.custom a primitive."
+        )
+    return s
+
+
 def spike(
     x: ArrayLike,
     surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
@@ -162,15 +185,10 @@ def spike(
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"spike: x must be floating point (membrane minus threshold), got dtype {x.dtype}.")
-    s = _surrogates.resolve(surrogate)
+    s = check_method(method, surrogate)
     if method == "inject":
         return inject(x, heaviside(x), s.derivative(x))
     if method == "bypass":
-        if not s.has_primitive:
-            raise ValueError(
-                f"spike: method='bypass' needs a surrogate with a primitive, and {s.name!r} has none; "
-                "use method='inject' or 'custom_jvp', or give snnjax.surrogates.custom a primitive."
-            )
         # The primitive sees 0 for non-finite x, so that its derivative there is 0, never NaN.
         finite_x = jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
         return bypass(s.primitive(finite_x), heaviside(x))
@@ -183,4 +201,4 @@ def spike(
             if is_custom_vjp_jvp_error(err):
                 raise TypeError(FORWARD_MODE_ERROR) from err
             raise
-    raise ValueError(f"spike: unknown method {method!r}; expected one of {', '.join(METHODS)}.")
+    raise AssertionError(method)  # pragma: no cover - check_method refused it

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from snnjax.rules import sfdfa, spike_time_bp
+from snnjax.rules import sfdfa as _sfdfa
+from snnjax.rules import spike_count_loss, spike_time_bp as _spike_time_bp
 from snnjax.rules.sfdfa import count_targets, perturbations
 from snnjax.spike_time import SpikeTimeNet, crossing, init_weights, simulate, ttfs
 
@@ -28,6 +29,14 @@ def times():
 
 def _net(max_spikes):
     return NET._replace(max_spikes=max_spikes)
+
+
+def sfdfa(net, **options):
+    return _sfdfa(spike_count_loss(net), **options)
+
+
+def spike_time_bp(net, **options):
+    return _spike_time_bp(spike_count_loss(net), **options)
 
 
 def test_ttfs_and_closed_form_crossing():

@@ -37,7 +37,7 @@ from jax.typing import ArrayLike
 
 from snnjax import surrogates as _surrogates
 from snnjax.checks import DECAY_HINT, check_finite, check_unit_interval
-from snnjax.neuron import (
+from snnjax.neurons.neuron import (
     Neuron,
     apply_reset,
     check_reset,
@@ -45,7 +45,7 @@ from snnjax.neuron import (
     with_recurrence,
     zeros_state,
 )
-from snnjax.spikes import DEFAULT_SURROGATE, spike
+from snnjax.spikes import DEFAULT_SURROGATE, check_method, spike
 
 __all__ = ["ALIFState", "alif", "FORMS"]
 
@@ -114,7 +114,7 @@ def alif(
     check_finite(adaptation, "adaptation")
     check_reset(reset)
     surrogate = _surrogates.resolve(surrogate)
-    spike(jnp.zeros(()), surrogate, method)
+    check_method(method, surrogate)  # at build time, as a string
 
     def init(shape, dtype=jnp.float32) -> ALIFState:
         return zeros_state(ALIFState, shape, dtype)

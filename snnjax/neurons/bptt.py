@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from snnjax.neuron import Neuron, check_run_inputs, recurrent_input
+from snnjax.neurons.neuron import Neuron, check_run_inputs, recurrent_input
 from snnjax.spikes import is_custom_vjp_jvp_error
 
 __all__ = ["run_bptt"]

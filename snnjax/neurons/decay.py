@@ -62,7 +62,7 @@ def tau_from_decay(beta: ArrayLike, dt: ArrayLike = 1.0) -> jax.Array:
 
     Examples:
       >>> import math
-      >>> from snnjax.decay import tau_from_decay
+      >>> from snnjax.neurons.decay import tau_from_decay
       >>> round(float(tau_from_decay(math.exp(-1 / 20))), 3)
       20.0
     """
@@ -75,7 +75,7 @@ def sigmoid_decay(raw: ArrayLike) -> jax.Array:
     r"""Trainable decay :math:`\beta = \operatorname{sigmoid}(r) \in (0, 1)` (the FGI ALIF's choice).
 
     Examples:
-      >>> from snnjax.decay import sigmoid_decay
+      >>> from snnjax.neurons.decay import sigmoid_decay
       >>> round(float(sigmoid_decay(0.0)), 3)
       0.5
     """
@@ -86,7 +86,7 @@ def sigmoid_decay_inverse(beta: ArrayLike) -> jax.Array:
     r"""The raw value :math:`r = \log(\beta / (1 - \beta))` with ``sigmoid_decay(r) == beta``.
 
     Examples:
-      >>> from snnjax.decay import sigmoid_decay, sigmoid_decay_inverse
+      >>> from snnjax.neurons.decay import sigmoid_decay, sigmoid_decay_inverse
       >>> round(float(sigmoid_decay(sigmoid_decay_inverse(0.9))), 4)
       0.9
     """
@@ -99,7 +99,7 @@ def softplus_decay(raw: ArrayLike, dt: float = 1.0, tau_min: float = 0.0) -> jax
     r"""Trainable decay through the time constant: :math:`\tau = \tau_\min + \operatorname{softplus}(r)`, :math:`\beta = e^{-\Delta t/\tau}`.
 
     Examples:
-      >>> from snnjax.decay import softplus_decay
+      >>> from snnjax.neurons.decay import softplus_decay
       >>> 0.0 < float(softplus_decay(1.0)) < 1.0
       True
     """
@@ -111,7 +111,7 @@ def softplus_decay_inverse(beta: ArrayLike, dt: float = 1.0, tau_min: float = 0.
     r"""The raw value with ``softplus_decay(raw, dt, tau_min) == beta``; needs :math:`\tau > \tau_\min`.
 
     Examples:
-      >>> from snnjax.decay import softplus_decay, softplus_decay_inverse
+      >>> from snnjax.neurons.decay import softplus_decay, softplus_decay_inverse
       >>> round(float(softplus_decay(softplus_decay_inverse(0.9))), 4)
       0.9
     """

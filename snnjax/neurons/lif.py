@@ -23,7 +23,7 @@ from jax.typing import ArrayLike
 
 from snnjax import surrogates as _surrogates
 from snnjax.checks import DECAY_HINT, check_finite, check_unit_interval
-from snnjax.neuron import (
+from snnjax.neurons.neuron import (
     Neuron,
     apply_reset,
     check_reset,
@@ -31,7 +31,7 @@ from snnjax.neuron import (
     with_recurrence,
     zeros_state,
 )
-from snnjax.spikes import DEFAULT_SURROGATE, spike
+from snnjax.spikes import DEFAULT_SURROGATE, check_method, spike
 
 __all__ = ["LIFState", "lif", "iaf"]
 
@@ -88,7 +88,7 @@ def lif(
     check_finite(threshold, "threshold")
     check_reset(reset)
     surrogate = _surrogates.resolve(surrogate)
-    spike(jnp.zeros(()), surrogate, method)  # validate the method early, at build time
+    check_method(method, surrogate)  # at build time, as a string
 
     def init(shape, dtype=jnp.float32) -> LIFState:
         return zeros_state(LIFState, shape, dtype)

@@ -51,11 +51,14 @@ class Neuron(NamedTuple):
       step: ``(state, x_t) -> (state, out_t)`` with ``x_t`` and ``out_t`` of shape ``[B, ...]``.
       recurrence: for a neuron with recurrent weights, how ``step`` adds them
         (:class:`Recurrence`); ``None`` otherwise, or when the step does not say.
+      layers: for a :func:`snnjax.chain`, its layers in order (neurons and per-step
+        functions); ``()`` for a single neuron.
     """
 
     init: Callable[..., State]
     step: Callable[[State, jax.Array], tuple[State, jax.Array]]
     recurrence: Recurrence | None = None
+    layers: tuple = ()
 
 
 def run(

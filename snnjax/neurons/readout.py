@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from snnjax.checks import DECAY_HINT, check_unit_interval
-from snnjax.neuron import Neuron, per_neuron, zeros_state
+from snnjax.neurons.neuron import Neuron, per_neuron, zeros_state
 
 __all__ = ["LeakyIntegratorState", "leaky_integrator"]
 

@@ -37,6 +37,30 @@ at most ``dt`` per layer. Consequences, all counted in :class:`Diagnostics`:
 
 Input spike times (:func:`ttfs`) are delivered the same way. Growing exponentials keep the
 arithmetic a few multiply-adds, at the price of a window of at most ``40 tau_s`` (checked).
+
+**Derivatives of spike times.** At a crossing, :math:`u(t_k) = \vartheta` gives
+:math:`\dot t_k = F_k (\dot a / X_k^2 - \dot b / X_k)` with :math:`F_k = \tau / (I(t_k) - \vartheta)`,
+which diverges when the membrane grazes the threshold; Bacho & Chu's critical-point fix uses
+:math:`F_k = \tau / I(t_k)` (bounded by :math:`\tau / \vartheta`). :func:`simulate` attaches the
+chosen :math:`F_k` to every spike time with a stop-gradient identity (``fix``), so ``jax.grad``
+(backpropagation through spike times) and ``jax.jvp`` (SFDFA's spike grades) both use it.
+
+**Eligibility traces** (``eligibility=True``): the same loop also carries, per example and
+synapse, :math:`E_{ij} = \sum_k \partial t_k / \partial w_{ij}` through each neuron's own
+spikes only, the local gradients of :func:`snnjax.rules.sfdfa` (memory independent of the
+number of steps):
+
+.. math::
+
+    \frac{\partial t_k}{\partial w_{ij}} = F_k \Big(\frac{\varepsilon^s_j}{X_k^2}
+        - \frac{\varepsilon^m_{ij}}{X_k}\Big), \qquad
+    \varepsilon^m_{ij} = \sum_z e^{t_j^z/\tau} - \frac{\vartheta}{\tau} R_{ij},
+
+with :math:`\varepsilon^s_j = \sum_z e^{t_j^z/\tau_s}` and the reset correction
+:math:`R_{ij} = \sum_{k' < k} X_{k'}\, \partial t_{k'}/\partial w_{ij}` (the dependence of later
+spikes on earlier ones through the reset). :math:`E` and :math:`R` change only where a neuron
+spikes: each step gathers the rows of the neurons that fired, updates them and scatters them
+back (``chunk`` rows at a time), so a step costs :math:`O(\text{spikes} \cdot N_{in})`.
 """
 
 from __future__ import annotations
@@ -49,6 +73,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 __all__ = [
+    "eligibility_step",
     "Crossing",
     "Diagnostics",
     "LayerState",
@@ -74,7 +99,7 @@ class SpikeTimeNet(NamedTuple):
       max_spikes: most spikes per neuron in one window.
 
     Examples:
-      >>> from snnjax.spike_time import SpikeTimeNet
+      >>> from snnjax.neurons.spike_time import SpikeTimeNet
       >>> net = SpikeTimeNet((784, 400, 400, 10))
       >>> net.steps, round(net.tau, 3), net.thresholds[-1] > net.thresholds[0]
       (200, 0.26, True)
@@ -99,7 +124,7 @@ class SpikeTimeNet(NamedTuple):
 
     @property
     def thresholds(self) -> tuple[float, ...]:
-        """Membrane thresholds :math:`\\vartheta_l = \\theta_l / \\tau`."""
+        r"""Membrane thresholds :math:`\vartheta_l = \theta_l / \tau`."""
         return tuple(th / self.tau for th in self.theta)
 
     def check(self) -> None:
@@ -123,7 +148,7 @@ class SpikeTimeNet(NamedTuple):
 
 
 class Crossing(NamedTuple):
-    """What one layer found in one grid step, ``[B, N]`` each.
+    r"""What one layer found in one grid step, ``[B, N]`` each.
 
     Attributes:
       x: :math:`e^{t/\\tau}` of the spike (meaningful where ``spiked``).
@@ -157,7 +182,7 @@ class Diagnostics(NamedTuple):
 
 
 class LayerState(NamedTuple):
-    """One layer's state in :func:`simulate`.
+    r"""One layer's state in :func:`simulate`.
 
     Attributes:
       pre_s: :math:`\\sum_z e^{t_j^z/\\tau_s}` over the delivered input spikes, ``[B, N_in]``.
@@ -175,17 +200,20 @@ class LayerState(NamedTuple):
 
 
 class SpikeTimeRun(NamedTuple):
-    """The result of :func:`simulate`, one entry per non-input layer.
+    r"""The result of :func:`simulate`, one entry per non-input layer.
 
     Attributes:
       counts: spike counts ``[B, N_l]`` (float32).
       time_sums: sums of each neuron's spike times ``[B, N_l]`` (seconds), differentiable.
       diagnostics: a :class:`Diagnostics`.
+      eligibility: with ``eligibility=True``, :math:`E = \sum_k \partial t_k / \partial w`
+        through each neuron's own spikes, ``[B, N_l, N_{l-1}]`` per layer; else ``None``.
     """
 
     counts: tuple[jax.Array, ...]
     time_sums: tuple[jax.Array, ...]
     diagnostics: Diagnostics
+    eligibility: tuple[jax.Array, ...] | None = None
 
 
 def init_weights(key: jax.Array, net: SpikeTimeNet, scale: float = 1.0) -> tuple[jax.Array, ...]:
@@ -193,7 +221,7 @@ def init_weights(key: jax.Array, net: SpikeTimeNet, scale: float = 1.0) -> tuple
 
     Examples:
       >>> import jax
-      >>> from snnjax.spike_time import SpikeTimeNet, init_weights
+      >>> from snnjax.neurons.spike_time import SpikeTimeNet, init_weights
       >>> ws = init_weights(jax.random.key(0), SpikeTimeNet((4, 3, 2), theta=(0.2, 0.7)))
       >>> tuple(w.shape for w in ws)
       ((4, 3), (3, 2))
@@ -219,7 +247,7 @@ def ttfs(images: ArrayLike, window: float = 0.1, max_value: float = 255.0) -> ja
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> from snnjax.spike_time import ttfs
+      >>> from snnjax.neurons.spike_time import ttfs
       >>> tuple(round(float(t), 4) for t in ttfs(jnp.array([[255, 51, 0]], jnp.uint8))[0])
       (0.0, 0.08, inf)
     """
@@ -232,7 +260,7 @@ def ttfs(images: ArrayLike, window: float = 0.1, max_value: float = 255.0) -> ja
 
 
 def _root(a: jax.Array, b: jax.Array, threshold: float) -> tuple[jax.Array, jax.Array]:
-    """First upward crossing :math:`X^* = 2a/(b + \\sqrt{b^2 - 4 a \\vartheta})` and whether it exists (NaN-safe)."""
+    r"""First upward crossing :math:`X^* = 2a/(b + \sqrt{b^2 - 4 a \vartheta})` and whether it exists (NaN-safe)."""
     disc = b * b - 4.0 * a * threshold
     denom = b + jnp.sqrt(jnp.where(disc > 0, disc, 1.0))
     ok = (disc > 0) & (denom > 0) & (a > 0)
@@ -255,7 +283,7 @@ def crossing(net: SpikeTimeNet, layer: int, a: jax.Array, b: jax.Array, count: j
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> from snnjax.spike_time import SpikeTimeNet, crossing
+      >>> from snnjax.neurons.spike_time import SpikeTimeNet, crossing
       >>> net = SpikeTimeNet((1, 1), theta=(0.2,))
       >>> c = crossing(net, 0, jnp.array([[4.0]]), jnp.array([[5.0]]), jnp.zeros((1, 1)), 0)
       >>> bool(c.spiked[0, 0]), bool(c.exact[0, 0]), bool(c.forced[0, 0])  # u = b - a > threshold at t = 0
@@ -276,7 +304,7 @@ def crossing(net: SpikeTimeNet, layer: int, a: jax.Array, b: jax.Array, count: j
 
 
 def deliver(times: jax.Array, mask: jax.Array, tau: float) -> jax.Array:
-    """:math:`e^{t/\\tau}` where ``mask``, else 0 (NaN-safe for the ``inf`` of silent inputs)."""
+    r""":math:`e^{t/\tau}` where ``mask``, else 0 (NaN-safe for the ``inf`` of silent inputs)."""
     return jnp.where(mask, jnp.exp(jnp.where(mask, times, 0.0) / tau), 0.0)
 
 
@@ -286,15 +314,86 @@ def input_step(net: SpikeTimeNet, times: jax.Array) -> jax.Array:
     return jnp.where(finite, jnp.floor(jnp.where(finite, times, 0.0) / net.dt), net.steps + 1).astype(jnp.int32)
 
 
+def _first(mask: jax.Array, k: int) -> jax.Array:
+    """Indices of the first ``k`` true entries of the flat ``mask``, ascending, ``mask.size`` past the last.
+
+    ``jnp.nonzero(mask, size=k)``, by a binary search in the running count: several times faster on CPU.
+    """
+    running = jnp.cumsum(mask, dtype=jnp.int32)
+    return jnp.searchsorted(running, jnp.arange(1, k + 1, dtype=jnp.int32), side="left", method="scan_unrolled").astype(
+        jnp.int32
+    )
+
+
+def eligibility_step(
+    pre_s: jax.Array,
+    pre_m: jax.Array,
+    traces: tuple[jax.Array, jax.Array],
+    rows: jax.Array,
+    factor: jax.Array,
+    x: jax.Array,
+    kappa: float,
+    chunk: int,
+) -> tuple[jax.Array, jax.Array]:
+    r"""Add :math:`\partial t_k / \partial w` to ``E`` and :math:`X_k \partial t_k / \partial w` to ``R`` for the neurons that spiked.
+
+    Args:
+      pre_s: :math:`\varepsilon^s`, ``[B, N_in]``.
+      pre_m: :math:`\sum_z e^{t_j^z/\tau}`, ``[B, N_in]``.
+      traces: ``(E, R)``, each ``[B * N, N_in]``.
+      rows: the neurons whose spike is a crossing in this step, ``[B, N]`` bool.
+      factor: :math:`F_k` ``[B, N]``.
+      x: :math:`X_k` ``[B, N]``.
+      kappa: :math:`\vartheta / \tau`.
+      chunk: rows updated per iteration (any value is exact; it sets speed).
+
+    Returns:
+      The updated ``(E, R)``.
+    """
+    elig, rtrace = traces
+    batch, n_post = rows.shape
+    total = batch * n_post
+    factor, x = factor.reshape(-1), x.reshape(-1)
+
+    def body(carry):
+        elig, rtrace, left = carry
+        idx = _first(left, chunk)
+        valid = idx < total
+        safe = jnp.where(valid, idx, 0)
+        b = safe // n_post
+        f = jnp.where(valid, factor[safe], 0.0)[:, None]
+        xk = x[safe][:, None]
+        dt_dw = f * (pre_s[b] / (xk * xk) - (pre_m[b] - kappa * rtrace[safe]) / xk)
+        elig = elig.at[idx].add(dt_dw, mode="drop", unique_indices=True)
+        rtrace = rtrace.at[idx].add(xk * dt_dw, mode="drop", unique_indices=True)
+        return elig, rtrace, left & (jnp.arange(total, dtype=jnp.int32) > idx[-1])
+
+    elig, rtrace, _ = jax.lax.while_loop(lambda c: jnp.any(c[2]), body, (elig, rtrace, rows.reshape(-1)))
+    return elig, rtrace
+
+
+def _timed(a: jax.Array, b: jax.Array, x: jax.Array, factor: jax.Array, tau: float) -> tuple[jax.Array, jax.Array]:
+    r"""``(t, X)`` of the spikes, valued :math:`\tau \log X` and :math:`X`, differentiated as
+    :math:`\dot t = F (\dot a / X^2 - \dot b / X)`, :math:`\dot X = X \dot t / \tau` (a stop-gradient identity)."""
+    x = jax.lax.stop_gradient(x)
+    carrier = jax.lax.stop_gradient(factor) * (a / (x * x) - b / x)
+    dt = carrier - jax.lax.stop_gradient(carrier)  # exactly 0, derivative F (da/X^2 - db/X)
+    return tau * jnp.log(x) + dt, x + x * dt / tau
+
+
 def simulate(
     net: SpikeTimeNet,
     weights: Sequence[jax.Array],
     times: jax.Array,
     shifts: Sequence[jax.Array] | None = None,
+    *,
+    fix: bool = False,
+    eligibility: bool = False,
+    chunk: int = 128,
 ) -> SpikeTimeRun:
     r"""Run the network over its window; differentiable in ``weights`` and ``shifts``.
 
-    ``jax.grad`` of the returned ``time_sums`` is backpropagation through the exact spike times
+    ``jax.grad`` of the returned ``time_sums`` is backpropagation through the spike times
     (memory grows with the number of steps); ``jax.jvp`` along ``shifts`` gives the spike grades.
 
     Args:
@@ -304,6 +403,10 @@ def simulate(
       shifts: optional ``[B, N_l]`` per hidden layer, added to every emitted spike time of that
         neuron as the next layer sees it (not to its own reset): the perturbation whose
         directional derivatives are SFDFA's spike grades.
+      fix: differentiate spike times with the critical-point fix :math:`F = 	au / I` instead of
+        the exact :math:`	au / (I - artheta)` (module docstring).
+      eligibility: also carry the eligibility traces (module docstring), with the same ``fix``.
+      chunk: spiking neurons whose eligibility rows are updated per inner iteration.
 
     Returns:
       A :class:`SpikeTimeRun`.
@@ -320,46 +423,58 @@ def simulate(
     net.check()
     if len(weights) != len(net.sizes) - 1:
         raise ValueError(f"simulate: expected {len(net.sizes) - 1} weight matrices, got {len(weights)}.")
+    if chunk < 1:
+        raise ValueError(f"simulate: chunk must be >= 1, got {chunk}.")
     batch = times.shape[0]
     hidden = len(net.sizes) - 2
     shifts = [jnp.zeros((batch, n), times.dtype) for n in net.sizes[1:-1]] if shifts is None else list(shifts)
     if len(shifts) != hidden:
         raise ValueError(f"simulate: expected {hidden} shift arrays (one per hidden layer), got {len(shifts)}.")
     in_step = input_step(net, times)
-    layers0 = [
-        LayerState(*(jnp.zeros((batch, n), jnp.float32) for n in (n_in, n_in, n_out, n_out, n_out)))
-        for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:])
-    ]
+    pairs = list(zip(net.sizes[:-1], net.sizes[1:]))
+    layers0 = [LayerState(*(jnp.zeros((batch, n), jnp.float32) for n in (n_in, n_in, n_out, n_out, n_out))) for n_in, n_out in pairs]
     emitted0 = [(jnp.zeros((batch, n), jnp.float32), jnp.zeros((batch, n), bool)) for n in net.sizes[1:-1]]
+    traces0 = [(jnp.zeros((batch * n_out, n_in), jnp.float32),) * 2 for n_in, n_out in pairs] if eligibility else None
 
     def body(carry, n):
-        layers, emitted, diag = carry
+        layers, emitted, traces, diag = carry
         incoming = [(times, in_step == n - 1), *emitted]
-        new_layers, new_emitted = [], []
+        new_layers, new_emitted, new_traces = [], [], []
         for l, (w, st) in enumerate(zip(weights, layers)):
+            threshold, tau = net.thresholds[l], net.tau
             t_in, mask = incoming[l]
-            pre_s, pre_m = st.pre_s + deliver(t_in, mask, net.tau_s), st.pre_m + deliver(t_in, mask, net.tau)
+            pre_s, pre_m = st.pre_s + deliver(t_in, mask, net.tau_s), st.pre_m + deliver(t_in, mask, tau)
             a, b = jnp.split(jnp.concatenate([pre_s, pre_m]) @ w, 2)
-            c = crossing(net, l, a, b - net.thresholds[l] * st.reset, st.count, n)
-            t = net.tau * jnp.log(c.x)
+            b = b - threshold * st.reset
+            c = crossing(net, l, a, b, st.count, n)
+            current = jax.lax.stop_gradient(a / (c.x * c.x))
+            factor = jnp.where(c.exact, tau / jnp.where(c.exact, current if fix else current - threshold, 1.0), 0.0)
+            t, x = _timed(a, b, c.x, factor, tau)
             new_layers.append(
                 LayerState(
                     pre_s,
                     pre_m,
-                    st.reset + jnp.where(c.spiked, c.x, 0.0),
+                    st.reset + jnp.where(c.spiked, x, 0.0),
                     st.count + c.spiked,
                     st.time_sum + jnp.where(c.spiked, t, 0.0),
                 )
             )
+            if traces is not None:
+                sg = jax.lax.stop_gradient
+                new_traces.append(
+                    eligibility_step(sg(pre_s), sg(pre_m), traces[l], c.exact, sg(factor), sg(c.x), threshold / tau, chunk)
+                )
             if l < hidden:  # what the next layer receives at the next step
                 new_emitted.append((jnp.where(c.spiked, t + shifts[l], 0.0), c.spiked))
             diag = diag.at[l].add(jnp.stack([jnp.sum(f, dtype=jnp.float32) for f in (c.violation, c.forced, c.capped)]))
-        return (new_layers, new_emitted, diag), None
+        return (new_layers, new_emitted, new_traces if traces is not None else None, diag), None
 
-    carry0 = (layers0, emitted0, jnp.zeros((len(weights), 3), jnp.float32))
-    (layers, _, diag), _ = jax.lax.scan(body, carry0, jnp.arange(net.steps))
+    carry0 = (layers0, emitted0, traces0, jnp.zeros((len(weights), 3), jnp.float32))
+    (layers, _, traces, diag), _ = jax.lax.scan(body, carry0, jnp.arange(net.steps))
+    elig = None if traces is None else tuple(e.reshape(batch, n_out, n_in) for (e, _), (n_in, n_out) in zip(traces, pairs))
     return SpikeTimeRun(
         tuple(st.count for st in layers),
         tuple(st.time_sum for st in layers),
         Diagnostics(diag[:, 0], diag[:, 1], diag[:, 2]),
+        elig,
     )

@@ -1,10 +1,13 @@
 r"""Flax NNX modules over the pure neurons: parameters in modules, dynamics in :mod:`snnjax`.
 
 Each module holds its parameters (decays, optional recurrent weights) and builds the pure
-:class:`snnjax.Neuron` from them on every call, so it has no dynamics of its own. It is an
-NNX recurrent cell, ``cell(carry, x_t) -> (carry, out_t)`` with ``initialize_carry``, so
-``nnx.RNN(cell, time_major=True)`` runs it; :meth:`run` scans a whole ``[T, B, N]`` sequence
-directly, which is what :class:`snnjax.nn.Sequential` uses.
+:class:`snnjax.Neuron` from them on every call, so it has no dynamics of its own. Its options
+are the pure factory's, passed as keywords and described once, there: ``snn.LIF(64, beta=0.9,
+threshold=0.5)`` builds :func:`snnjax.lif` ``(beta, threshold=0.5)`` (Norse's modules take
+their functional parameters the same way). It is an NNX recurrent cell, ``cell(carry, x_t) ->
+(carry, out_t)`` with ``initialize_carry``, so ``nnx.RNN(cell, time_major=True)`` runs it;
+:meth:`run` scans a whole ``[T, B, N]`` sequence directly, which is what
+:class:`snnjax.nn.Sequential` uses.
 
 Trainable decays are stored as unconstrained raw parameters and mapped into range by a
 parameterisation (:mod:`snnjax.decay`): ``"sigmoid"`` gives :math:`\beta = \sigma(r)`,
@@ -14,24 +17,23 @@ parameterisation (:mod:`snnjax.decay`): ``"sigmoid"`` gives :math:`\beta = \sigm
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.typing import ArrayLike
 
-from snnjax import decay as _decay
-from snnjax import surrogates as _surrogates
-from snnjax.alif import alif
-from snnjax.bptt import run_bptt as _run_bptt
+from snnjax import surrogates
 from snnjax.checks import DECAY_HINT, check_unit_interval
-from snnjax.cuba import cuba_lif
-from snnjax.lif import lif
-from snnjax.neuron import Neuron
-from snnjax.neuron import run as _run
-from snnjax.readout import leaky_integrator
-from snnjax.spikes import DEFAULT_SURROGATE
+from snnjax.neurons import decay
+from snnjax.neurons.alif import alif
+from snnjax.neurons.bptt import run_bptt
+from snnjax.neurons.cuba import cuba_lif
+from snnjax.neurons.lif import iaf, lif
+from snnjax.neurons.neuron import Neuron, run
+from snnjax.neurons.readout import leaky_integrator
 
 __all__ = ["Decay", "NeuronCell", "LIF", "IAF", "CubaLIF", "ALIF", "LeakyIntegrator"]
 
@@ -70,23 +72,44 @@ class Decay(nnx.Module):
         if not trainable:
             self.value = nnx.Variable(beta)
         elif parametrization == "sigmoid":
-            self.value = nnx.Param(_decay.sigmoid_decay_inverse(beta))
+            self.value = nnx.Param(decay.sigmoid_decay_inverse(beta))
         else:
-            self.value = nnx.Param(_decay.softplus_decay_inverse(beta))
+            self.value = nnx.Param(decay.softplus_decay_inverse(beta))
 
     def __call__(self) -> jax.Array:
         raw = self.value[...]
         if not self.trainable:
             return jax.lax.stop_gradient(raw)  # fixed: zero gradient even if all state is differentiated
         if self.parametrization == "sigmoid":
-            return _decay.sigmoid_decay(raw)
-        return _decay.softplus_decay(raw)
+            return decay.sigmoid_decay(raw)
+        return decay.softplus_decay(raw)
 
 
 class NeuronCell(nnx.RNNCellBase):
     """Base of the neuron modules: an NNX recurrent cell over a pure :class:`snnjax.Neuron`.
 
-    Subclasses implement :meth:`neuron`. Features are the last axis (``num_feature_axes = 1``).
+    A subclass names its pure factory (``factory``) and which of the factory's arguments are
+    decays (``decays``, with their initial values): those become :class:`Decay` modules, fixed
+    or trainable; every other keyword is passed to the factory as it is. Features are the last
+    axis (``num_feature_axes = 1``).
+
+    Args:
+      features: number of neurons ``N``.
+      trainable_decay: learn the decays, one per neuron.
+      decay_parametrization: ``"sigmoid"`` or ``"softplus"`` (module docstring).
+      recurrent: add trainable recurrent weights ``[N, N]`` (needs ``rngs``; neurons whose
+        factory takes ``recurrent``).
+      unroll: scan unroll for :meth:`run`.
+      remat: for :meth:`run`, recompute each step's elementwise work in the backward pass
+        (:func:`snnjax.run`'s ``remat``, on by default; its docstring says when it is slower).
+      run_bptt: :meth:`run` through :func:`snnjax.run_bptt` instead of :func:`snnjax.run`: the
+        same values and gradients, with the recurrent weights' gradient formed as one product
+        after the backward loop, which is faster for recurrent layers. Reverse mode only:
+        ``jax.jvp`` through :meth:`run` then raises, and the learning rules that change a layer
+        (FA, FG-A) cannot see inside it, so leave it off for them. ``remat`` is then unused.
+        Stepping the cell (``nnx.RNN``) is not affected.
+      rngs: ``nnx.Rngs`` for the recurrent weights.
+      **options: the decays' initial values (scalar or ``[N]``) and the factory's other keywords.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -97,32 +120,63 @@ class NeuronCell(nnx.RNNCellBase):
       (2, 6, 4)
     """
 
-    features: int
-    unroll: int | bool
-    remat: bool = True
-    run_bptt: bool = False
+    factory: Callable[..., Neuron]
+    decays: dict[str, float] = {}
+
+    def __init__(
+        self,
+        features: int,
+        *,
+        trainable_decay: bool = False,
+        decay_parametrization: str = "sigmoid",
+        recurrent: bool = False,
+        unroll: int | bool = 1,
+        remat: bool = True,
+        run_bptt: bool = False,
+        rngs: nnx.Rngs | None = None,
+        **options: Any,
+    ):
+        name = type(self).__name__
+        factory = type(self).factory
+        accepted = inspect.signature(factory).parameters
+        unknown = sorted(set(options) - set(accepted) - set(self.decays))
+        if unknown or "recurrent" in options:
+            known = [p for p in accepted if p != "recurrent"]
+            raise ValueError(f"{name}: unknown option {(unknown or ['recurrent'])[0]!r}; the options are {', '.join(known)}.")
+        for flag, value in (("remat", remat), ("run_bptt", run_bptt), ("trainable_decay", trainable_decay)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
+        self.features, self.unroll, self.remat, self.run_bptt = features, unroll, remat, run_bptt
+        for decay_name, initial in self.decays.items():
+            value = options.pop(decay_name, initial)
+            setattr(self, decay_name, Decay(value, features, trainable=trainable_decay, parametrization=decay_parametrization))
+        if "surrogate" in options:
+            options["surrogate"] = surrogates.resolve(options["surrogate"])
+        self.options = tuple(sorted(options.items()))  # static and hashable: part of the graph definition
+        if recurrent and "recurrent" not in accepted:
+            raise ValueError(f"{name}: has no recurrent weights.")
+        if recurrent and rngs is None:
+            raise ValueError(f"{name}: recurrent=True needs rngs=nnx.Rngs(...) to initialise the recurrent weights.")
+        self.recurrent = nnx.Linear(features, features, use_bias=False, rngs=rngs) if recurrent else None
+        self.neuron()  # validate the options now
 
     def neuron(self) -> Neuron:
         """The pure neuron built from the current parameters."""
-        raise NotImplementedError
-
-    def _recurrent_weights(self) -> jax.Array | None:
-        layer = getattr(self, "recurrent", None)
-        return None if layer is None else layer.kernel[...]
+        kwargs = dict(self.options)
+        kwargs.update({name: getattr(self, name)() for name in self.decays})
+        if self.recurrent is not None:
+            kwargs["recurrent"] = self.recurrent.kernel[...]
+        return type(self).factory(**kwargs)
 
     def _check_features(self, shape: tuple[int, ...], what: str) -> None:
         if len(shape) < 1 or shape[-1] != self.features:
-            raise ValueError(
-                f"{type(self).__name__}: {what} has shape {shape}; its last axis must be features={self.features}."
-            )
+            raise ValueError(f"{type(self).__name__}: {what} has shape {shape}; its last axis must be features={self.features}.")
 
     def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None, carry_init: Any = None) -> Any:
         """The resting state for inputs of shape ``[B, features]`` (``rngs`` and ``carry_init`` are unused)."""
         del rngs
         if carry_init is not None:
-            raise ValueError(
-                "neuron cells start from their resting state; pass initial_carry to nnx.RNN instead of carry_init."
-            )
+            raise ValueError("neuron cells start from their resting state; pass initial_carry to nnx.RNN instead of carry_init.")
         self._check_features(tuple(input_shape), "input_shape")
         return self.neuron().init(tuple(input_shape), jnp.float32)
 
@@ -139,53 +193,20 @@ class NeuronCell(nnx.RNNCellBase):
         """
         self._check_features(tuple(jnp.shape(xs)), "xs")
         if self.run_bptt:
-            return _run_bptt(self.neuron(), xs, carry, unroll=self.unroll)
-        return _run(self.neuron(), xs, carry, unroll=self.unroll, remat=self.remat)
-
-    def _set_run_options(self, unroll: int | bool, remat: bool, run_bptt: bool) -> None:
-        for name, value in (("remat", remat), ("run_bptt", run_bptt)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{type(self).__name__}: {name} must be True or False, got {value!r}.")
-        self.unroll, self.remat, self.run_bptt = unroll, remat, run_bptt
+            return run_bptt(self.neuron(), xs, carry, unroll=self.unroll)
+        return run(self.neuron(), xs, carry, unroll=self.unroll, remat=self.remat)
 
     @property
     def num_feature_axes(self) -> int:
         return 1
 
 
-def _recurrent_layer(recurrent: bool, features: int, rngs: nnx.Rngs | None, name: str) -> nnx.Linear | None:
-    if not recurrent:
-        return None
-    if rngs is None:
-        raise ValueError(f"{name}: recurrent=True needs rngs=nnx.Rngs(...) to initialise the recurrent weights.")
-    return nnx.Linear(features, features, use_bias=False, rngs=rngs)
-
-
 class LIF(NeuronCell):
-    r"""Leaky integrate-and-fire layer (equations in :func:`snnjax.lif`).
+    r"""Leaky integrate-and-fire layer: :func:`snnjax.lif`, whose keywords it takes.
 
-    Args:
-      features: number of neurons ``N``.
-      beta: initial membrane decay, scalar or ``[N]``.
-      threshold: as for :func:`snnjax.lif`.
-      reset: as for :func:`snnjax.lif`.
-      detach_reset: as for :func:`snnjax.lif`.
-      surrogate: as for :func:`snnjax.lif`.
-      method: as for :func:`snnjax.lif`.
-      trainable_decay: learn a per-neuron decay.
-      decay_parametrization: ``"sigmoid"`` or ``"softplus"``.
-      recurrent: add trainable recurrent weights ``[N, N]`` (needs ``rngs``).
-      unroll: scan unroll for :meth:`run`.
-      remat: for :meth:`run`, recompute each step's elementwise work in the backward pass
-        (:func:`snnjax.run`'s ``remat``, on by default; its docstring gives the measured
-        speed-ups and the cases where it is slower).
-      run_bptt: :meth:`run` through :func:`snnjax.run_bptt` instead of :func:`snnjax.run`:
-        the same values and gradients, with the recurrent weights' gradient formed as one
-        product after the backward loop: 1.10-1.37x faster for recurrent layers on CPU, 1-14%
-        slower for feed-forward ones (``benchmarks/remat.py``). Reverse mode only:
-        ``jax.jvp`` through :meth:`run` then raises, so leave it off for forward-gradient
-        rules. ``remat`` is then unused. Stepping the cell (``nnx.RNN``) is not affected.
-      rngs: ``nnx.Rngs`` for the recurrent weights.
+    ``beta`` (default 0.9) is a :class:`Decay`; the other options (``threshold``, ``reset``,
+    ``detach_reset``, ``surrogate``, ``method``) are :func:`snnjax.lif`'s; the module's own
+    arguments are :class:`NeuronCell`'s.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -197,46 +218,12 @@ class LIF(NeuronCell):
       (10, 2, 4)
     """
 
-    def __init__(
-        self,
-        features: int,
-        *,
-        beta: ArrayLike = 0.9,
-        threshold: float = 1.0,
-        reset: str = "subtract",
-        detach_reset: bool = False,
-        trainable_decay: bool = False,
-        decay_parametrization: str = "sigmoid",
-        recurrent: bool = False,
-        surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
-        method: str = "inject",
-        unroll: int | bool = 1,
-        remat: bool = True,
-        run_bptt: bool = False,
-        rngs: nnx.Rngs | None = None,
-    ):
-        self.features = features
-        self.beta = Decay(beta, features, trainable=trainable_decay, parametrization=decay_parametrization)
-        self.threshold, self.reset, self.detach_reset = threshold, reset, detach_reset
-        self.surrogate, self.method = _surrogates.resolve(surrogate), method
-        self._set_run_options(unroll, remat, run_bptt)
-        self.recurrent = _recurrent_layer(recurrent, features, rngs, "LIF")
-        self.neuron()  # validate the options now
-
-    def neuron(self) -> Neuron:
-        return lif(
-            self.beta(),
-            threshold=self.threshold,
-            reset=self.reset,
-            detach_reset=self.detach_reset,
-            recurrent=self._recurrent_weights(),
-            surrogate=self.surrogate,
-            method=self.method,
-        )
+    factory = staticmethod(lif)
+    decays = {"beta": 0.9}
 
 
-class IAF(LIF):
-    """Integrate-and-fire layer: :class:`LIF` with ``beta = 1`` (no leak, nothing to train in it).
+class IAF(NeuronCell):
+    """Integrate-and-fire layer: :func:`snnjax.iaf` (no leak, nothing to train in it but recurrent weights).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -246,22 +233,13 @@ class IAF(LIF):
       [0.0, 0.0, 1.0, 0.0]
     """
 
-    def __init__(self, features: int, **kwargs: Any):
-        if "beta" in kwargs or kwargs.get("trainable_decay"):
-            raise ValueError("IAF has no leak: beta is 1 and not trainable (use LIF instead).")
-        super().__init__(features, beta=1.0, **kwargs)
+    factory = staticmethod(iaf)
 
 
 class CubaLIF(NeuronCell):
-    r"""Current-based LIF layer (equations in :func:`snnjax.cuba_lif`).
+    r"""Current-based LIF layer: :func:`snnjax.cuba_lif`, whose keywords it takes.
 
-    Args:
-      features: number of neurons ``N``.
-      alpha: initial synaptic decay, scalar or ``[N]``.
-      beta: initial membrane decay, scalar or ``[N]``.
-      trainable_decay: learn both decays per neuron.
-
-    The other keyword arguments are as for :class:`LIF`.
+    ``alpha`` (synaptic, default 0.8) and ``beta`` (membrane, default 0.9) are :class:`Decay` s.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -271,61 +249,15 @@ class CubaLIF(NeuronCell):
       (10, 2, 3)
     """
 
-    def __init__(
-        self,
-        features: int,
-        *,
-        alpha: ArrayLike = 0.8,
-        beta: ArrayLike = 0.9,
-        threshold: float = 1.0,
-        reset: str = "subtract",
-        detach_reset: bool = False,
-        trainable_decay: bool = False,
-        decay_parametrization: str = "sigmoid",
-        recurrent: bool = False,
-        surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
-        method: str = "inject",
-        unroll: int | bool = 1,
-        remat: bool = True,
-        run_bptt: bool = False,
-        rngs: nnx.Rngs | None = None,
-    ):
-        self.features = features
-        self.alpha = Decay(alpha, features, trainable=trainable_decay, parametrization=decay_parametrization)
-        self.beta = Decay(beta, features, trainable=trainable_decay, parametrization=decay_parametrization)
-        self.threshold, self.reset, self.detach_reset = threshold, reset, detach_reset
-        self.surrogate, self.method = _surrogates.resolve(surrogate), method
-        self._set_run_options(unroll, remat, run_bptt)
-        self.recurrent = _recurrent_layer(recurrent, features, rngs, "CubaLIF")
-        self.neuron()
-
-    def neuron(self) -> Neuron:
-        return cuba_lif(
-            self.alpha(),
-            self.beta(),
-            threshold=self.threshold,
-            reset=self.reset,
-            detach_reset=self.detach_reset,
-            recurrent=self._recurrent_weights(),
-            surrogate=self.surrogate,
-            method=self.method,
-        )
+    factory = staticmethod(cuba_lif)
+    decays = {"alpha": 0.8, "beta": 0.9}
 
 
 class ALIF(NeuronCell):
-    r"""Adaptive LIF layer (equations and the two forms in :func:`snnjax.alif`).
+    r"""Adaptive LIF layer: :func:`snnjax.alif` (both forms), whose keywords it takes.
 
-    Args:
-      features: number of neurons ``N``.
-      alpha: initial membrane decay, scalar or ``[N]`` (draw the FGI benchmark's
-        ``sigmoid(N(3, 0.1))`` yourself and pass it).
-      rho: initial adaptation decay, scalar or ``[N]``.
-      form: as for :func:`snnjax.alif`.
-      threshold: as for :func:`snnjax.alif`.
-      adaptation: as for :func:`snnjax.alif`.
-      trainable_decay: learn both decays per neuron.
-
-    The other keyword arguments are as for :class:`LIF`.
+    ``alpha`` (membrane, default 0.95) and ``rho`` (adaptation, default 0.99) are
+    :class:`Decay` s; draw the FGI benchmark's ``sigmoid(N(3, 0.1))`` yourself and pass it.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -335,64 +267,14 @@ class ALIF(NeuronCell):
       ((20, 2, 4), 2.0)
     """
 
-    def __init__(
-        self,
-        features: int,
-        *,
-        alpha: ArrayLike = 0.95,
-        rho: ArrayLike = 0.99,
-        form: str = "bellec",
-        threshold: float | None = None,
-        adaptation: float | None = None,
-        reset: str = "subtract",
-        detach_reset: bool = False,
-        trainable_decay: bool = False,
-        decay_parametrization: str = "sigmoid",
-        recurrent: bool = False,
-        surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
-        method: str = "inject",
-        unroll: int | bool = 1,
-        remat: bool = True,
-        run_bptt: bool = False,
-        rngs: nnx.Rngs | None = None,
-    ):
-        self.features = features
-        self.alpha = Decay(alpha, features, trainable=trainable_decay, parametrization=decay_parametrization)
-        self.rho = Decay(rho, features, trainable=trainable_decay, parametrization=decay_parametrization)
-        self.form, self.threshold, self.adaptation = form, threshold, adaptation
-        self.reset, self.detach_reset = reset, detach_reset
-        self.surrogate, self.method = _surrogates.resolve(surrogate), method
-        self._set_run_options(unroll, remat, run_bptt)
-        self.recurrent = _recurrent_layer(recurrent, features, rngs, "ALIF")
-        self.neuron()
-
-    def neuron(self) -> Neuron:
-        return alif(
-            self.alpha(),
-            self.rho(),
-            form=self.form,
-            threshold=self.threshold,
-            adaptation=self.adaptation,
-            reset=self.reset,
-            detach_reset=self.detach_reset,
-            recurrent=self._recurrent_weights(),
-            surrogate=self.surrogate,
-            method=self.method,
-        )
+    factory = staticmethod(alif)
+    decays = {"alpha": 0.95, "rho": 0.99}
 
 
 class LeakyIntegrator(NeuronCell):
-    r"""Leaky-integrator readout layer (equations in :func:`snnjax.leaky_integrator`); outputs the membrane.
+    r"""Leaky-integrator readout layer: :func:`snnjax.leaky_integrator`; outputs the membrane.
 
-    Args:
-      features: number of neurons ``N``.
-      kappa: initial decay, scalar or ``[N]``.
-      scale_input: multiply the input by ``1 - kappa``.
-      trainable_decay: as for :class:`LIF`.
-      decay_parametrization: as for :class:`LIF`.
-      unroll: as for :class:`LIF`.
-      remat: as for :class:`LIF`.
-      run_bptt: as for :class:`LIF`.
+    ``kappa`` (default 0.9) is a :class:`Decay`; ``scale_input`` is the factory's.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -402,22 +284,5 @@ class LeakyIntegrator(NeuronCell):
       [1.0, 1.5, 1.75]
     """
 
-    def __init__(
-        self,
-        features: int,
-        *,
-        kappa: ArrayLike = 0.9,
-        scale_input: bool = False,
-        trainable_decay: bool = False,
-        decay_parametrization: str = "sigmoid",
-        unroll: int | bool = 1,
-        remat: bool = True,
-        run_bptt: bool = False,
-    ):
-        self.features = features
-        self.kappa = Decay(kappa, features, trainable=trainable_decay, parametrization=decay_parametrization)
-        self.scale_input = scale_input
-        self._set_run_options(unroll, remat, run_bptt)
-
-    def neuron(self) -> Neuron:
-        return leaky_integrator(self.kappa(), scale_input=self.scale_input)
+    factory = staticmethod(leaky_integrator)
+    decays = {"kappa": 0.9}

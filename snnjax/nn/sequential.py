@@ -75,18 +75,10 @@ class Sequential(nnx.Module):
         if xs.ndim < 3:
             raise ValueError(f"Sequential: xs must be time-major [T, B, features], got shape {xs.shape}.")
         recorded = []
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
+        for layer in self.layers:
             if isinstance(layer, NeuronCell):
-                _, xs = layer.run(xs if tap is None else tap(xs))
+                _, xs = layer.run(xs)
                 recorded.append(xs)
-                if route is not None and i < last:
-                    xs = route.hidden(xs)
-            elif route is not None and isinstance(layer, nnx.Linear):
-                xs = route.linear(xs, layer.kernel[...])
-                xs = xs if layer.bias is None else xs + layer.bias[...].reshape((1,) * (xs.ndim - 1) + (-1,))
             else:
                 xs = layer(xs)
-        if route is not None:
-            xs = route.output(xs)
         return (xs, recorded) if record else xs

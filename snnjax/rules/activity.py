@@ -1,228 +1,255 @@
 r"""Activity-perturbed forward gradient (Ren, Kornblith, Liao & Hinton 2023), with local losses.
 
-Instead of the weights, perturb every layer's pre-activation (input current) :math:`z_l`
-with per-example, per-time-step noise :math:`u_l \sim \mathcal N(0, I)`. One ``jax.jvp``
-gives each example's directional derivative :math:`d_b = \nabla_{z} L_b \cdot u_b`, so
+Instead of the weights, perturb every layer's pre-activation :math:`z_l` (a weight product
+followed by its bias, :mod:`snnjax.rules.graph`: dense, convolutional and recurrent products
+alike) with noise :math:`u_l \sim \mathcal N(0, I)` drawn per example, per position and per
+time step. One ``jax.jvp`` gives each example's directional derivative
+:math:`d_b = \nabla_{z} \ell_b \cdot u_b`, so
 
 .. math::
 
-    \hat g_{z_l} = \frac{1}{B}\, d_b\, u_{l,b}, \qquad
+    \hat g_{z_l} = \frac{1}{B}\, d_b\, u_{l,b} \odot m_{l,b}, \qquad
     \hat g_{W_l} = x_l^\top \hat g_{z_l}, \qquad \hat g_{b_l} = \textstyle\sum \hat g_{z_l},
 
-the weight gradient going through the layer's own local Jacobian only. This is unbiased, with
-about fan-in times less variance than weight perturbation. With **local losses** the network
-is cut into blocks by a stop-gradient, each block with its own head and loss; the stop-gradient
-also stops tangents, so block :math:`k`'s noise reaches only loss :math:`k`, and
-:math:`\hat g_{z_l} = d^{(k)}_b u_{l,b} / B` for a layer in block :math:`k`.
+the weight gradient going through the layer's own local Jacobian only: the rule
+differentiates a *local objective*, the model run again with every pre-activation cut
+(:math:`\operatorname{sg}`), :math:`\sum_l \langle \operatorname{sg}(\hat g_{z_l}), z_l\rangle +
+L(\operatorname{sg}(z))`, so each parameter learns from the estimate of the first
+pre-activation after it, and everything after the last one (a readout's decay, say) from the
+loss itself. This is unbiased, with about fan-in times less variance than weight
+perturbation. :math:`m` masks the units whose activation has zero derivative (dead ReLUs, as
+Ren et al. do): where the layer's elementwise activation passes no tangent, the true gradient
+is zero, and the estimate is set to zero there (``mask=True``).
 
-**Tapped models.** The rule needs to reach the pre-activations, so it is built from a *model*
-``model(params, *args, tap) -> (losses, aux)`` that passes each pre-activation through
-``z = tap(z, block=k)`` (``block`` defaults to 0) and returns **per-example** losses, ``[B]``,
-or ``[num_blocks, B]`` with local losses. :class:`snnjax.nn.Sequential` taps the input current
-of every neuron layer when called with ``tap=``. :func:`as_loss` turns a tapped model into the
-``loss_fn`` every other rule takes, so FG-W, FG-A, LG-FG-A and LG-BP run on one model::
+**Per example.** :math:`d_b` needs each example's own loss, so the rule evaluates the loss one
+example at a time under ``jax.vmap``, along each argument's batch axis (``batch_axes``, found
+by itself when every array argument has exactly one axis of the batch size). The loss must be
+the mean over the batch of independent per-example losses (no batch statistics).
 
-    fg_w = rules.forward_gradient(rules.as_loss(model))
-    fg_a = rules.activity_forward_gradient(model)
-    lg_bp = rules.bptt(rules.as_loss(blockwise_model))
-    lg_fg_a = rules.activity_forward_gradient(blockwise_model)
+**Local losses.** With a tuple of local losses, the blocks cut by :func:`snnjax.rules.block`
+(LG-FG-A), block :math:`k`'s noise reaches loss :math:`k` only, so
+:math:`\hat g_{z_l} = d^{(k)}_b u_{l,b} / B` for a layer in block :math:`k`. The rule checks it
+on the traced loss and raises if a layer's pre-activation reaches two local losses.
 
-Limits: taps must see whole tensors, outside any ``lax.scan`` (the time axis included, as in
-``Sequential``'s ``[T, B, N]`` currents); parameters that reach the loss only through something
-other than a tapped pre-activation (recurrent weights and trainable decays inside a neuron
-layer) get a zero gradient from this rule; the forward pass is computed twice (the ``jvp`` and
-the local weight-gradient pass), and like the forward pass it holds the ``[T, B, N]``
-activations of a ``Sequential`` network.
+Limits: the loss is evaluated twice (the ``jvp`` and the local objective's gradient), and like
+the forward pass the rule holds every layer's activity over time. Products inside a
+``jax.custom_vjp`` function (:func:`snnjax.run_bptt`) cannot be perturbed: the rule raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
 from snnjax.rules import forward_mode
-from snnjax.rules.protocol import EmptyState, Rule
+from snnjax.rules.graph import Graph, Handler, Site, evaluate, trace
+from snnjax.rules.protocol import Rule, stateless, total
 
-__all__ = ["activity_forward_gradient", "as_loss", "identity_tap"]
+__all__ = ["activity_forward_gradient", "batch_axes_of"]
 
-Model = Callable[..., tuple[jax.Array, Any]]
+_sg = jax.lax.stop_gradient
 
 
-def identity_tap(z: jax.Array, block: int = 0) -> jax.Array:
-    """The tap of an unperturbed forward pass: returns ``z`` unchanged.
+class _Perturb(Handler):
+    """Adds this step's noise to every pre-activation; passes the activations on (for the mask)."""
+
+    def __init__(self, name: str, mask: bool):
+        self.name, self.mask = name, mask
+
+    def watches(self, site: Site):
+        tags = {"pre": site.pre_activation}
+        if self.mask and site.activation != site.pre_activation:
+            tags["act"] = site.activation
+        return tags
+
+    def value(self, site, tag, value, extra):
+        if tag == "pre":
+            return value + extra, None
+        return value, value
+
+
+class _Cut(Handler):
+    """Stops the gradient after every pre-activation and collects it (the local objective)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def watches(self, site: Site):
+        return {"pre": site.pre_activation}
+
+    def value(self, site, tag, value, extra):
+        return _sg(value), value
+
+
+def batch_axes_of(args: tuple, batch_axes: Any, rule: str) -> tuple:
+    """Each argument's batch axis (an int or ``None``), given or found from the shapes.
+
+    Found, every array argument must have exactly one axis of the batch size, the one size
+    that all of them share; scalars are not batched.
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> from snnjax import rules
-      >>> rules.identity_tap(jnp.ones(2), block=1)
-      Array([1., 1.], dtype=float32)
+      >>> from snnjax.rules.activity import batch_axes_of
+      >>> batch_axes_of((jnp.zeros((50, 8, 20)), jnp.zeros(8, int)), None, "rule")  # time-major spikes, labels
+      (1, 0)
     """
-    del block
-    return z
+    if batch_axes is not None:
+        axes = (batch_axes,) * len(args) if not isinstance(batch_axes, (tuple, list)) else tuple(batch_axes)
+        if len(axes) != len(args):
+            raise ValueError(f"{rule}: batch_axes names {len(axes)} arguments, the call passes {len(args)}.")
+        return axes
+    shapes = [[tuple(jnp.shape(leaf)) for leaf in jax.tree.leaves(a)] for a in args]
+    sizes = [set(s) for arg in shapes for s in arg if s]
+    common = set.intersection(*sizes) if sizes else set()
+    hint = f"pass batch_axes= (one int, or one per argument); the arguments' shapes are {shapes}"
+    if len(common) != 1:
+        raise ValueError(f"{rule}: cannot tell the batch axis of the arguments: {hint}.")
+    (batch,) = common
+    axes = []
+    for arg in shapes:
+        found = {s.index(batch) for s in arg if s and s.count(batch) == 1}
+        if any(s and s.count(batch) > 1 for s in arg) or len(found) > 1:
+            raise ValueError(f"{rule}: cannot tell the batch axis of the arguments (batch size {batch}): {hint}.")
+        axes.append(found.pop() if found else None)
+    return tuple(axes)
 
 
-def _num_blocks(shape: tuple[int, ...]) -> int:
-    if len(shape) not in (1, 2):
-        raise ValueError(f"a tapped model must return per-example losses [B] or [num_blocks, B], got shape {shape}.")
-    return 1 if len(shape) == 1 else shape[0]
+def _check_blocks(graph: Graph, rule: str) -> None:
+    graph.require_sites(rule)
+    for s in graph.sites:
+        if len(s.losses) > 1:
+            raise ValueError(
+                f"{rule}: the pre-activation of {s.name} reaches the local losses {list(s.losses)}; each block's "
+                "noise must reach its own loss only: end each block with snnjax.rules.block(h)."
+            )
 
 
-def _per_block(losses: jax.Array) -> jax.Array:
-    losses = jnp.asarray(losses)
-    return losses.reshape(_num_blocks(losses.shape), -1)
+def _rebuild_aux(per_example: Any, full: Any, rule: str) -> Any:
+    """The batch's ``aux`` from the examples' (stacked on a leading axis, batch axis of size 1)."""
 
+    def leaf(stacked, want):
+        one = stacked.shape[1:]
+        if one == tuple(want.shape) and stacked.shape[0] == 1:
+            return stacked[0]
+        diff = [a for a, (m, n) in enumerate(zip(one, want.shape)) if m != n]
+        if len(one) != len(want.shape) or len(diff) != 1 or one[diff[0]] != 1:
+            raise ValueError(
+                f"{rule} evaluates the loss one example at a time, and cannot rebuild an aux of shape "
+                f"{tuple(want.shape)} (no batch axis) from the examples'; return per-example values in aux."
+            )
+        return jnp.moveaxis(jnp.squeeze(stacked, diff[0] + 1), 0, diff[0])
 
-def _total(losses: jax.Array) -> jax.Array:
-    """Mean over the batch, summed over blocks."""
-    return jnp.sum(jnp.mean(_per_block(losses), axis=1))
-
-
-def as_loss(model: Model) -> Callable[..., tuple[jax.Array, Any]]:
-    r"""The ``loss_fn(params, *args) -> (loss, aux)`` of a tapped model, for any other rule.
-
-    The loss is the batch mean of the per-example losses, summed over blocks, with every tap
-    the identity.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from snnjax import rules
-      >>> model = lambda w, x, tap: (jnp.sum(tap(x @ w) ** 2, axis=-1), None)
-      >>> float(rules.as_loss(model)(jnp.ones((2, 1)), jnp.ones((3, 2)))[0])
-      4.0
-    """
-    if not callable(model):
-        raise ValueError("as_loss: model must be a callable (params, *args, tap) -> (losses, aux).")
-
-    def loss_fn(params, *args):
-        losses, aux = model(params, *args, tap=identity_tap)
-        return _total(losses), aux
-
-    return loss_fn
-
-
-class _Tap:
-    """A tap that applies ``fn(index, z, block)`` to the i-th tapped value, counting calls."""
-
-    def __init__(self, fn: Callable[[int, jax.Array, int], jax.Array]):
-        self.fn, self.count = fn, 0
-
-    def __call__(self, z: jax.Array, block: int = 0) -> jax.Array:
-        if not isinstance(block, int) or block < 0:
-            raise ValueError(f"tap: block must be a non-negative int, got {block!r}.")
-        out = self.fn(self.count, jnp.asarray(z), block)
-        self.count += 1
-        return out
-
-
-def _discover(model: Model, params: Any, args: tuple) -> list[tuple[jax.ShapeDtypeStruct, int]]:
-    found: list[tuple[jax.ShapeDtypeStruct, int]] = []
-
-    def record(i, z, block):
-        found.append((jax.ShapeDtypeStruct(z.shape, z.dtype), block))
-        return z
-
-    losses, _ = jax.eval_shape(lambda p: model(p, *args, tap=_Tap(record)), params)
-    if not found:
-        raise ValueError(
-            "activity_forward_gradient: the model never called tap(z); pass each pre-activation through it."
-        )
-    num_blocks = _num_blocks(losses.shape)
-    for _, block in found:
-        if block >= num_blocks:
-            raise ValueError(f"tap used block={block} but the model returns losses for {num_blocks} block(s).")
-    return found
+    return jax.tree.map(leaf, per_example, full)
 
 
 def activity_forward_gradient(
-    model: Model,
+    loss_fn: Callable[..., tuple[Any, Any]],
     num_directions: int = 1,
     *,
     distribution: str = "gaussian",
-    batch_axis: int = -2,
+    batch_axes: int | None | tuple[int | None, ...] = None,
+    mask: bool = True,
 ) -> Rule:
-    r"""Forward gradient by activity perturbation (FG-A; LG-FG-A with a block-wise model).
+    r"""Forward gradient by activity perturbation (FG-A; LG-FG-A with local losses).
 
     Args:
-      model: a tapped model ``(params, *args, tap) -> (losses, aux)`` (module docstring);
-        ``losses`` per example, ``[B]`` or ``[num_blocks, B]``.
+      loss_fn: ``(params, *args) -> (loss, aux)``, the loss a mean over examples, or a tuple of
+        local losses (module docstring).
       num_directions: ``K`` perturbations per call, vmapped; their estimates are averaged.
       distribution: ``"gaussian"`` or ``"rademacher"`` noise.
-      batch_axis: the batch axis of every tapped pre-activation: ``-2`` fits both ``[B, N]``
-        and time-major ``[T, B, N]``.
+      batch_axes: the batch axis of each argument (one int for all, ``None`` for an argument
+        shared by every example); ``None`` finds them from the shapes (time-major spikes
+        ``[T, B, N]`` with labels ``[B]``: ``(1, 0)``).
+      mask: zero the estimate where the layer's activation has zero derivative (dead ReLUs).
 
     Returns:
-      A :class:`snnjax.rules.Rule`, ``(loss, aux), grads = rule(params, *args, key=key)``,
-      ``loss`` the batch mean summed over blocks. Direction ``k`` of tap ``i`` is drawn from
-      ``jax.random.fold_in(jax.random.split(key, K)[k], i)``.
+      A :class:`snnjax.rules.Rule`, ``(loss, aux), grads = rule(params, *args, key=key)``.
+      The noise of example ``b``, direction ``k``, layer ``l`` is drawn from
+      ``fold_in(fold_in(split(key, K)[k], b), l)``.
 
     Raises:
-      ValueError: for a model that never taps, a bad block index, a batch axis that does not
-        match the losses, ``num_directions < 1``, a missing key.
+      ValueError: at trace time, for a model without weight products, a layer reaching two
+        local losses, batch axes it cannot find, an aux without batch axis,
+        ``num_directions < 1`` or a missing key.
       TypeError: for models using ``jax.custom_vjp`` (forward mode), naming the methods that work.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import rules
-      >>> model = lambda w, x, tap: (jnp.sum(jnp.tanh(tap(x @ w)), axis=-1), None)
-      >>> (loss, _), g = rules.activity_forward_gradient(model)(jnp.ones((2, 3)), jnp.ones((4, 2)), key=jax.random.key(0))
+      >>> def loss_fn(w, x):
+      ...     return jnp.mean(jnp.sum(jnp.tanh(x @ w), axis=-1)), None
+      >>> (loss, _), g = rules.activity_forward_gradient(loss_fn)(jnp.ones((2, 3)), jnp.ones((4, 2)), key=jax.random.key(0))
       >>> g.shape
       (2, 3)
     """
-    if not callable(model):
-        raise ValueError("activity_forward_gradient: model must be a callable (params, *args, tap) -> (losses, aux).")
+    name = f"FG-A(K={num_directions})"
+    if not callable(loss_fn):
+        raise ValueError("activity_forward_gradient: loss_fn must be a callable (params, *args) -> (loss, aux).")
     forward_mode.check_options(num_directions, distribution, "activity_forward_gradient")
+    if not isinstance(mask, bool):
+        raise ValueError(f"activity_forward_gradient: mask must be True or False, got {mask!r}.")
+    rule = "activity_forward_gradient"
 
     def apply(state, params, *args, key=None):
-        key = forward_mode.require_key(key, "activity_forward_gradient")
-        taps = _discover(model, params, args)
+        key = forward_mode.require_key(key, rule)
+        axes = batch_axes_of(args, batch_axes, rule)
+        full_aux = jax.eval_shape(lambda p, a: loss_fn(p, *a), params, args)[1]
 
-        def one_direction(k):
-            us = [
-                forward_mode.draw(jax.random.fold_in(k, i), s.shape, s.dtype, distribution)
-                for i, (s, _) in enumerate(taps)
-            ]
+        def one(example):
+            return tuple(a if ax is None else jax.tree.map(lambda x: jnp.expand_dims(x, ax), a) for a, ax in zip(example, axes))
 
-            def perturbed(es):
-                losses, aux = model(params, *args, tap=_Tap(lambda i, z, block: z + es[i]))
-                return _per_block(losses), aux
+        def estimate(b, *example):  # one example: its losses, aux and the pre-activations' estimates
+            example = one(example)
+            graph = trace(loss_fn, params, example, rule)
+            _check_blocks(graph, rule)
+            handler = _Perturb(rule, mask)
 
-            zeros = [jnp.zeros(s.shape, s.dtype) for s, _ in taps]
-            losses, dlosses, aux = forward_mode.jvp(perturbed, (zeros,), (us,), has_aux=True)
-            batch = losses.shape[1]
-            signals = [_scale_per_example(dlosses[block] / batch, u, batch_axis) for u, (_, block) in zip(us, taps)]
-            return losses, aux, signals
+            def run(eps):
+                (loss, aux), collected = evaluate(graph, params, example, handler, eps)
+                acts = {i: v for (tag, i), v in collected.items() if tag == "act"}
+                return (jnp.stack(jax.tree.leaves(loss)), acts), aux
 
-        keys = jax.random.split(key, num_directions)
-        losses, aux, signals = jax.vmap(one_direction, out_axes=(None, None, 0))(keys)
-        signals = [jnp.mean(s, axis=0) for s in signals]
+            def direction(k):
+                k = jax.random.fold_in(k, b)
+                noise = {
+                    ("pre", s.index): forward_mode.draw(
+                        jax.random.fold_in(k, s.index), s.loops + s.pre_activation.struct.shape, s.pre_activation.struct.dtype, distribution
+                    )
+                    for s in graph.sites
+                }
+                zeros = {i: jnp.zeros_like(u) for i, u in noise.items()}
+                (losses, _), (d, d_acts), aux = forward_mode.jvp(run, (zeros,), (noise,), has_aux=True)
+                signals = {}
+                for s in graph.sites:
+                    coefficient = d[s.losses[0]] if s.losses else jnp.zeros_like(d[0])
+                    g = coefficient * noise[("pre", s.index)]
+                    if s.index in d_acts:  # zero where the activation passes no tangent
+                        g = jnp.where(d_acts[s.index].reshape(g.shape) != 0, g, 0.0)
+                    signals[s.index] = g
+                return losses, aux, signals
 
-        def local_objective(p):
-            terms: list[jax.Array] = []
+            losses, aux, signals = jax.vmap(direction, out_axes=(None, None, 0))(jax.random.split(key, num_directions))
+            return losses, aux, {i: jnp.mean(g, axis=0) for i, g in signals.items()}
 
-            def local(i, z, block):
-                terms.append(jnp.sum(jax.lax.stop_gradient(signals[i]) * z))
-                return jax.lax.stop_gradient(z)  # nothing flows past a layer's own Jacobian
+        batched = [(a, ax) for a, ax in zip(args, axes) if ax is not None and jax.tree.leaves(a)]
+        if not batched:
+            raise ValueError(f"{rule}: no argument has a batch axis (batch_axes={axes}).")
+        batch = jnp.shape(jax.tree.leaves(batched[0][0])[0])[batched[0][1]]
+        losses, aux, signals = jax.vmap(estimate, in_axes=(0, *axes))(jnp.arange(batch), *args)
 
-            model(p, *args, tap=_Tap(local))
-            return sum(terms)
+        def objective(p):
+            def local(signal, *example):
+                example = one(example)
+                graph = trace(loss_fn, p, example, rule)
+                (loss, _), pre = evaluate(graph, p, example, _Cut(rule))
+                return total(loss) + sum(jnp.vdot(_sg(signal[s.index]), pre[("pre", s.index)]) for s in graph.sites)
 
-        grads = jax.grad(local_objective)(params)
-        return (jnp.sum(jnp.mean(losses, axis=1)), aux), grads, state
+            return jnp.sum(jax.vmap(local, in_axes=(0, *axes))(signals, *args)) / batch
 
-    return Rule(init=lambda params: EmptyState(), apply=apply, name=f"FG-A(K={num_directions})", loss_fn=as_loss(model))
+        grads = jax.grad(objective)(params)
+        loss = jnp.sum(jnp.mean(losses, axis=0))
+        return (loss, _rebuild_aux(aux, full_aux, name)), grads, state
 
-
-def _scale_per_example(d: jax.Array, u: jax.Array, batch_axis: int) -> jax.Array:
-    """``d[b] * u`` with ``b`` along ``u``'s batch axis."""
-    axis = batch_axis % u.ndim if u.ndim else 0
-    if u.ndim == 0 or u.shape[axis] != d.shape[0]:
-        raise ValueError(
-            f"activity_forward_gradient: a tapped pre-activation has shape {u.shape}, whose batch axis "
-            f"{batch_axis} should have the batch size {d.shape[0]} of the per-example losses."
-        )
-    shape = [1] * u.ndim
-    shape[axis] = d.shape[0]
-    return d.reshape(shape).astype(u.dtype) * u
+    return stateless(apply, name, loss_fn)

@@ -2,29 +2,34 @@ r"""Backpropagation through time: the exact gradient of the loss through the who
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
-from snnjax.rules.protocol import EmptyState, Rule
+from snnjax.rules.graph import evaluate, trace
+from snnjax.rules.protocol import Rule, stateless, total
 
 __all__ = ["bptt"]
 
 
-def bptt(loss_fn: Callable[..., tuple[jax.Array, Any]]) -> Rule:
+def bptt(loss_fn: Callable[..., tuple[Any, Any]]) -> Rule:
     r"""BPTT: ``jax.value_and_grad`` of ``loss_fn`` through every time step (reverse mode).
 
     With spiking neurons the derivative of each spike is its surrogate, so this is the
     surrogate-gradient BPTT of Neftci, Mostafa & Zenke (2019). Memory grows with the number of
-    time steps (one saved state per step).
+    time steps (one saved state per step). A model cut into blocks by
+    :func:`snnjax.rules.block`, each with its own local loss, trains block by block (LG-BP of
+    Ren et al. 2023): each block's parameters get the gradient of its own loss only.
 
     Args:
-      loss_fn: ``(params, *args) -> (loss, aux)``, scalar loss; differentiated in its first
-        argument.
+      loss_fn: ``(params, *args) -> (loss, aux)`` with a floating-point scalar loss (or a tuple
+        of local losses); differentiated in its first argument.
 
     Returns:
-      A :class:`snnjax.rules.Rule`: ``(loss, aux), grads = rule(params, *args, key=None)``.
+      A :class:`snnjax.rules.Rule`: ``(loss, aux), grads = rule(params, *args)``.
+
+    Raises:
+      ValueError: at trace time, if ``loss_fn`` does not return ``(loss, aux)`` with a scalar loss.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -36,10 +41,15 @@ def bptt(loss_fn: Callable[..., tuple[jax.Array, Any]]) -> Rule:
     """
     if not callable(loss_fn):
         raise ValueError("bptt: loss_fn must be a callable (params, *args) -> (loss, aux).")
-    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
 
     def apply(state, params, *args, key=None):
         del key  # deterministic
-        return (*value_and_grad(params, *args), state)
+        graph = trace(loss_fn, params, args, "bptt")  # checks the loss; finds the block markers
 
-    return Rule(init=lambda params: EmptyState(), apply=apply, stateful=False, name="bptt", loss_fn=loss_fn)
+        def objective(p):
+            loss, aux = evaluate(graph, p, args)[0] if graph.blocks else loss_fn(p, *args)
+            return total(loss), aux
+
+        return (*jax.value_and_grad(objective, has_aux=True)(params), state)
+
+    return stateless(apply, "bptt", loss_fn)

@@ -1,334 +1,392 @@
 r"""Feedback alignment (FA), direct feedback alignment (DFA) and forward DFA (FDFA), offline.
 
-**Routed models.** These rules change how the error travels backwards, so they need the layer
-boundaries. They are built from a *routed model* ``model(params, *args, route) -> (losses, aux)``
-(per-example ``losses [B]``) that computes every weight product as ``route.linear(x, w)``
-(``x @ w``, ``w`` of shape ``[N_in, N_out]``), passes every hidden layer's output through
-``h = route.hidden(h)`` and the network output through ``y = route.output(y)``; each returns
-its input unchanged in the forward pass. :class:`snnjax.nn.Sequential` and
-:class:`snnjax.train.MLP` do this when called with ``route=``. Time-major models pass whole
-sequences (``h: [T, B, N_l]``, ``y: [T, B, C]``).
+Each rule is built from ``loss_fn`` alone and finds the layers in the traced loss
+(:mod:`snnjax.rules.graph`): the **weight products** :math:`o_l = x_l \star W_l` (dense,
+convolutional, recurrent), the **hidden outputs** :math:`h_l` (the input :math:`x` of every
+product that reads another layer's output, as that product reads it: after pooling and
+flattening) and the **output** :math:`o` (the one product whose result reaches the loss
+through no other product: the output layer's pre-activation).
 
-The rules are written with stop-gradient identities, so one ``jax.grad`` computes each:
+- **FA** (Lillicrap et al. 2016): every product sends the error back through a fixed random
+  :math:`B_l` of :math:`W_l`'s shape instead of :math:`W_l`: the product is computed as
+  :math:`\operatorname{sg}(x) \star W + x \star B - \operatorname{sg}(x \star B)`, whose value is
+  :math:`x \star W`. A convolution's :math:`B` is a fixed random kernel, a recurrent product's
+  sends the error to the previous step through its own :math:`B`. :math:`B_l = W_l` is backpropagation.
+- **DFA** (Nøkland 2016): the error at the output layer's pre-activation,
+  :math:`e = \partial L/\partial o`, reaches every hidden output directly,
+  :math:`\delta h_l = e B_l^\top` with a fixed random :math:`B_l: [F_l, C]`, and flows from there
+  through the layer's own local derivative (a spiking layer's surrogate, its own dynamics over
+  time and its recurrent weights) to its weights; nothing from the layers above reaches it. As in
+  Nøkland (2016) and Launay et al. (2020), :math:`B_l` maps the error to the whole feature map
+  (:math:`F_l` = all features at one position: channels times height times width after a
+  convolutional layer), at every position that the output has (each example and time step:
+  the error of step :math:`t` reaches the hidden outputs of step :math:`t`). For a spiking
+  network with a leaky-integrator readout, :math:`e` at the readout's input already carries
+  the readout's own dynamics over time. With one hidden layer and :math:`B` the true Jacobian
+  :math:`\partial o / \partial h` (:math:`W_\text{out}`), DFA is backpropagation.
+- **FDFA** (Bacho & Chu 2022): DFA whose :math:`B_l` estimates that Jacobian. Every hidden
+  output is perturbed by :math:`u_l \sim \mathcal N(0, I)`; one ``jax.jvp`` gives
+  :math:`o' = \sum_l J_l u_l`, and since :math:`\mathbb E[u_l^\top o'] = J_l^\top`,
 
-- **FA** (Lillicrap et al. 2016): ``linear`` returns
-  :math:`\operatorname{sg}(x) W + x B_l - \operatorname{sg}(x B_l)`, whose value is
-  :math:`xW` and whose backward pass sends :math:`\delta B_l^\top` to :math:`x` where
-  backpropagation sends :math:`\delta W^\top`. :math:`B_l` has :math:`W`'s shape, fixed random;
-  :math:`B_l = W_l` is backpropagation.
-- **DFA** (Nøkland 2016): ``hidden`` cuts each hidden output from the layers above
-  (:math:`\operatorname{sg}(h_l)`) and ``output`` returns
-  :math:`y + \sum_l (h_l B_l - \operatorname{sg}(h_l B_l))`, so the error :math:`e = \partial L/\partial y`
-  reaches every hidden output as :math:`e B_l^\top` (:math:`B_l: [N_l, C]`) in one step, then
-  flows through the layer's own local derivative (a spiking layer's surrogate, through its own
-  dynamics over time) to its weights. Over time the error of step :math:`t` reaches the hidden
-  outputs of step :math:`t` (the *offline* mode).
-- **FDFA** (Bacho & Chu 2022): DFA whose :math:`B_l` estimates the output-to-layer Jacobian.
-  Perturb each hidden output by :math:`u_l \sim \mathcal N(0, I)`; one ``jax.jvp`` gives
-  :math:`y' = \sum_l J_l u_l`, and since :math:`\mathbb E[u_l^\top y'] = J_l^\top`,
-
-  .. math:: B_l \leftarrow B_l - \eta\,\big(B_l - \operatorname{mean}_{t,b}(u_l^\top y')\big),
+  .. math:: B_l \leftarrow B_l - \eta\,\big(B_l - \operatorname{mean}_{\text{positions}}(u_l^\top o')\big),
      \qquad B_l^{(0)} = 0,
 
-  then the DFA gradient with the updated :math:`B_l`. With :math:`B_l = J_l^\top`, DFA is
-  backpropagation for one hidden layer.
+  then the DFA gradient with the updated :math:`B_l`.
 
-FA and DFA keep their fixed matrices as the rule's state, FDFA its estimates; all three are
-stateful rules (``rule.init(params)``, ``state=``). The matrices' shapes come from one abstract
-trace of the model on ``example_args`` (arrays or ``jax.ShapeDtypeStruct``).
+Biases and neuron parameters train through the same paths (their gradient is exact given the
+error that reaches their layer), and everything after the output product (the readout's
+decay, say) gets the exact gradient. FA, DFA and FDFA keep their matrices as the rule's
+state, one per touched product in the order of the traced loss (``rule.init(params, *args,
+key=key)``). A rule raises a ``ValueError`` naming the layer where it cannot act: DFA and
+FDFA need exactly one output product and at least one hidden layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+import math
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from snnjax.rules import forward_mode
-from snnjax.rules.protocol import Rule
+from snnjax.rules.graph import Graph, Handler, Site, evaluate, trace
+from snnjax.rules.protocol import Rule, total
 
-__all__ = ["FeedbackState", "Route", "as_routed_loss", "dfa", "fa", "fdfa"]
+__all__ = ["FeedbackState", "dfa", "fa", "fdfa"]
 
 _sg = jax.lax.stop_gradient
-RoutedModel = Callable[..., tuple[jax.Array, Any]]
-
-
-class Route:
-    """The identity route of a plain forward pass; the rules' routes subclass it.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from snnjax.rules import Route
-      >>> route = Route()
-      >>> y = route.output(route.linear(route.hidden(jnp.ones((2, 3))), jnp.ones((3, 1))))
-      >>> y[:, 0], len(route.hiddens)
-      (Array([3., 3.], dtype=float32), 1)
-    """
-
-    def __init__(self) -> None:
-        self.linears: list[jax.Array] = []
-        self.hiddens: list[jax.Array] = []
-        self.outputs: list[jax.Array] = []
-
-    def linear(self, x: jax.Array, w: jax.Array) -> jax.Array:
-        """``x @ w``; ``x: [..., N_in]``, ``w: [N_in, N_out]``."""
-        self.linears.append(w)
-        return self._linear(len(self.linears) - 1, x, w)
-
-    def hidden(self, h: jax.Array) -> jax.Array:
-        """A hidden layer's output ``[..., N_l]``, as the next layer sees it."""
-        self.hiddens.append(h)
-        return self._hidden(len(self.hiddens) - 1, h)
-
-    def output(self, y: jax.Array) -> jax.Array:
-        """The network output ``[..., C]``."""
-        if self.outputs:
-            raise ValueError("a routed model must call route.output(y) exactly once.")
-        self.outputs.append(y)
-        return self._output(y)
-
-    def _linear(self, i: int, x: jax.Array, w: jax.Array) -> jax.Array:
-        return x @ w
-
-    def _hidden(self, i: int, h: jax.Array) -> jax.Array:
-        return h
-
-    def _output(self, y: jax.Array) -> jax.Array:
-        return y
-
-
-class _FA(Route):
-    def __init__(self, matrices):
-        super().__init__()
-        self.matrices = matrices
-
-    def _linear(self, i, x, w):
-        b = self.matrices[i]
-        return _sg(x) @ w + (x @ _sg(b) - _sg(x @ b))  # value x @ w; x's cotangent uses B
-
-
-class _DFA(Route):
-    def __init__(self, matrices):
-        super().__init__()
-        self.matrices = matrices
-
-    def _hidden(self, i, h):
-        return _sg(h)  # the layers above do not send their error down
-
-    def _output(self, y):
-        for h, b in zip(self.hiddens, self.matrices):
-            projected = h @ _sg(b)
-            y = y + (projected - _sg(projected))  # exactly 0 forward; e B^T backward to h
-        return y
-
-
-class _Perturb(Route):
-    def __init__(self, noise):
-        super().__init__()
-        self.noise = noise
-
-    def _hidden(self, i, h):
-        return h + self.noise[i]
 
 
 class FeedbackState(NamedTuple):
     """The feedback matrices of FA, DFA or FDFA.
 
     Attributes:
-      matrices: FA: one ``[N_in, N_out]`` per ``route.linear``; DFA and FDFA: one ``[N_l, C]``
-        per hidden layer.
-      step: number of updates so far (FDFA), int32.
+      matrices: FA: one per weight product whose input is learned, of the weight's shape;
+        DFA and FDFA: one ``[F_l, C]`` per hidden output.
+      step: number of calls so far, int32.
     """
 
     matrices: tuple[jax.Array, ...]
     step: jax.Array
 
 
-def as_routed_loss(model: RoutedModel) -> Callable[..., tuple[jax.Array, Any]]:
-    """The ``loss_fn(params, *args) -> (batch-mean loss, aux)`` of a routed model, for other rules.
+class _FA(Handler):
+    name = "FA"
+
+    def __init__(self, matrices: dict[int, jax.Array]):
+        self.matrices = matrices
+
+    def touches(self, site: Site) -> bool:
+        return site.index in self.matrices
+
+    def product(self, site, x, w, extra):
+        xb = site.apply(x, _sg(self.matrices[site.index]).astype(w.dtype))
+        return site.apply(_sg(x), w) + (xb - _sg(xb)), None  # the value x*W; x's cotangent goes through B
+
+
+class _Perturb(Handler):
+    """Adds ``extra`` to the output (``where="out"``) or the input (``"x"``) of the given sites;
+    collects the output of ``collect``."""
+
+    def __init__(self, name: str, sites: set[int], where: str, collect: int | None = None):
+        self.name, self.sites, self.where, self.collect = name, sites, where, collect
+
+    def touches(self, site: Site) -> bool:
+        return site.index in self.sites or site.index == self.collect
+
+    def product(self, site, x, w, extra):
+        if site.index in self.sites and self.where == "x":
+            x = x + extra
+        out = site.apply(x, w)
+        if site.index in self.sites and self.where == "out":
+            out = out + extra
+        return out, (out if site.index == self.collect else None)
+
+
+class _Cut(Handler):
+    """Stops the gradient at the input of the given sites and collects that input."""
+
+    def __init__(self, name: str, sites: set[int]):
+        self.name, self.sites = name, sites
+
+    def touches(self, site: Site) -> bool:
+        return site.index in self.sites
+
+    def product(self, site, x, w, extra):
+        return site.apply(_sg(x), w), x
+
+
+def _stacked(site: Site, of: str) -> tuple[int, ...]:
+    return tuple(site.loops) + tuple(site.x.shape if of == "x" else site.out.shape)
+
+
+def _features(site: Site, of: str) -> int:
+    positions, features = site.layout(of)
+    shape = site.x.shape if of == "x" else site.out.shape
+    return math.prod(shape[a] for a in features)
+
+
+def _positions(site: Site, of: str) -> int:
+    return math.prod(_stacked(site, of)) // _features(site, of)
+
+
+def _fan_in(site: Site) -> int:
+    if site.primitive.name == "conv_general_dilated":
+        return math.prod(site.w.shape) // site.w.shape[site.params["dimension_numbers"].rhs_spec[0]]
+    (lc, rc), _ = site.params["dimension_numbers"]
+    return math.prod(site.w.shape[a] for a in (lc if site.weight == 0 else rc))
+
+
+def _hidden_features(site: Site, rows: int) -> int:
+    """Features per output position of a hidden output: a convolution that folds some of the
+    feature map into its batch axis (``nnx.Conv`` over ``[..., L, C]``) has more positions than
+    the output; they are folded back, row-major, into the features."""
+    return math.prod(_stacked(site, "x")) // rows
+
+
+def _fa_sites(graph: Graph) -> list[Site]:
+    return [s for s in graph.sites if s.trainable_input]
+
+
+def _dfa_sites(graph: Graph, rule: str) -> tuple[list[Site], Site]:
+    """The hidden outputs (inputs of non-recurrent products that read another layer) and the output product."""
+    graph.require_sites(rule)
+    outputs = [s for s in graph.sites if s.output]
+    if len(outputs) != 1:
+        names = "; ".join(s.name for s in outputs) or "none"
+        raise ValueError(
+            f"{rule}: needs exactly one network output (a weight product whose result reaches the loss through no "
+            f"other weight product); found {len(outputs)}: {names}."
+        )
+    out = outputs[0]
+    hidden = [s for s in graph.sites if s.hidden and not s.recurrent]
+    if not hidden:
+        raise ValueError(f"{rule}: the network has no hidden layer (no weight product reads another layer's output).")
+    positions = _positions(out, "out")
+    for s in hidden:
+        if _positions(s, "x") % positions:
+            raise ValueError(
+                f"{rule}: the hidden layer read by {s.name} has {_positions(s, 'x')} positions (examples times steps) "
+                f"but the output {out.name} has {positions}; the error of each position must reach the same position."
+            )
+    return hidden, out
+
+
+def _dfa_shapes(hidden: list[Site], out: Site) -> list[tuple[int, int]]:
+    classes, rows = _features(out, "out"), _positions(out, "out")
+    return [(_hidden_features(s, rows), classes) for s in hidden]
+
+
+def _check_state(state: FeedbackState, shapes: list[tuple[int, ...]], rule: str) -> None:
+    got = [tuple(m.shape) for m in state.matrices]
+    if got != [tuple(s) for s in shapes]:
+        raise ValueError(f"{rule}: the state's matrices have shapes {got}, the model needs {shapes}; call rule.init again.")
+
+
+def _fixed_init(kind: str, loss_fn: Callable, scale: float, rule: str) -> Callable:
+    def init(params, *args, key=None):
+        if key is None:
+            raise ValueError(f"{rule}: init needs key= to draw the fixed feedback matrices.")
+        graph = trace(loss_fn, params, args, rule)
+        if kind == "fa":
+            graph.require_sites(rule)
+            sites = _fa_sites(graph)
+            shapes = [(tuple(s.w.shape), math.sqrt(_fan_in(s)), s.w.dtype) for s in sites]
+        else:
+            hidden, out = _dfa_sites(graph, rule)
+            classes, rows = _features(out, "out"), _positions(out, "out")
+            shapes = [((_hidden_features(s, rows), classes), math.sqrt(classes), s.x.dtype) for s in hidden]
+        keys = jax.random.split(key, max(len(shapes), 1))
+        matrices = tuple(scale * jax.random.normal(k, s, d) / n for k, (s, n, d) in zip(keys, shapes))
+        return FeedbackState(matrices, jnp.zeros((), jnp.int32))
+
+    return init
+
+
+def fa(loss_fn: Callable[..., tuple[Any, Any]], *, scale: float = 1.0) -> Rule:
+    r"""Feedback alignment: every weight product sends the error back through a fixed random matrix.
+
+    Args:
+      loss_fn: ``(params, *args) -> (loss, aux)`` (module docstring).
+      scale: the matrices' standard deviation relative to :math:`1/\sqrt{N_{in}}`
+        (:math:`N_{in}` the weight's fan-in): :math:`B_l \sim \mathcal N(0, \text{scale}^2 / N_{in})`.
+
+    Returns:
+      A stateful :class:`~snnjax.rules.Rule`; ``rule.init(params, *args, key=key)`` draws the
+      matrices (one per product whose input depends on the parameters), and ``state.matrices``
+      may be replaced by any of the same shapes (the weights themselves give backpropagation).
 
     Examples:
-      >>> import jax.numpy as jnp
+      >>> import jax, jax.numpy as jnp
       >>> from snnjax import rules
-      >>> model = lambda w, x, route: (jnp.sum(route.output(route.linear(x, w)), axis=-1), None)
-      >>> float(rules.as_routed_loss(model)(jnp.ones((2, 1)), jnp.ones((3, 2)))[0])
-      2.0
+      >>> def loss_fn(p, x, y):
+      ...     out = jnp.tanh(x @ p[0]) @ p[1]
+      ...     return jnp.mean(jnp.sum((out - y) ** 2, axis=-1)), out
+      >>> p = (jnp.ones((3, 4)) / 3, jnp.ones((4, 2)) / 4)
+      >>> x, y = jnp.ones((5, 3)), jnp.zeros((5, 2))
+      >>> rule = rules.fa(loss_fn)
+      >>> state = rule.init(p, x, y, key=jax.random.key(0))
+      >>> [b.shape for b in state.matrices]  # the second product's input is the hidden layer
+      [(4, 2)]
+      >>> exact = rule(p, x, y, state=state._replace(matrices=(p[1],)))[1]
+      >>> bool(jnp.allclose(exact[0], jax.grad(lambda p: loss_fn(p, x, y)[0])(p)[0]))
+      True
     """
-
-    def loss_fn(params, *args):
-        losses, aux = model(params, *args, route=Route())
-        return jnp.mean(losses), aux
-
-    return loss_fn
-
-
-def _trace(model: RoutedModel, params: Any, args: tuple) -> Route:
-    route = Route()
-    losses, _ = jax.eval_shape(lambda p, a: model(p, *a, route=route), params, args)
-    if len(losses.shape) != 1:
-        raise ValueError(f"a routed model must return per-example losses [B], got shape {losses.shape}.")
-    if len(route.outputs) != 1:
-        raise ValueError("a routed model must pass its output through route.output(y) once.")
-    return route
-
-
-def _shapes(route: Route, kind: str, name: str) -> list[tuple[int, int]]:
-    if kind == "fa":
-        if not route.linears:
-            raise ValueError(f"{name}: the model never called route.linear(x, w).")
-        return [tuple(w.shape) for w in route.linears]
-    if not route.hiddens:
-        raise ValueError(f"{name}: the model never called route.hidden(h); it needs at least one hidden layer.")
-    classes = route.outputs[0].shape[-1]
-    return [(h.shape[-1], classes) for h in route.hiddens]
-
-
-def _routed_grad(model: RoutedModel, route_cls, matrices, params, args):
-    def objective(p):
-        losses, aux = model(p, *args, route=route_cls(matrices))
-        return jnp.mean(losses), aux
-
-    return jax.value_and_grad(objective, has_aux=True)(params)
-
-
-def _fixed(model: RoutedModel, example_args: tuple, key: jax.Array, scale: float, kind: str, name: str) -> Rule:
-    if not callable(model):
-        raise ValueError(f"{name}: model must be a callable (params, *args, route) -> (losses, aux).")
-    route_cls = _FA if kind == "fa" else _DFA
-
-    def init(params):
-        shapes = _shapes(_trace(model, params, tuple(example_args)), kind, name)
-        keys = jax.random.split(key, len(shapes))
-        # FA: like the forward weights, variance 1/N_in; DFA: variance 1/C.
-        matrices = tuple(
-            scale * jax.random.normal(k, s) / jnp.sqrt(s[0] if kind == "fa" else s[1]) for k, s in zip(keys, shapes)
-        )
-        return FeedbackState(matrices, jnp.zeros((), jnp.int32))
+    if not callable(loss_fn):
+        raise ValueError("fa: loss_fn must be a callable (params, *args) -> (loss, aux).")
 
     def apply(state, params, *args, key=None):
         del key  # deterministic given the state
-        loss_aux, grads = _routed_grad(model, route_cls, state.matrices, params, args)
-        return loss_aux, grads, state
+        graph = trace(loss_fn, params, args, "fa")
+        graph.require_sites("fa")
+        sites = _fa_sites(graph)
+        _check_state(state, [s.w.shape for s in sites], "fa")
+        handler = _FA({s.index: m for s, m in zip(sites, state.matrices)})
 
-    return Rule(init=init, apply=apply, stateful=True, name=name, loss_fn=as_routed_loss(model))
+        def objective(p):
+            loss, aux = evaluate(graph, p, args, handler)[0]
+            return total(loss), aux
+
+        loss_aux, grads = jax.value_and_grad(objective, has_aux=True)(params)
+        return loss_aux, grads, FeedbackState(state.matrices, state.step + 1)
+
+    return Rule(init=_fixed_init("fa", loss_fn, scale, "fa"), apply=apply, stateful=True, name="FA", loss_fn=loss_fn)
 
 
-def fa(model: RoutedModel, example_args: tuple, *, key: jax.Array, scale: float = 1.0) -> Rule:
-    r"""Feedback alignment: every ``route.linear`` sends the error back through a fixed random matrix.
+def _dfa_grads(graph: Graph, hidden: list[Site], out: Site, matrices, params, args, rule: str):
+    """``((loss, aux), grads)``: the output error, then every hidden output's projected error."""
+    zeros = jnp.zeros(_stacked(out, "out"), out.out.dtype)
+
+    def perturbed(eps):
+        loss, aux = evaluate(graph, params, args, _Perturb(rule, {out.index}, "out"), {out.index: eps})[0]
+        return total(loss), aux
+
+    loss_aux, error = jax.value_and_grad(perturbed, has_aux=True)(zeros)
+    error = out.to_matrix(error, "out")  # [P, C]
+    signals = {
+        s.index: _sg(s.from_matrix((error @ b.T.astype(error.dtype)).reshape(_positions(s, "x"), -1), "x"))
+        for s, b in zip(hidden, matrices)
+    }
+
+    def objective(p):
+        (loss, _), inputs = evaluate(graph, p, args, _Cut(rule, set(signals)))
+        return total(loss) + sum(jnp.vdot(signals[i], inputs[i]) for i in signals)
+
+    return loss_aux, jax.grad(objective)(params)
+
+
+def dfa(loss_fn: Callable[..., tuple[Any, Any]], *, scale: float = 1.0) -> Rule:
+    r"""Direct feedback alignment: the output error reaches each hidden output through a fixed ``B_l``.
 
     Args:
-      model: a routed model (module docstring).
-      example_args: arguments after ``params`` (or their ``jax.ShapeDtypeStruct``), for the shapes.
-      key: draws the matrices, :math:`B_l \sim \mathcal N(0, \text{scale}^2 / N_{in})`.
-      scale: their standard deviation relative to :math:`1/\sqrt{N_{in}}`.
+      loss_fn: ``(params, *args) -> (loss, aux)`` (module docstring).
+      scale: the matrices' standard deviation relative to :math:`1/\sqrt{C}`:
+        :math:`B_l \sim \mathcal N(0, \text{scale}^2 / C)`, ``[F_l, C]``.
 
     Returns:
-      A stateful :class:`~snnjax.rules.Rule`; ``state.matrices`` may be replaced by any
-      matrices of the same shapes (``B_l = W_l`` gives backpropagation).
+      A stateful :class:`~snnjax.rules.Rule`; ``rule.init(params, *args, key=key)`` draws the
+      matrices, and ``state.matrices`` may be replaced by any of the same shapes.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import rules
-      >>> def model(p, x, y, route):
-      ...     out = route.output(route.linear(jnp.tanh(route.linear(x, p[0])), p[1]))
-      ...     return jnp.sum((out - y) ** 2, axis=-1), None
-      >>> p = (jnp.ones((3, 4)) / 3, jnp.ones((4, 2)) / 4)
-      >>> x, y = jnp.ones((5, 3)), jnp.zeros((5, 2))
-      >>> rule = rules.fa(model, (x, y), key=jax.random.key(0))
-      >>> state = rule.init(p)
-      >>> exact = rule.apply(state._replace(matrices=p), p, x, y)[1]
-      >>> bool(jnp.allclose(exact[0], jax.grad(lambda p: rules.as_routed_loss(model)(p, x, y)[0])(p)[0]))
+      >>> def loss_fn(p, x, y):
+      ...     out = jnp.tanh(x @ p[0]) @ p[1]
+      ...     return jnp.mean(jnp.sum((out - y) ** 2, axis=-1)), out
+      >>> p, x, y = (jnp.ones((3, 4)) / 3, jnp.ones((4, 2)) / 4), jnp.ones((5, 3)), jnp.zeros((5, 2))
+      >>> rule = rules.dfa(loss_fn)
+      >>> state = rule.init(p, x, y, key=jax.random.key(0))
+      >>> [b.shape for b in state.matrices]
+      [(4, 2)]
+      >>> exact = rule(p, x, y, state=state._replace(matrices=(p[1],)))[1]  # B = dout/dh: backpropagation
+      >>> bool(jnp.allclose(exact[0], jax.grad(lambda p: loss_fn(p, x, y)[0])(p)[0]))
       True
     """
-    return _fixed(model, example_args, key, scale, "fa", "FA")
+    if not callable(loss_fn):
+        raise ValueError("dfa: loss_fn must be a callable (params, *args) -> (loss, aux).")
+
+    def apply(state, params, *args, key=None):
+        del key  # deterministic given the state
+        graph = trace(loss_fn, params, args, "dfa")
+        hidden, out = _dfa_sites(graph, "dfa")
+        _check_state(state, _dfa_shapes(hidden, out), "dfa")
+        loss_aux, grads = _dfa_grads(graph, hidden, out, state.matrices, params, args, "dfa")
+        return loss_aux, grads, FeedbackState(state.matrices, state.step + 1)
+
+    return Rule(init=_fixed_init("dfa", loss_fn, scale, "dfa"), apply=apply, stateful=True, name="DFA", loss_fn=loss_fn)
 
 
-def dfa(model: RoutedModel, example_args: tuple, *, key: jax.Array, scale: float = 1.0) -> Rule:
-    r"""Direct feedback alignment: the output error reaches each hidden layer through a fixed ``B_l``.
+def draw_steps(key: jax.Array, shape: tuple[int, ...], dtype: Any, distribution: str) -> jax.Array:
+    """Noise of ``shape`` drawn slice by slice along the leading axis: slice ``t`` from ``fold_in(key, t)``.
 
-    Args:
-      model: a routed model (module docstring).
-      example_args: arguments after ``params`` (or their ``jax.ShapeDtypeStruct``), for the shapes.
-      key: draws :math:`B_l \sim \mathcal N(0, \text{scale}^2 / C)`, ``[N_l, C]``.
-      scale: their standard deviation relative to :math:`1/\sqrt{C}`.
-
-    Returns:
-      A stateful :class:`~snnjax.rules.Rule`; ``state.matrices`` may be replaced.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp
-      >>> from snnjax import rules
-      >>> def model(p, x, y, route):
-      ...     h = route.hidden(jnp.tanh(route.linear(x, p[0])))
-      ...     return jnp.sum((route.output(route.linear(h, p[1])) - y) ** 2, axis=-1), None
-      >>> p, x, y = (jnp.ones((3, 4)) / 3, jnp.ones((4, 2)) / 4), jnp.ones((5, 3)), jnp.zeros((5, 2))
-      >>> rule = rules.dfa(model, (x, y), key=jax.random.key(0))
-      >>> state = rule.init(p)
-      >>> tuple(b.shape for b in state.matrices)
-      ((4, 2),)
-      >>> (loss, _), grads, state = rule(p, x, y, state=state)
-      >>> grads[0].shape, grads[1].shape
-      ((3, 4), (4, 2))
+    A time-major ``[T, B, ...]`` perturbation is then the same whether it is drawn whole
+    (offline) or one step at a time (online).
     """
-    return _fixed(model, example_args, key, scale, "dfa", "DFA")
+    if len(shape) == 0:
+        return forward_mode.draw(key, shape, dtype, distribution)
+    steps = jnp.arange(shape[0])
+    return jax.vmap(lambda t: forward_mode.draw(jax.random.fold_in(key, t), shape[1:], dtype, distribution))(steps)
 
 
-def fdfa(model: RoutedModel, example_args: tuple, *, rate: float = 0.01, distribution: str = "gaussian") -> Rule:
+def fdfa(loss_fn: Callable[..., tuple[Any, Any]], *, rate: float = 0.01, distribution: str = "gaussian") -> Rule:
     r"""Forward DFA: DFA with each ``B_l`` a running forward-mode estimate of the Jacobian.
 
     Args:
-      model: a routed model (module docstring).
-      example_args: arguments after ``params`` (or their ``jax.ShapeDtypeStruct``), for the shapes.
+      loss_fn: ``(params, *args) -> (loss, aux)`` (module docstring).
       rate: :math:`\eta`, the update rate of the estimates (momentum :math:`1 - \eta`).
       distribution: ``"gaussian"`` or ``"rademacher"`` perturbations (both have identity covariance).
 
     Returns:
       A stateful :class:`~snnjax.rules.Rule` that needs ``key``; each call updates the estimates
-      (returned in the state) and then takes the DFA gradient with them. The hidden outputs'
-      noise of layer ``l`` is drawn from ``jax.random.fold_in(key, l)``.
+      (returned in the state) and then takes the DFA gradient with them. The noise of hidden
+      output ``l`` (``[*steps, ...]``, the shape the product reads, stacked over its loops) is
+      drawn by :func:`draw_steps` from ``jax.random.fold_in(key, l)``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import rules
-      >>> def model(p, x, route):
-      ...     h = route.hidden(route.linear(x, p[0]))
-      ...     return jnp.sum(route.output(route.linear(h, p[1])) ** 2, axis=-1), None
+      >>> def loss_fn(p, x):
+      ...     out = (x @ p[0]) @ p[1]
+      ...     return jnp.mean(jnp.sum(out ** 2, axis=-1)), out
       >>> p, x = (jnp.ones((3, 4)), jnp.full((4, 2), 0.5)), jnp.ones((64, 3))
-      >>> rule = rules.fdfa(model, (x,), rate=1.0)  # rate 1: B is this batch's estimate
-      >>> _, _, state = rule(p, x, key=jax.random.key(0), state=rule.init(p))
-      >>> bool(jnp.allclose(state.matrices[0], p[1], atol=0.3))  # the Jacobian dy/dh is W2
+      >>> rule = rules.fdfa(loss_fn, rate=1.0)  # rate 1: B is this batch's estimate
+      >>> state = rule.init(p, x)
+      >>> _, _, state = rule(p, x, key=jax.random.key(0), state=state)
+      >>> bool(jnp.allclose(state.matrices[0], p[1], atol=0.3))  # the Jacobian dout/dh is W2
       True
     """
-    if not callable(model):
-        raise ValueError("fdfa: model must be a callable (params, *args, route) -> (losses, aux).")
+    if not callable(loss_fn):
+        raise ValueError("fdfa: loss_fn must be a callable (params, *args) -> (loss, aux).")
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"fdfa: rate must lie in (0, 1], got {rate}.")
     forward_mode.check_options(1, distribution, "fdfa")
 
-    def init(params):
-        shapes = _shapes(_trace(model, params, tuple(example_args)), "dfa", "fdfa")
-        return FeedbackState(tuple(jnp.zeros(s) for s in shapes), jnp.zeros((), jnp.int32))
+    def init(params, *args, key=None):
+        hidden, out = _dfa_sites(trace(loss_fn, params, args, "fdfa"), "fdfa")
+        shapes = _dfa_shapes(hidden, out)
+        return FeedbackState(tuple(jnp.zeros(shape, s.x.dtype) for s, shape in zip(hidden, shapes)), jnp.zeros((), jnp.int32))
 
     def apply(state, params, *args, key=None):
         key = forward_mode.require_key(key, "fdfa")
-        hiddens = _trace(model, params, args).hiddens
-        noise = [
-            forward_mode.draw(jax.random.fold_in(key, i), h.shape, h.dtype, distribution) for i, h in enumerate(hiddens)
-        ]
+        graph = trace(loss_fn, params, args, "fdfa")
+        hidden, out = _dfa_sites(graph, "fdfa")
+        _check_state(state, _dfa_shapes(hidden, out), "fdfa")
+        noise = {s.index: draw_steps(jax.random.fold_in(key, l), _stacked(s, "x"), s.x.dtype, distribution) for l, s in enumerate(hidden)}
+        handler = _Perturb("fdfa", set(noise), "x", collect=out.index)
 
         def output(eps):
-            route = _Perturb(eps)
-            model(params, *args, route=route)
-            return route.outputs[0]
+            return evaluate(graph, params, args, handler, eps)[1][out.index]
 
-        _, dy = forward_mode.jvp(output, ([jnp.zeros(h.shape, h.dtype) for h in hiddens],), (noise,))
+        zeros = {i: jnp.zeros_like(u) for i, u in noise.items()}
+        _, d_out = forward_mode.jvp(output, (zeros,), (noise,))
+        d_out = out.to_matrix(d_out, "out")  # [P, C]
+        rows = d_out.shape[0]
         matrices = tuple(
-            b - rate * (b - jnp.einsum("...n,...c->nc", u, dy) / (u.size // u.shape[-1]))
-            for b, u in zip(state.matrices, noise)
+            b - rate * (b - s.to_matrix(noise[s.index], "x").reshape(rows, -1).T @ d_out / rows)
+            for s, b in zip(hidden, state.matrices)
         )
-        loss_aux, grads = _routed_grad(model, _DFA, matrices, params, args)
+        loss_aux, grads = _dfa_grads(graph, hidden, out, matrices, params, args, "fdfa")
         return loss_aux, grads, FeedbackState(matrices, state.step + 1)
 
-    return Rule(init=init, apply=apply, stateful=True, name="FDFA", loss_fn=as_routed_loss(model))
+    return Rule(init=init, apply=apply, stateful=True, name="FDFA", loss_fn=loss_fn)

@@ -32,91 +32,34 @@ carried in the scan as well, :math:`y'_t = \sum J u`, and the estimates are upda
 sequence from :math:`\operatorname{mean}_{t,b}(u_{l,t}^\top y'_t)`, after the sequence's
 gradient (which uses the estimates the call started with).
 
-Limits: layers must be ``nnx.Linear`` followed by a neuron layer, repeated, without recurrent
-weights (e-prop's approximation for those is not implemented); only the linear layers' kernels
-and biases are trained (neuron parameters get a zero gradient); FA has no online form here
+**Against the offline rules.** The online rule delivers the error of step :math:`t` at the
+readout's *output*, :math:`e_t = \partial \ell_t / \partial y_t`, the only error known at step
+:math:`t`. Offline :func:`snnjax.rules.dfa` delivers it at the readout's *input* (the output
+product), :math:`\partial L / \partial o_t`, which through a readout with memory (a leaky
+integrator's :math:`\kappa > 0`) also carries the errors of later steps. The two are equal
+when the readout keeps no memory (a leaky integrator with :math:`\kappa = 0`; tested), and
+so are FDFA's estimates, drawn with the same noise (:func:`snnjax.rules.feedback.draw_steps`).
+
+Limits: the network is the :func:`snnjax.rules.per_step_loss` of a chain of
+``(dense, neuron)`` pairs without recurrent weights (e-prop's approximation for those is not
+implemented here); the dense layers' kernels and biases are trained, and a neuron layer whose
+dynamics depend on the parameters is refused with a ``ValueError``; FA has no online form here
 (its error travels back through the layers above).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
-from snnjax.nn.neurons import NeuronCell
 from snnjax.rules import forward_mode
 from snnjax.rules.feedback import FeedbackState
 from snnjax.rules.protocol import Rule
+from snnjax.rules.stepped import dense_layers, to_params
 
-__all__ = ["online_dfa", "per_step_loss"]
-
-
-def _layers(net: nnx.Module, rule: str = "online_dfa") -> list[tuple[int, int]]:
-    """Indices of (linear, neuron) pairs, checked."""
-    layers = list(getattr(net, "layers", ()))
-    pairs = list(zip(range(0, len(layers), 2), range(1, len(layers), 2)))
-    ok = (
-        len(layers) >= 4
-        and len(layers) % 2 == 0
-        and all(isinstance(layers[i], nnx.Linear) and isinstance(layers[j], NeuronCell) for i, j in pairs)
-    )
-    if not ok:
-        raise ValueError(
-            f"{rule}: the network must be a snnjax.nn.Sequential of (nnx.Linear, neuron layer) pairs, at least two pairs."
-        )
-    for _, j in pairs:
-        if getattr(layers[j], "recurrent", None) is not None:
-            raise ValueError(f"{rule}: recurrent neuron layers are not supported online; use the offline rule.")
-    return pairs
-
-
-def _unpack(graphdef, params, rest, pairs):
-    """The linear layers' ``(W, b)`` (a zero bias where there is none) and the neurons, from ``params``."""
-    model = nnx.merge(graphdef, params, rest)
-    weights = [(model.layers[i].kernel[...], model.layers[i].bias) for i, _ in pairs]
-    weights = [(w, jnp.zeros(w.shape[1], w.dtype) if b is None else b[...]) for w, b in weights]
-    return weights, [model.layers[j].neuron() for _, j in pairs]
-
-
-def _grad_state(params, pairs, grads):
-    """``params``-shaped gradients: ``(g_W, g_b)`` per linear layer, zero elsewhere."""
-    pure = jax.tree.map(jnp.zeros_like, nnx.to_pure_dict(params))
-    for (i, _), (g_w, g_b) in zip(pairs, grads):
-        pure["layers"][i]["kernel"] = g_w
-        if "bias" in pure["layers"][i]:
-            pure["layers"][i]["bias"] = g_b
-    grad_state = jax.tree.map(jnp.zeros_like, params)
-    nnx.replace_by_pure_dict(grad_state, pure)
-    return grad_state
-
-
-def per_step_loss(net: nnx.Module, loss_t: Callable[[jax.Array, jax.Array], jax.Array]):
-    """The offline ``loss_fn(params, xs, labels) -> (loss, y)`` the online rules follow:
-    :math:`\\frac1T \\sum_t \\operatorname{mean}_b \\ell(y_t)` of the network run as a whole, for
-    :func:`snnjax.compare_gradients` and ``jax.grad``.
-
-    Examples:
-      >>> import jax.numpy as jnp, optax
-      >>> from flax import nnx
-      >>> import snnjax.nn as snn
-      >>> from snnjax.rules.online import per_step_loss
-      >>> net = snn.Sequential(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), snn.LeakyIntegrator(3))
-      >>> loss_fn = per_step_loss(net, optax.softmax_cross_entropy_with_integer_labels)
-      >>> loss, y = loss_fn(nnx.state(net, nnx.Param), jnp.zeros((4, 1, 2)), jnp.array([0]))
-      >>> round(float(loss), 4), y.shape  # log 3 for all-zero outputs
-      (1.0986, (4, 1, 3))
-    """
-    graphdef, _, rest = nnx.split(net, nnx.Param, ...)
-
-    def loss_fn(params, xs, labels):
-        y = nnx.merge(graphdef, params, rest)(xs)
-        return jnp.mean(jax.vmap(loss_t, in_axes=(0, None))(y, labels)), y
-
-    return loss_fn
+__all__ = ["online_dfa"]
 
 
 def _read_fields(step: Callable, state: Any, current: jax.Array) -> list[int]:
@@ -145,10 +88,8 @@ def _local_jacobians(step: Callable, state: Any, current: jax.Array, fields: lis
 
 
 def online_dfa(
-    net: nnx.Module,
-    loss_t: Callable[[jax.Array, jax.Array], jax.Array],
+    loss_fn: Any,
     *,
-    key: jax.Array | None = None,
     feedback: str = "dfa",
     scale: float = 1.0,
     rate: float = 0.01,
@@ -157,10 +98,7 @@ def online_dfa(
     r"""DFA (or FDFA) with eligibility traces, one pass forward in time (module docstring).
 
     Args:
-      net: a :class:`snnjax.nn.Sequential` of ``(nnx.Linear, neuron layer)`` pairs; its
-        ``nnx.Param`` state is what the rule is called with, the rest stays as it is now.
-      loss_t: ``(y_t [B, C], labels) -> [B]``, the per-example loss of one time step.
-      key: draws DFA's fixed matrices (``feedback="dfa"``), as :func:`snnjax.rules.dfa` does.
+      loss_fn: the loss of a stepped network, :func:`snnjax.rules.per_step_loss`.
       feedback: ``"dfa"`` (fixed random :math:`B_l`) or ``"fdfa"`` (estimated, from zero).
       scale: DFA's matrices' standard deviation relative to :math:`1/\sqrt{C}`.
       rate: FDFA's update rate.
@@ -168,74 +106,75 @@ def online_dfa(
 
     Returns:
       A stateful :class:`~snnjax.rules.Rule` with a :class:`~snnjax.rules.FeedbackState`:
-      ``(loss, y), grads, state = rule(params, xs, labels, key=key, state=state)`` for inputs
-      ``xs: [T, B, N_in]``; ``y: [T, B, C]`` is the readout.
+      ``state = rule.init(params, xs, labels, key=key)`` (DFA draws its matrices from ``key``
+      as :func:`snnjax.rules.dfa` does), then ``(loss, ys), grads, state = rule(params, xs,
+      labels, key=key, state=state)`` for inputs ``xs: [T, B, N_in]``; ``ys: [T, B, C]`` is the
+      readout. FDFA draws the noise of hidden layer ``l`` at step ``t`` from
+      ``fold_in(fold_in(key, l), t)``.
 
     Examples:
-      >>> import jax, jax.numpy as jnp, optax
-      >>> from flax import nnx
-      >>> import snnjax.nn as snn
+      >>> import jax, jax.numpy as jnp, optax, snnjax
       >>> from snnjax import rules
-      >>> rngs = nnx.Rngs(0)
-      >>> net = snn.Sequential(nnx.Linear(4, 8, rngs=rngs), snn.LIF(8), nnx.Linear(8, 2, rngs=rngs), snn.LeakyIntegrator(2))
-      >>> rule = rules.online_dfa(net, optax.softmax_cross_entropy_with_integer_labels, key=jax.random.key(1))
-      >>> params = nnx.state(net, nnx.Param)
+      >>> def network(p):
+      ...     return snnjax.chain(snnjax.dense(p["w1"]), snnjax.lif(0.9), snnjax.dense(p["w2"]), snnjax.leaky_integrator(0.9))
+      >>> loss_fn = rules.per_step_loss(network, optax.softmax_cross_entropy_with_integer_labels)
+      >>> params = {"w1": jnp.full((4, 8), 0.3), "w2": jnp.full((8, 2), 0.1)}
       >>> xs, labels = jnp.ones((30, 3, 4)), jnp.array([0, 1, 0])
-      >>> (loss, ys), grads, state = rule(params, xs, labels, state=rule.init(params))
-      >>> ys.shape, grads["layers"][0]["kernel"].shape
+      >>> rule = rules.online_dfa(loss_fn)
+      >>> state = rule.init(params, xs, labels, key=jax.random.key(1))
+      >>> (loss, ys), grads, state = rule(params, xs, labels, state=state)
+      >>> ys.shape, grads["w1"].shape
       ((30, 3, 2), (4, 8))
     """
     if feedback not in ("dfa", "fdfa"):
         raise ValueError(f"online_dfa: feedback must be 'dfa' or 'fdfa', got {feedback!r}.")
-    if feedback == "dfa" and key is None:
-        raise ValueError("online_dfa: feedback='dfa' needs key= to draw its fixed matrices.")
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"online_dfa: rate must lie in (0, 1], got {rate}.")
     forward_mode.check_options(1, distribution, "online_dfa")
-    pairs = _layers(net)
-    graphdef, _, rest = nnx.split(net, nnx.Param, ...)
-    sizes = [net.layers[i].kernel.shape for i, _ in pairs]
-    classes = sizes[-1][1]
+    name = "online_dfa"
 
-    def init(params):
-        shapes = [(n_out, classes) for _, n_out in sizes[:-1]]
+    def init(params, *args, key=None):
+        pairs = dense_layers(loss_fn, params, name)
+        classes = pairs[-1][0].kernel.shape[1]
+        shapes = [(d.kernel.shape[1], classes) for d, _ in pairs[:-1]]
         if feedback == "fdfa":
             return FeedbackState(tuple(jnp.zeros(s) for s in shapes), jnp.zeros((), jnp.int32))
+        if key is None:
+            raise ValueError("online_dfa: feedback='dfa' needs init(..., key=key) to draw its fixed matrices.")
         keys = jax.random.split(key, len(shapes))
-        return FeedbackState(
-            tuple(scale * jax.random.normal(k, s) / jnp.sqrt(classes) for k, s in zip(keys, shapes)),
-            jnp.zeros((), jnp.int32),
-        )
+        return FeedbackState(tuple(scale * jax.random.normal(k, s) / jnp.sqrt(classes) for k, s in zip(keys, shapes)), jnp.zeros((), jnp.int32))
 
     def apply(state, params, xs, labels, key=None):
         if feedback == "fdfa":
             key = forward_mode.require_key(key, "online_dfa(feedback='fdfa')")
-        weights, neurons = _unpack(graphdef, params, rest, pairs)
+        pairs = dense_layers(loss_fn, params, name)
+        loss_t = loss_fn.loss_t
+        sizes = [tuple(d.kernel.shape) for d, _ in pairs]
         steps, batch = xs.shape[0], xs.shape[1]
         dtype = xs.dtype
 
         def network(states, x, noise):
             """One time step of the whole network, ``(states, outputs)``; hidden outputs get ``+ noise``."""
             new_states, outs = [], []
-            for l, ((w, b), neuron) in enumerate(zip(weights, neurons)):
-                s, out = neuron.step(states[l], x @ w + b.reshape(1, -1))
+            for l, (synapse, neuron) in enumerate(pairs):
+                s, out = neuron.step(states[l], synapse(x))
                 new_states.append(s)
                 outs.append(out)
                 x = out + noise[l] if l < len(noise) else out
             return new_states, outs
 
-        states0 = [n.init((batch, n_out), dtype) for n, (_, n_out) in zip(neurons, sizes)]
+        states0 = [neuron.init((batch, n_out), dtype) for (_, neuron), (_, n_out) in zip(pairs, sizes)]
         # One [B, N_in, N] trace (and [B, N] for the bias) per state array: the neuron axis
         # stays innermost, so every update below is a vectorised elementwise pass.
         fields = [
-            _read_fields(n.step, s, jnp.zeros((batch, n_out), dtype))
-            for n, s, (_, n_out) in zip(neurons, states0, sizes)
+            _read_fields(neuron.step, s, jnp.zeros((batch, n_out), dtype))
+            for (_, neuron), s, (_, n_out) in zip(pairs, states0, sizes)
         ]
         traces0 = [
             ([jnp.zeros((batch, n_in, n_out), dtype)] * len(f), [jnp.zeros((batch, n_out), dtype)] * len(f))
             for (n_in, n_out), f in zip(sizes, fields)
         ]
-        grads0 = [(jnp.zeros_like(w), jnp.zeros_like(b)) for w, b in weights]
+        grads0 = [(jnp.zeros((n_in, n_out), dtype), jnp.zeros((n_out,), dtype)) for n_in, n_out in sizes]
         hidden_shapes = [(batch, n_out) for _, n_out in sizes[:-1]]
         fdfa_carry0 = (
             ([jax.tree.map(jnp.zeros_like, s) for s in states0], [jnp.zeros(m.shape, dtype) for m in state.matrices])
@@ -258,14 +197,14 @@ def online_dfa(
                 )
                 fdfa_carry = (tangents, [acc + jnp.einsum("bn,bc->nc", u, d_outs[-1]) for acc, u in zip(sums, noise)])
             local, x = [], x_t
-            for l, ((w, b), neuron) in enumerate(zip(weights, neurons)):
-                local.append((x, *_local_jacobians(neuron.step, states[l], x @ w + b.reshape(1, -1), fields[l])))
+            for l, (synapse, neuron) in enumerate(pairs):
+                local.append((x, *_local_jacobians(neuron.step, states[l], synapse(x), fields[l])))
                 x = local[-1][2]
             y = x
             loss, error = jax.value_and_grad(lambda y: jnp.mean(loss_t(y, labels)) / steps)(y)
             signals = [error @ b.T for b in state.matrices] + [error]  # delta_l: e B_l^T, and e for the readout
             new_states, new_traces, new_grads = [], [], []
-            for l, (x, s, out, d_state, d_current) in enumerate(local):
+            for l, (x, s, _, d_state, d_current) in enumerate(local):
                 eps_w, eps_b = traces[l]
                 delta = signals[l]
                 k = len(eps_w)
@@ -289,12 +228,9 @@ def online_dfa(
 
         carry0 = (states0, traces0, grads0, jnp.zeros((), dtype), fdfa_carry0)
         (_, _, grads, loss, fdfa_carry), ys = jax.lax.scan(body, carry0, (xs, jnp.arange(steps)))
-        grad_state = _grad_state(params, pairs, grads)
         matrices = state.matrices
         if fdfa_carry is not None:
             matrices = tuple(b - rate * (b - acc / (steps * batch)) for b, acc in zip(matrices, fdfa_carry[1]))
-        return (loss, ys), grad_state, FeedbackState(matrices, state.step + 1)
+        return (loss, ys), to_params(loss_fn, params, grads), FeedbackState(matrices, state.step + 1)
 
-    return Rule(
-        init=init, apply=apply, stateful=True, name=f"{feedback.upper()} online", loss_fn=per_step_loss(net, loss_t)
-    )
+    return Rule(init=init, apply=apply, stateful=True, name=f"{feedback.upper()} online", loss_fn=loss_fn)

@@ -15,77 +15,67 @@ the FG-A estimate of Ren et al. (unbiased; the weight gradient through each laye
 Jacobian) for the loss :math:`\frac1T \sum_t \operatorname{mean}_b \ell(y_t)`. Memory holds the
 states, their tangents and :math:`A`: nothing grows with T.
 
-Limits: as :func:`snnjax.rules.online_dfa` (``(nnx.Linear, neuron)`` pairs, no recurrent weights,
-only the linear layers trained); the loss is a sum over time steps.
+Limits: as :func:`snnjax.rules.online_dfa` (the :func:`snnjax.rules.per_step_loss` of a chain of
+``(dense, neuron)`` pairs, no recurrent weights, the dense layers trained); the loss is a sum
+over time steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from snnjax.rules import forward_mode
-from snnjax.rules.online import _grad_state, _layers, _unpack, per_step_loss
-from snnjax.rules.protocol import EmptyState, Rule
+from snnjax.rules.protocol import Rule, stateless
+from snnjax.rules.stepped import dense_layers, to_params
 
 __all__ = ["online_activity_forward_gradient"]
 
 
-def online_activity_forward_gradient(
-    net: nnx.Module,
-    loss_t: Callable[[jax.Array, jax.Array], jax.Array],
-    num_directions: int = 1,
-    *,
-    distribution: str = "gaussian",
-) -> Rule:
+def online_activity_forward_gradient(loss_fn: Any, num_directions: int = 1, *, distribution: str = "gaussian") -> Rule:
     r"""FG-A with the network scanned as a whole (module docstring).
 
     Args:
-      net: a :class:`snnjax.nn.Sequential` of ``(nnx.Linear, neuron layer)`` pairs; called with
-        its ``nnx.Param`` state, the rest stays as it is now.
-      loss_t: ``(y_t [B, C], labels) -> [B]``, one time step's per-example loss.
+      loss_fn: the loss of a stepped network, :func:`snnjax.rules.per_step_loss`.
       num_directions: ``K`` independent perturbations, vmapped and averaged (memory grows with K).
       distribution: ``"gaussian"`` or ``"rademacher"``.
 
     Returns:
-      A :class:`~snnjax.rules.Rule`: ``(loss, y), grads = rule(params, xs, labels, key=key)``
-      for ``xs: [T, B, N_in]``; ``rule.loss_fn`` is the same loss computed offline
-      (:func:`~snnjax.rules.online.per_step_loss`). The noise of layer ``l`` at step ``t`` for
-      direction ``k`` is drawn from ``fold_in(fold_in(split(key, K)[k], l), t)``.
+      A :class:`~snnjax.rules.Rule`: ``(loss, ys), grads = rule(params, xs, labels, key=key)``
+      for ``xs: [T, B, N_in]``. The noise of layer ``l`` at step ``t`` for direction ``k`` is
+      drawn from ``fold_in(fold_in(split(key, K)[k], l), t)``.
 
     Examples:
-      >>> import jax, jax.numpy as jnp, optax
-      >>> from flax import nnx
-      >>> import snnjax.nn as snn
+      >>> import jax, jax.numpy as jnp, optax, snnjax
       >>> from snnjax import rules
-      >>> rngs = nnx.Rngs(0)
-      >>> net = snn.Sequential(nnx.Linear(4, 8, rngs=rngs), snn.LIF(8), nnx.Linear(8, 2, rngs=rngs), snn.LeakyIntegrator(2))
-      >>> rule = rules.online_activity_forward_gradient(net, optax.softmax_cross_entropy_with_integer_labels)
-      >>> (loss, ys), grads = rule(nnx.state(net, nnx.Param), jnp.ones((30, 3, 4)), jnp.array([0, 1, 0]), key=jax.random.key(0))
-      >>> ys.shape, grads["layers"][2]["kernel"].shape
+      >>> def network(p):
+      ...     return snnjax.chain(snnjax.dense(p["w1"]), snnjax.lif(0.9), snnjax.dense(p["w2"]), snnjax.leaky_integrator(0.9))
+      >>> loss_fn = rules.per_step_loss(network, optax.softmax_cross_entropy_with_integer_labels)
+      >>> params = {"w1": jnp.full((4, 8), 0.3), "w2": jnp.full((8, 2), 0.1)}
+      >>> rule = rules.online_activity_forward_gradient(loss_fn)
+      >>> (loss, ys), grads = rule(params, jnp.ones((30, 3, 4)), jnp.array([0, 1, 0]), key=jax.random.key(0))
+      >>> ys.shape, grads["w2"].shape
       ((30, 3, 2), (8, 2))
     """
     name = "online_activity_forward_gradient"
     forward_mode.check_options(num_directions, distribution, name)
-    pairs = _layers(net, name)
-    graphdef, _, rest = nnx.split(net, nnx.Param, ...)
-    sizes = [net.layers[i].kernel.shape for i, _ in pairs]
 
     def apply(state, params, xs, labels, key=None):
         key = forward_mode.require_key(key, name)
-        weights, neurons = _unpack(graphdef, params, rest, pairs)
+        pairs = dense_layers(loss_fn, params, name)
+        loss_t = loss_fn.loss_t
+        sizes = [tuple(d.kernel.shape) for d, _ in pairs]
         steps, batch = xs.shape[0], xs.shape[1]
         dtype = xs.dtype
 
         def network(states, x, noise):
             """One step of the whole network with ``noise`` added to every layer's input current."""
             new_states, outs, inputs = [], [], []
-            for (w, b), neuron, state_l, u in zip(weights, neurons, states, noise):
+            for (synapse, neuron), state_l, u in zip(pairs, states, noise):
                 inputs.append(x)
-                s, x = neuron.step(state_l, x @ w + b.reshape(1, -1) + u)
+                s, x = neuron.step(state_l, synapse(x) + u)
                 new_states.append(s)
                 outs.append(x)
             return new_states, outs, inputs
@@ -104,16 +94,13 @@ def online_activity_forward_gradient(
                 )
                 losses, d_losses = jax.jvp(lambda y: loss_t(y, labels), (outs[-1],), (d_outs[-1],))
                 sums = [
-                    (a_w + x[:, :, None] * u[:, None, :], a_b + u)
-                    for (a_w, a_b), x, u in zip(sums, layer_inputs, noise)
+                    (a_w + x[:, :, None] * u[:, None, :], a_b + u) for (a_w, a_b), x, u in zip(sums, layer_inputs, noise)
                 ]
                 return (states, tangents, sums, d + d_losses / steps, loss + jnp.mean(losses) / steps), outs[-1]
 
-            states0 = [n.init((batch, n_out), dtype) for n, (_, n_out) in zip(neurons, sizes)]
+            states0 = [neuron.init((batch, n_out), dtype) for (_, neuron), (_, n_out) in zip(pairs, sizes)]
             tangents0 = [jax.tree.map(jnp.zeros_like, s) for s in states0]
-            sums0 = [
-                (jnp.zeros((batch, n_in, n_out), dtype), jnp.zeros((batch, n_out), dtype)) for n_in, n_out in sizes
-            ]
+            sums0 = [(jnp.zeros((batch, n_in, n_out), dtype), jnp.zeros((batch, n_out), dtype)) for n_in, n_out in sizes]
             carry0 = (states0, tangents0, sums0, jnp.zeros((batch,), dtype), jnp.zeros((), dtype))
             (_, _, sums, d, loss), ys = jax.lax.scan(body, carry0, (xs, jnp.arange(steps)))
             grads = [(jnp.einsum("b,bij->ij", d, a_w) / batch, d @ a_b / batch) for a_w, a_b in sums]
@@ -121,11 +108,6 @@ def online_activity_forward_gradient(
 
         loss, ys, grads = jax.vmap(one_direction, out_axes=(None, None, 0))(jax.random.split(key, num_directions))
         grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
-        return (loss, ys), _grad_state(params, pairs, grads), state
+        return (loss, ys), to_params(loss_fn, params, grads), state
 
-    return Rule(
-        init=lambda params: EmptyState(),
-        apply=apply,
-        name=f"FG-A online(K={num_directions})",
-        loss_fn=per_step_loss(net, loss_t),
-    )
+    return stateless(apply, f"FG-A online(K={num_directions})", loss_fn)

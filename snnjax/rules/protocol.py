@@ -4,30 +4,32 @@ A rule is built from a loss function ``loss_fn(params, *args) -> (loss, aux)`` a
 and is called the way ``jax.value_and_grad(loss_fn, has_aux=True)`` is, with a PRNG key
 added::
 
-    rule = snnjax.rules.bptt(loss_fn)
-    (loss, aux), grads = rule(params, *args, key=key)
+    rule = snnjax.rules.dfa(loss_fn)
+    state = rule.init(params, *args, key=key)         # stateful rules: one abstract trace finds the layers
+    (loss, aux), grads, state = rule(params, *args, key=key, state=state)
     updates, opt_state = optimizer.update(grads, opt_state, params)
 
-``grads`` has the structure of ``params``, so any optax optimiser consumes it. Rules that carry
-state of their own across steps (learned feedback matrices, say) expose it the way optax
-transformations do, so every call stays pure and jit-compilable::
+``grads`` has the structure of ``params``, so any optax optimiser consumes it. Stateless rules
+return ``(loss, aux), grads`` and need no ``init``. Deterministic rules ignore ``key``;
+stochastic ones raise if it is missing. Rules that keep state of their own across steps
+(feedback matrices, say) expose it the way optax transformations do, so every call stays pure
+and jit-compilable.
 
-    rule_state = rule.init(params)
-    (loss, aux), grads, rule_state = rule(params, *args, key=key, state=rule_state)
-
-Deterministic rules ignore ``key``; stochastic ones raise if it is missing. A rule that needs
-the layer structure of a network (feedback alignment, activity perturbation) is built from
-an snnjax network and a loss instead of a bare ``loss_fn``, and is called the same way.
+The model inside ``loss_fn`` is plain code: an NNX module merged from ``params``, or pure
+functions. A rule that needs the model's layers (feedback alignment, activity perturbation)
+finds them by itself in the traced loss (:mod:`snnjax.rules.graph`). ``loss`` is a
+floating-point scalar; a model trained with local losses returns a tuple of them (one per
+block, the blocks separated by :func:`snnjax.rules.block`), and the objective is their sum.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
-__all__ = ["Rule", "EmptyState"]
+__all__ = ["EmptyState", "Rule", "total"]
 
 Params = Any
 RuleState = Any
@@ -41,28 +43,49 @@ class Rule(NamedTuple):
     """A learning rule (see the module docstring for the protocol).
 
     Attributes:
-      init: ``params -> state``, the rule's own state (an :class:`EmptyState` if it has none).
+      init: ``(params, *args, key=None) -> state``, the rule's own state (an
+        :class:`EmptyState` if it has none); ``args`` are example arguments (arrays or
+        ``jax.ShapeDtypeStruct``), which stateful rules trace once to find the layers.
       apply: ``(state, params, *args, key) -> ((loss, aux), grads, state)``, the general form
         that a rule-agnostic training step calls.
       stateful: whether the rule carries state; if so, calls must pass ``state=``.
       name: a short label for tables and logs.
       loss_fn: the loss ``(params, *args) -> (loss, aux)`` whose gradient the rule estimates,
-        where there is one; :func:`snnjax.compare` differentiates it exactly as the reference.
+        where there is one; :func:`snnjax.compare_gradients` differentiates it exactly as the reference.
     """
 
-    init: Callable[[Params], RuleState]
+    init: Callable[..., RuleState]
     apply: Callable[..., tuple[tuple[jax.Array, Any], Params, RuleState]]
     stateful: bool = False
     name: str = "rule"
-    loss_fn: Callable[..., tuple[jax.Array, Any]] | None = None
+    loss_fn: Callable[..., tuple[Any, Any]] | None = None
 
     def __call__(self, params: Params, *args: Any, key: jax.Array | None = None, state: RuleState | None = None):
         """``(loss, aux), grads`` like ``jax.value_and_grad``; stateful rules also return the new state."""
         if self.stateful:
             if state is None:
                 raise ValueError(
-                    f"rule {self.name!r} carries state: pass state=rule.init(params) and keep the returned state."
+                    f"rule {self.name!r} carries state: pass state=rule.init(params, *args, key=key) "
+                    "and keep the returned state."
                 )
             return self.apply(state, params, *args, key=key)
         (loss_aux, grads, _) = self.apply(EmptyState() if state is None else state, params, *args, key=key)
         return loss_aux, grads
+
+
+def stateless(apply: Callable, name: str, loss_fn: Callable | None) -> Rule:
+    """A :class:`Rule` without state of its own."""
+    return Rule(init=lambda params, *args, key=None: EmptyState(), apply=apply, name=name, loss_fn=loss_fn)
+
+
+def total(loss: Any) -> jax.Array:
+    """The objective of a loss: the scalar itself, or the sum of a tuple of local losses.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax.rules.protocol import total
+      >>> float(total((jnp.array(1.0), jnp.array(2.5))))
+      3.5
+    """
+    leaves = jax.tree.leaves(loss)
+    return leaves[0] if len(leaves) == 1 else jnp.sum(jnp.stack(leaves))

@@ -22,7 +22,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from snnjax.rules import forward_mode
 from snnjax.rules.forward_gradient import combine, directional_derivatives
-from snnjax.rules.protocol import EmptyState, Rule
+from snnjax.rules.protocol import Rule, stateless
 
 __all__ = ["EXCHANGES", "shared_seed_forward_gradient"]
 
@@ -103,11 +103,12 @@ def shared_seed_forward_gradient(
                 loss_fn, params, args, key, num_directions, distribution
             )
             if exchange == "derivatives":
-                grads = combine(params, jax.lax.pmean(derivatives, name), v)
+                shared = jax.lax.pmean(derivatives, name)
+                grads = jax.tree.map(lambda p, u: combine(p, shared, u), params, v)
             else:
                 grads = jax.tree.map(
                     lambda g: jax.lax.pmean(g, name) if jnp.issubdtype(g.dtype, jnp.inexact) else g,
-                    combine(params, derivatives, v),
+                    jax.tree.map(lambda p, u: combine(p, derivatives, u), params, v),
                 )
             return jax.lax.pmean(loss, name), aux, grads
 
@@ -120,6 +121,4 @@ def shared_seed_forward_gradient(
         )
         return (loss, aux), grads, state
 
-    return Rule(
-        init=lambda params: EmptyState(), apply=apply, name=f"FG-W(K={num_directions}, {exchange})", loss_fn=loss_fn
-    )
+    return stateless(apply, f"FG-W(K={num_directions}, {exchange})", loss_fn)

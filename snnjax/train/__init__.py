@@ -12,10 +12,11 @@ Examples:
 
 from snnjax.train.config import DEFAULTS, MODELS, RULES, Config, resolve
 from snnjax.train.loop import Result, TrainingDiverged, fit, make_eval_step, make_train_step
-from snnjax.train.models import MLP, build_model, build_rule, routed_model, tapped_model
+from snnjax.train.models import MLP, ConvSNN, build_model, build_rule, classifier_loss
 
 __all__ = [
     "Config",
+    "ConvSNN",
     "DEFAULTS",
     "MLP",
     "MODELS",
@@ -24,10 +25,9 @@ __all__ = [
     "TrainingDiverged",
     "build_model",
     "build_rule",
+    "classifier_loss",
     "fit",
     "make_eval_step",
     "make_train_step",
     "resolve",
-    "routed_model",
-    "tapped_model",
 ]

@@ -10,8 +10,11 @@ from snnjax.datasets.load import DATASETS
 
 __all__ = ["Config", "DEFAULTS", "MODELS", "RULES", "resolve"]
 
-MODELS = ("mlp", "snn", "rsnn")
+MODELS = ("mlp", "snn", "rsnn", "conv")
 RULES = ("bptt", "fg-w", "fg-a", "fa", "dfa", "fdfa")
+
+# The convolutional network's own defaults (its channels, fewer steps), where the run does not set them.
+CONV_DEFAULTS: dict[str, Any] = dict(hidden=(16, 32), steps=8)
 
 # Per data set: the network and input coding that train well in a few minutes on a CPU.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -31,8 +34,9 @@ class Config:
 
     Attributes:
       dataset: one of :data:`snnjax.datasets.DATASETS`.
-      model: ``mlp`` (ReLU, images only), ``snn`` (feed-forward LIF) or ``rsnn`` (recurrent LIF);
-        spiking models read out through leaky integrators, max over time.
+      model: ``mlp`` (ReLU, images only), ``snn`` (feed-forward LIF), ``rsnn`` (recurrent LIF) or
+        ``conv`` (convolutional LIF, images only: ``hidden`` are its channels, default ``(16, 32)``,
+        and ``steps`` defaults to 8); spiking models read out through leaky integrators, max over time.
       rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient), ``fg-a`` (activity-perturbed),
         ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment) or ``fdfa`` (forward DFA).
       epochs: passes over the training split.
@@ -112,6 +116,8 @@ def resolve(config: Config) -> Config:
         f.name: defaults[f.name] if getattr(config, f.name) is None and f.name in defaults else getattr(config, f.name)
         for f in dataclasses.fields(config)
     }
+    if filled["model"] == "conv":
+        filled.update({k: v for k, v in CONV_DEFAULTS.items() if getattr(config, k) is None})
     filled["hidden"] = tuple(filled["hidden"])
     if filled["model"] == "mlp" and config.encoding is None:
         filled["encoding"] = "none"
@@ -129,6 +135,8 @@ def resolve(config: Config) -> Config:
         raise ValueError(
             "model 'mlp' takes images without a time axis: use an image dataset with --encoding none, or a spiking model."
         )
+    if c.model == "conv" and not is_image:
+        raise ValueError(f"model 'conv' takes images; {c.dataset} is not an image dataset (use snn or rsnn).")
     if c.model != "mlp" and is_image and c.encoding == "none":
         raise ValueError(f"model {c.model!r} runs over time: pick --encoding rate, latency or current for {c.dataset}.")
     for name in ("epochs", "batch_size", "steps"):

@@ -27,7 +27,7 @@ from snnjax import sharding
 from snnjax.datasets import batch_indices, encoding, load, prepare
 from snnjax.rules.protocol import Rule
 from snnjax.train.config import Config, resolve
-from snnjax.train.models import build_model, build_rule, count_correct, logits_and_layers, routed_model, tapped_model
+from snnjax.train.models import build_model, build_rule, classifier_loss, count_correct, logits_and_layers
 
 __all__ = ["Result", "TrainingDiverged", "fit", "make_eval_step", "make_train_step"]
 
@@ -82,11 +82,10 @@ def make_train_step(
     Examples:
       >>> import jax, jax.numpy as jnp, optax
       >>> from flax import nnx
-      >>> from snnjax.train import build_model, build_rule, tapped_model, make_train_step, make_eval_step
-      >>> from snnjax.train.models import logits_and_layers
+      >>> from snnjax.train import build_model, build_rule, classifier_loss, make_train_step, make_eval_step
       >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
       >>> to_input = lambda x, key: x / 255.0  # the raw batch -> the network's input
-      >>> rule, optimizer = build_rule("bptt", tapped_model(graphdef, rest, False)), optax.adam(1e-2)
+      >>> rule, optimizer = build_rule("bptt", classifier_loss(graphdef, rest, False)), optax.adam(1e-2)
       >>> step = make_train_step(rule, optimizer, to_input)
       >>> x, y = jnp.full((2, 4), 128.0), jnp.array([0, 2])
       >>> params, opt_state, rule_state, loss, correct = step(params, optimizer.init(params), rule.init(params), x, y, jax.random.key(0))
@@ -123,7 +122,7 @@ def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], j
     Examples:
       >>> import jax, jax.numpy as jnp, optax
       >>> from flax import nnx
-      >>> from snnjax.train import build_model, build_rule, tapped_model, make_train_step, make_eval_step
+      >>> from snnjax.train import build_model, make_eval_step
       >>> from snnjax.train.models import logits_and_layers
       >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
       >>> to_input = lambda x, key: x / 255.0  # the raw batch -> the network's input
@@ -274,22 +273,22 @@ def fit(
         )
     spiking = c.model != "mlp"
     inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
-    graphdef, params, rest = nnx.split(
-        build_model(c.model, inputs, train.num_classes, c.hidden, c.seed, run_bptt=c.rule == "bptt"), nnx.Param, ...
-    )
+    image = (*train.inputs.shape[1:3], train.inputs.shape[3] if train.inputs.ndim > 3 else 1)
+    model = build_model(c.model, inputs, train.num_classes, c.hidden, c.seed, image=image, run_bptt=c.rule == "bptt")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     encode = encoding(c.encoding, c.steps)
-    prepare_fn = lambda x, key: prepare(x, train.kind, encode, key)  # noqa: E731
+    flatten = c.model != "conv"
+    prepare_fn = lambda x, key: prepare(x, train.kind, encode, key, flatten=flatten)  # noqa: E731
     root = jax.random.key(c.seed)
     example_args = (
         jax.eval_shape(prepare_fn, train.inputs[: c.batch_size], root),
         jax.ShapeDtypeStruct((c.batch_size,), jnp.int32),
     )
     feedback_key = jax.random.fold_in(root, 2**31 - 1)  # FA's and DFA's fixed matrices
-    rule = build_rule(
-        c.rule, tapped_model(graphdef, rest, spiking), routed_model(graphdef, rest, spiking), example_args, feedback_key
-    )
+    rule = build_rule(c.rule, classifier_loss(graphdef, rest, spiking))
     optimizer = optax.adam(c.lr)
-    state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule.init(params)}
+    rule_state = rule.init(params, *example_args, key=feedback_key)
+    state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule_state}
     place = _placement(mesh, c.shard_params_above, log)
     step = make_train_step(rule, optimizer, prepare_fn, mesh=mesh, shard_params_above=c.shard_params_above)
     run = logits_and_layers(graphdef, rest, spiking)
@@ -432,4 +431,6 @@ def _plots(c: Config, out: Path, history, run, params, test, prepare_fn, spiking
     count = min(64, len(test.labels))
     x = prepare_fn(test.inputs[:count], jax.random.key(c.seed))
     _, layers = jax.jit(run)(params, x)
-    return write_plots(out, history, np.asarray(x[:, 0]), [np.asarray(s) for s in layers], int(test.labels[0]))
+    flat = [np.asarray(s).reshape(*s.shape[:2], -1) for s in layers]  # feature maps as [T, B, N]
+    sample = np.asarray(x[:, 0]).reshape(x.shape[0], -1)
+    return write_plots(out, history, sample, flat, int(test.labels[0]))

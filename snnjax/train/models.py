@@ -1,14 +1,14 @@
 r"""The networks and rules the training command builds by name.
 
-Every network is a *tapped model* (:mod:`snnjax.rules.activity`): the pre-activation of every
-layer passes through ``tap``, so BPTT, weight- and activity-perturbed forward gradients all
-train the same network. Spiking networks read out through leaky integrators and classify by
-the maximum membrane over time, :math:`\text{logits} = \max_t v_t`, with cross-entropy.
+Every network is an ordinary NNX module, and every rule is built from its loss alone
+(:mod:`snnjax.rules`): the rules find the layers in the traced loss. Spiking networks read
+out through leaky integrators and classify by the maximum membrane over time,
+:math:`\text{logits} = \max_t v_t`, with cross-entropy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,14 +18,13 @@ from flax import nnx
 import snnjax
 from snnjax import rules
 from snnjax.nn import LIF, LeakyIntegrator, Sequential
-from snnjax.rules.feedback import Route
 from snnjax.rules.protocol import Rule
 
-__all__ = ["MLP", "build_model", "build_rule", "routed_model", "tapped_model"]
+__all__ = ["MLP", "ConvSNN", "build_model", "build_rule", "classifier_loss"]
 
 
 class MLP(nnx.Module):
-    """A ReLU perceptron ``[B, D] -> [B, classes]`` whose pre-activations can be tapped.
+    """A ReLU perceptron ``[B, D] -> [B, classes]``.
 
     Args:
       sizes: layer widths, input first, classes last.
@@ -43,39 +42,89 @@ class MLP(nnx.Module):
     def __init__(self, sizes: tuple[int, ...], *, rngs: nnx.Rngs):
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
 
-    def __call__(
-        self,
-        x: jax.Array,
-        *,
-        record: bool = False,
-        tap: Callable[[jax.Array], jax.Array] | None = None,
-        route: Route | None = None,
-    ):
-        """Logits ``[B, classes]``; with ``record`` also the hidden activations ``[B, N_l]``.
-
-        ``tap`` sees every pre-activation, ``route`` every product, hidden output and the
-        output (as in :class:`snnjax.nn.Sequential`).
-        """
-        tap = tap or (lambda z: z)
-        route = route or Route()
+    def __call__(self, x: jax.Array, *, record: bool = False):
+        """Logits ``[B, classes]``; with ``record`` also the hidden activations ``[B, N_l]``."""
         recorded = []
-        for i, layer in enumerate(self.layers):
-            x = tap(route.linear(x, layer.kernel[...]) + layer.bias[...].reshape((1,) * (x.ndim - 1) + (-1,)))
-            if i < len(self.layers) - 1:
-                x = jax.nn.relu(x)
-                recorded.append(x)
-                x = route.hidden(x)
-        x = route.output(x)
+        for layer in self.layers[:-1]:
+            x = jax.nn.relu(layer(x))
+            recorded.append(x)
+        x = self.layers[-1](x)
         return (x, recorded) if record else x
 
 
-def build_model(
-    name: str, inputs: int, classes: int, hidden: tuple[int, ...], seed: int, *, run_bptt: bool = False
-) -> nnx.Module:
-    """``mlp``, ``snn`` (feed-forward LIF layers) or ``rsnn`` (recurrent LIF layers).
+class ConvSNN(nnx.Module):
+    r"""A convolutional spiking network over time-major images ``[T, B, H, W(, C)]``.
 
-    The LIF layers use :math:`\\beta = 0.95`, threshold 1 and a fast-sigmoid surrogate of
-    slope 10; the readout is ``classes`` leaky integrators with :math:`\\kappa = 0.95`. With
+    Per block: a 3x3 ``nnx.Conv`` (same padding), LIF neurons, 2x2 average pooling; then the
+    flattened feature map, an ``nnx.Linear`` to the classes and a leaky-integrator readout
+    ``[T, B, classes]``. The convolutions run on all ``T * B`` frames at once.
+
+    Args:
+      image: ``(H, W, C)`` of the input images.
+      channels: output channels of each convolutional block.
+      classes: number of classes.
+      rngs: for the weights.
+      surrogate: the LIF layers' surrogate.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from snnjax.train import ConvSNN
+      >>> net = ConvSNN((8, 8, 1), (4, 8), 3, rngs=nnx.Rngs(0))
+      >>> v, layers = net(jnp.ones((5, 2, 8, 8)), record=True)
+      >>> v.shape, [h.shape for h in layers]
+      ((5, 2, 3), [(5, 2, 8, 8, 4), (5, 2, 4, 4, 8), (5, 2, 3)])
+    """
+
+    def __init__(
+        self,
+        image: tuple[int, int, int],
+        channels: tuple[int, ...],
+        classes: int,
+        *,
+        rngs: nnx.Rngs,
+        surrogate: snnjax.surrogates.SurrogateLike = "fast_sigmoid",
+    ):
+        height, width, c_in = image
+        self.convs = nnx.List([nnx.Conv(a, b, (3, 3), rngs=rngs) for a, b in zip((c_in, *channels[:-1]), channels)])
+        self.neurons = nnx.List([LIF(c, beta=0.9, surrogate=surrogate) for c in channels])
+        size = (height // 2 ** len(channels)) * (width // 2 ** len(channels)) * channels[-1]
+        if size == 0:
+            raise ValueError(f"ConvSNN: {len(channels)} pooling blocks leave nothing of a {height}x{width} image.")
+        self.image = tuple(image)
+        self.out = nnx.Linear(size, classes, rngs=rngs)
+        self.readout = LeakyIntegrator(classes, kappa=0.9)
+
+    def __call__(self, xs: jax.Array, *, record: bool = False):
+        """The readout membrane ``[T, B, classes]``; with ``record`` also each layer's output."""
+        steps, batch = xs.shape[:2]
+        x = xs.reshape(steps, batch, *self.image)
+        recorded = []
+        for conv, neuron in zip(self.convs, self.neurons):
+            _, spikes = neuron.run(conv(x))  # [T, B, H, W, C]
+            recorded.append(spikes)
+            frames = spikes.reshape(steps * batch, *spikes.shape[2:])
+            x = nnx.avg_pool(frames, (2, 2), (2, 2)).reshape(steps, batch, *(d // 2 for d in spikes.shape[2:4]), -1)
+        _, v = self.readout.run(self.out(x.reshape(steps, batch, -1)))
+        recorded.append(v)
+        return (v, recorded) if record else v
+
+
+def build_model(
+    name: str,
+    inputs: int,
+    classes: int,
+    hidden: tuple[int, ...],
+    seed: int,
+    *,
+    image: tuple[int, int, int] | None = None,
+    run_bptt: bool = False,
+) -> nnx.Module:
+    """``mlp``, ``snn`` (feed-forward LIF layers), ``rsnn`` (recurrent LIF layers) or ``conv`` (:class:`ConvSNN`).
+
+    The LIF layers of ``snn`` and ``rsnn`` use :math:`\\beta = 0.95`, threshold 1 and a
+    fast-sigmoid surrogate of slope 10; the readout is ``classes`` leaky integrators with
+    :math:`\\kappa = 0.95`. ``conv`` takes ``hidden`` as its channels and needs ``image``. With
     ``run_bptt``, the recurrent layers of ``rsnn`` run through :func:`snnjax.run_bptt` (same
     values and gradients, faster reverse mode, no forward mode): ``snnjax train`` sets it for
     ``--rule bptt``. The feed-forward layers keep :func:`snnjax.run`, which is faster for them.
@@ -91,99 +140,74 @@ def build_model(
     sizes = (inputs, *hidden, classes)
     if name == "mlp":
         return MLP(sizes, rngs=rngs)
-    if name not in ("snn", "rsnn"):
-        raise ValueError(f"unknown model {name!r}; choose mlp, snn or rsnn.")
     surrogate = snnjax.surrogates.fast_sigmoid(slope=10.0)
+    if name == "conv":
+        if image is None:
+            raise ValueError("model 'conv' takes images: pass image=(H, W, C).")
+        return ConvSNN(image, tuple(hidden), classes, rngs=rngs, surrogate=surrogate)
+    if name not in ("snn", "rsnn"):
+        raise ValueError(f"unknown model {name!r}; choose mlp, snn, rsnn or conv.")
     layers = []
+    recurrent = name == "rsnn"
     for a, b in zip(sizes[:-2], sizes[1:-1]):
-        layers += [
-            nnx.Linear(a, b, rngs=rngs),
-            LIF(
-                b,
-                beta=0.95,
-                recurrent=name == "rsnn",
-                surrogate=surrogate,
-                run_bptt=run_bptt and name == "rsnn",
-                rngs=rngs,
-            ),
-        ]
+        neuron = LIF(b, beta=0.95, recurrent=recurrent, surrogate=surrogate, run_bptt=run_bptt and recurrent, rngs=rngs)
+        layers += [nnx.Linear(a, b, rngs=rngs), neuron]
     layers += [nnx.Linear(sizes[-2], classes, rngs=rngs), LeakyIntegrator(classes, kappa=0.95)]
     return Sequential(*layers)
 
 
-def _classifier(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
-    def model(params, x, labels, **hook):  # hook: tap= or route=, passed on to the network
-        out = nnx.merge(graphdef, params, rest)(x, **hook)
+def classifier_loss(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool) -> Callable:
+    """``loss_fn(params, x, labels) -> (mean cross-entropy, logits [B, C])``, what every rule is built from.
+
+    Spiking networks' logits are the readout's maximum over time.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from snnjax.train import build_model, classifier_loss
+      >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
+      >>> loss, logits = classifier_loss(graphdef, rest, spiking=False)(params, jnp.ones((2, 4)), jnp.array([0, 2]))
+      >>> loss.shape, logits.shape
+      ((), (2, 3))
+    """
+
+    def loss_fn(params, x, labels):
+        out = nnx.merge(graphdef, params, rest)(x)
         logits = out.max(axis=0) if spiking else out
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels), logits
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), logits
 
-    return model
-
-
-def tapped_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
-    """``(params, x, labels, tap) -> (per-example losses [B], logits [B, C])`` for BPTT and forward gradients.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp
-      >>> from flax import nnx
-      >>> from snnjax.train import build_model, tapped_model
-      >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
-      >>> model = tapped_model(graphdef, rest, spiking=False)
-      >>> from snnjax import rules
-      >>> losses, logits = model(params, jnp.ones((2, 4)), jnp.array([0, 2]), tap=rules.identity_tap)
-      >>> losses.shape, logits.shape
-      ((2,), (2, 3))
-    """
-    return _classifier(graphdef, rest, spiking)
+    return loss_fn
 
 
-def routed_model(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
-    """``(params, x, labels, route) -> (per-example losses [B], logits [B, C])`` for FA, DFA, FDFA.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp
-      >>> from flax import nnx
-      >>> from snnjax.train import build_model, routed_model
-      >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
-      >>> model = routed_model(graphdef, rest, spiking=False)
-      >>> from snnjax import rules
-      >>> losses, logits = model(params, jnp.ones((2, 4)), jnp.array([0, 2]), route=rules.Route())
-      >>> losses.shape
-      (2,)
-    """
-    return _classifier(graphdef, rest, spiking)
-
-
-def build_rule(name: str, tapped, routed=None, example_args: tuple = (), key: jax.Array | None = None) -> Rule:
-    """The rule ``name`` (one of ``snnjax.train.RULES``) for a network given as a tapped and a routed model.
+def build_rule(name: str, loss_fn: Callable) -> Rule:
+    """The rule ``name`` (one of ``snnjax.train.RULES``) built from ``loss_fn``.
 
     Args:
-      name: ``bptt``, ``fg-w``, ``fg-a`` (built from ``tapped``), ``fa``, ``dfa``, ``fdfa``
-        (built from ``routed``, whose feedback matrices take their shapes from ``example_args``;
-        FA's and DFA's are drawn from ``key``).
+      name: ``bptt``, ``fg-w``, ``fg-a``, ``fa``, ``dfa`` or ``fdfa``.
+      loss_fn: ``(params, *args) -> (loss, aux)``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
-      >>> from snnjax.train import build_model, build_rule, routed_model, tapped_model
+      >>> from snnjax.train import build_model, build_rule, classifier_loss
       >>> graphdef, params, rest = nnx.split(build_model("mlp", 4, 3, (8,), seed=0), nnx.Param, ...)
       >>> x, y = jnp.ones((2, 4)), jnp.array([0, 2])
-      >>> rule = build_rule("dfa", tapped_model(graphdef, rest, False), routed_model(graphdef, rest, False), (x, y), jax.random.key(0))
-      >>> (loss, logits), grads, state = rule(params, x, y, state=rule.init(params))
+      >>> rule = build_rule("dfa", classifier_loss(graphdef, rest, False))
+      >>> (loss, logits), grads, state = rule(params, x, y, state=rule.init(params, x, y, key=jax.random.key(0)))
       >>> rule.name, logits.shape
       ('DFA', (2, 3))
     """
-    if name == "bptt":
-        return rules.bptt(rules.as_loss(tapped))
-    if name == "fg-w":
-        return rules.forward_gradient(rules.as_loss(tapped))
-    if name == "fg-a":
-        return rules.activity_forward_gradient(tapped)
-    if name in ("fa", "dfa"):
-        return getattr(rules, name)(routed, example_args, key=key)
-    if name == "fdfa":
-        return rules.fdfa(routed, example_args)
-    raise ValueError(f"unknown rule {name!r}; choose bptt, fg-w, fg-a, fa, dfa or fdfa.")
+    builders = {
+        "bptt": rules.bptt,
+        "fg-w": rules.forward_gradient,
+        "fg-a": rules.activity_forward_gradient,
+        "fa": rules.fa,
+        "dfa": rules.dfa,
+        "fdfa": rules.fdfa,
+    }
+    if name not in builders:
+        raise ValueError(f"unknown rule {name!r}; choose {', '.join(builders)}.")
+    return builders[name](loss_fn)
 
 
 def logits_and_layers(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):

@@ -1,0 +1,124 @@
+r"""The loss of a stepped network: what the online rules are built from.
+
+An online rule runs the whole network forward in time in one ``lax.scan`` and learns as it
+goes, so it needs the network as a pure step, not as a function of whole sequences. Its loss
+is built from two pure pieces, and is itself an ordinary ``loss_fn`` (so ``jax.grad``,
+:func:`snnjax.rules.bptt` and :func:`snnjax.compare_gradients` take it as is):
+
+- ``network(params) -> snnjax.Neuron``: a :func:`snnjax.chain` of dense synapses
+  (:func:`snnjax.dense`) and neuron layers, built from the parameters
+  (:func:`snnjax.nn.network` makes one from an NNX model);
+- ``loss_t(y_t, labels) -> [B]``: one time step's per-example loss of the last layer's output.
+
+.. math:: L = \frac1T \sum_t \operatorname{mean}_b\, \ell(y_{t,b}, \text{label}_b)
+
+The online rules read the chain's layers: ``(Dense, neuron)`` pairs, at least two. They train
+the dense layers' kernels and biases, whatever parameters those are computed from (the
+gradient is carried back to ``params`` by ``jax.vjp`` of ``network``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from snnjax.neurons.chain import Dense
+from snnjax.neurons.neuron import Neuron, run
+from snnjax.rules.graph import trace
+
+__all__ = ["SteppedLoss", "dense_layers", "per_step_loss", "to_params"]
+
+
+class SteppedLoss(NamedTuple):
+    """A ``loss_fn(params, xs, labels) -> (loss, ys)`` that also says how the network steps.
+
+    Attributes:
+      network: ``params -> snnjax.Neuron``, a chain of dense synapses and neuron layers.
+      loss_t: ``(y_t [B, C], labels) -> [B]``, one step's per-example loss.
+    """
+
+    network: Callable[[Any], Neuron]
+    loss_t: Callable[[jax.Array, jax.Array], jax.Array]
+
+    def __call__(self, params: Any, xs: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(loss, ys)`` for inputs ``xs`` ``[T, B, N_in]``: the network run as a whole, ``ys`` ``[T, B, C]``."""
+        _, ys = run(self.network(params), xs)
+        return jnp.mean(jax.vmap(self.loss_t, in_axes=(0, None))(ys, labels)), ys
+
+
+def per_step_loss(network: Callable[[Any], Neuron], loss_t: Callable[[jax.Array, jax.Array], jax.Array]) -> SteppedLoss:
+    r"""The loss :math:`\frac1T \sum_t \operatorname{mean}_b \ell(y_t)` of a stepped network (module docstring).
+
+    Args:
+      network: ``params -> snnjax.Neuron``, e.g. ``lambda p: snnjax.chain(snnjax.dense(p["w1"]),
+        snnjax.lif(0.9), snnjax.dense(p["w2"]), snnjax.leaky_integrator(0.9))``.
+      loss_t: ``(y_t [B, C], labels) -> [B]``, e.g. ``optax.softmax_cross_entropy_with_integer_labels``.
+
+    Returns:
+      A :class:`SteppedLoss`, usable as ``loss_fn`` by every rule, online or not.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax, snnjax
+      >>> from snnjax import rules
+      >>> loss_fn = rules.per_step_loss(
+      ...     lambda w: snnjax.chain(snnjax.dense(w), snnjax.leaky_integrator(0.5)),
+      ...     optax.softmax_cross_entropy_with_integer_labels)
+      >>> loss, ys = loss_fn(jnp.zeros((2, 3)), jnp.ones((4, 1, 2)), jnp.array([0]))
+      >>> round(float(loss), 4), ys.shape  # log 3 for all-zero outputs
+      (1.0986, (4, 1, 3))
+    """
+    if not callable(network) or not callable(loss_t):
+        raise ValueError("per_step_loss: network (params -> snnjax.Neuron) and loss_t ((y_t, labels) -> [B]) must be callables.")
+    return SteppedLoss(network, loss_t)
+
+
+def dense_layers(loss_fn: Any, params: Any, rule: str) -> list[tuple[Dense, Neuron]]:
+    """The ``(Dense, neuron)`` pairs of ``loss_fn.network(params)``, checked for an online rule.
+
+    Raises:
+      ValueError: naming the layer, for a loss that is not a :class:`SteppedLoss`, a network
+        that is not a chain of at least two ``(Dense, neuron)`` pairs, a recurrent neuron layer,
+        or a neuron layer whose dynamics depend on the parameters (the online rules train the
+        dense layers only).
+    """
+    if not isinstance(loss_fn, SteppedLoss):
+        raise ValueError(
+            f"{rule}: an online rule needs the loss of a stepped network, snnjax.rules.per_step_loss(network, loss_t) "
+            f"(snnjax.nn.network(model) makes the network of an NNX model); got {type(loss_fn).__name__}."
+        )
+    net = loss_fn.network(params)
+    layers = tuple(getattr(net, "layers", ()))
+    pairs = list(zip(layers[0::2], layers[1::2]))
+    if len(layers) < 4 or len(layers) % 2 or not all(isinstance(d, Dense) and isinstance(n, Neuron) for d, n in pairs):
+        kinds = [type(layer).__name__ for layer in layers] or [type(net).__name__]
+        raise ValueError(
+            f"{rule}: the network must be a snnjax.chain of (snnjax.dense, neuron) pairs, at least two; got layers {kinds}."
+        )
+    for l, (d, neuron) in enumerate(pairs):
+        if neuron.recurrence is not None:
+            raise ValueError(f"{rule}: neuron layer {l} (after dense layer {l}) is recurrent, which online rules here do not support.")
+        n = d.kernel.shape[1]
+        graph = trace(
+            lambda p, s, x, l=l: (sum(jnp.sum(v) for v in jax.tree.leaves(loss_fn.network(p).layers[2 * l + 1].step(s, x))), None),
+            params,
+            (neuron.init((1, n), d.kernel.dtype), jnp.zeros((1, n), d.kernel.dtype)),
+            rule,
+        )
+        if any(graph.param_losses):
+            raise ValueError(
+                f"{rule}: neuron layer {l} (after dense layer {l}) depends on the parameters (a trainable decay or "
+                "threshold); online rules here train the dense layers only: make it fixed, or train offline."
+            )
+    return pairs
+
+
+def to_params(loss_fn: SteppedLoss, params: Any, grads: list[tuple[jax.Array, jax.Array | None]]) -> Any:
+    """The gradient with respect to ``params`` from one per dense layer ``(kernel, bias)``, through ``jax.vjp`` of the network."""
+
+    def weights(p):
+        return [(d.kernel, d.bias) for d in loss_fn.network(p).layers[0::2]]
+
+    _, pullback = jax.vjp(weights, params)
+    return pullback([(g_w, None if d[1] is None else g_b) for (g_w, g_b), d in zip(grads, weights(params))])[0]
