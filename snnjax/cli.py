@@ -15,7 +15,8 @@ __all__ = ["main"]
 
 _DATASETS = tuple(DEFAULTS)
 _DEFAULTS_TEXT = "\n".join(
-    f"  {name:14s} model {d['model']}, hidden {' '.join(map(str, d['hidden']))}, steps {d['steps']}, encoding {d['encoding']}, "
+    f"  {name:14s} model {d['model']}, hidden {' '.join(map(str, d['hidden']))}, steps {d['steps']}, encoding "
+    f"{d['encoding']}, "
     f"epochs {d['epochs']}, lr {d['lr']:g}, batch {d['batch_size']}"
     for name, d in DEFAULTS.items()
 )
@@ -44,14 +45,19 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
         parser.add_argument(
             "--model",
             choices=MODELS,
-            help="mlp (ReLU, images, no time), snn (feed-forward LIF), rsnn (recurrent LIF) or conv (convolutional LIF, images; "
-            "--hidden gives its channels); default per dataset",
+            help=(
+                "mlp (ReLU, images, no time), snn (feed-forward LIF), rsnn (recurrent LIF) or conv (convolutional "
+                "LIF, images; --hidden gives its channels); default per dataset"
+            ),
         )
         parser.add_argument(
             "--rule",
             choices=RULES,
             default="bptt",
-            help="learning rule: bptt, fg-w / fg-a (forward gradient, weight- / activity-perturbed), fa (feedback alignment), dfa (direct FA), fdfa (forward DFA)",
+            help=(
+                "learning rule: bptt, fg-w / fg-a (forward gradient, weight- / activity-perturbed), fa (feedback "
+                "alignment), dfa (direct FA), fdfa (forward DFA)"
+            ),
         )
         parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes, e.g. --hidden 400 400")
         parser.add_argument(
@@ -81,13 +87,19 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
         parser.add_argument(
             "--devices",
             type=int,
-            help="train data-parallel on N devices, the batch split over them (on a CPU-only machine, N simulated CPU devices)",
+            help=(
+                "train data-parallel on N devices, the batch split over them (on a CPU-only machine, N simulated CPU "
+                "devices)"
+            ),
         )
         parser.add_argument(
             "--shard-params-above",
             type=int,
             metavar="SIZE",
-            help="with --devices: split parameters of at least SIZE elements over the devices instead of replicating them",
+            help=(
+                "with --devices: split parameters of at least SIZE elements over the devices instead of replicating "
+                "them"
+            ),
         )
         hosts = parser.add_argument_group(
             "several hosts", "run the same command on every host; --devices counts every host's devices"
@@ -110,7 +122,9 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
     )
     parser.add_argument(
         "--out",
-        help="output folder for metrics.jsonl, checkpoints and plots (default runs/<dataset>-<model>-<rule>, runs/demo)",
+        help=(
+            "output folder for metrics.jsonl, checkpoints and plots (default runs/<dataset>-<model>-<rule>, runs/demo)"
+        ),
     )
     parser.add_argument("--train-size", type=int, help="use only the first N training examples")
     parser.add_argument("--test-size", type=int, help="use only the first N test examples")
@@ -119,7 +133,9 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
     parser.add_argument(
         "--no-tune-allocator",
         action="store_true",
-        help="leave glibc's malloc as it is (by default freed host memory is kept for reuse: snnjax.tune_host_allocator)",
+        help=(
+            "leave glibc's malloc as it is (by default freed host memory is kept for reuse: snnjax.tune_host_allocator)"
+        ),
     )
 
 
@@ -133,14 +149,20 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="train a recurrent spiking network on Randman (no download, about 2 minutes on a laptop CPU)",
-        description="Train a 100-128-10 recurrent LIF network with BPTT on Randman (generated on the spot), print the test accuracy and write plots to runs/demo.",
+        description=(
+            "Train a 100-128-10 recurrent LIF network with BPTT on Randman (generated on the spot), print the "
+            "test accuracy and write plots to runs/demo."
+        ),
     )
     _train_arguments(demo, demo=True)
     train = commands.add_parser(
         "train",
         help="train a network on a data set with a learning rule",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a network, evaluate it on the test split after every epoch, write metrics.jsonl, checkpoints and plots.",
+        description=(
+            "Train a network, evaluate it on the test split after every epoch, write metrics.jsonl, "
+            "checkpoints and plots."
+        ),
         epilog="defaults per dataset:\n" + _DEFAULTS_TEXT,
     )
     _train_arguments(train, demo=False)
@@ -225,9 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 initialize(args.coordinator, args.num_processes, args.process_id)
             except RuntimeError as error:  # no coordinator, a cluster JAX does not know, ...
-                raise ValueError(
-                    f"could not join the multi-host run: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
-                ) from error
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise ValueError(f"could not join the multi-host run: {reason}") from error
         from snnjax.train.loop import TrainingDiverged, fit
 
         try:

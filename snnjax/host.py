@@ -4,9 +4,8 @@ XLA:CPU allocates each compiled call's temporary buffers afresh (the residuals a
 keeps for its backward pass, the stacked outputs of a scan) and frees them when the call
 returns. glibc's ``malloc`` serves every allocation above its mmap threshold (at most 32 MiB)
 with a new ``mmap`` and returns it with ``munmap``. A training step with more temporaries
-than that therefore faults in every page again on every call: for the FGI ALIF network at
-T = 98 (batch 128, 128 neurons), about 13,600 page faults (53 MiB) per step, about 10 % of the
-step's time on a 2-core CPU.
+than that therefore faults in every page again on every call, which takes a measurable part of
+a step's time on a CPU (``docs/howto/speed.md`` has the measurement).
 
 :func:`tune_host_allocator` tells glibc to serve large allocations from its heap
 (``mallopt(M_MMAP_MAX, 0)``), to keep up to 2 GiB of freed memory at the heap's top instead of

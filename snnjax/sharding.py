@@ -77,7 +77,8 @@ def mesh(devices: int | None = None, *, axis: str = AXIS) -> Mesh:
         raise ValueError(f"devices must be a positive integer, got {devices!r}.")
     if jax.process_count() > 1 and devices != len(available):
         raise ValueError(
-            f"with {jax.process_count()} processes the mesh takes every device ({len(available)}), got devices={devices}."
+            f"with {jax.process_count()} processes the mesh takes every device ({len(available)}), got "
+            f"devices={devices}."
         )
     if devices > len(available):
         hint = (

@@ -43,9 +43,11 @@ def test_site_builds_strictly(tmp_path):
 
 @pytest.mark.parametrize("page", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md")))
 def test_code_on_every_page_runs(page):
+    """Each page's blocks run in order in one namespace, as a reader runs them one after the other."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
+    namespace: dict = {}
     for block in blocks:
-        exec(compile(block, page, "exec"), {})
+        exec(compile(block, page, "exec"), namespace)
 
 
 def _public_objects():

@@ -97,7 +97,9 @@ def test_sequential_hoists_linear_layers_and_records():
         (lambda: snn.LIF(4).initialize_carry((2, 3)), "last axis must be features=4"),
         (lambda: snn.LIF(4, beta=1.2), r"decay must lie in \[0, 1\]"),
         (lambda: snn.LIF(4, decay_parametrization="exp"), "parametrization must be one of"),
-        (lambda: snn.IAF(4, beta=0.5), "IAF has no leak"),
+        (lambda: snn.IAF(4, beta=0.5), "IAF: unknown option 'beta'"),
+        (lambda: snn.LIF(4, bogus=1), "LIF: unknown option 'bogus'; the options are beta, threshold"),
+        (lambda: snn.LeakyIntegrator(4, recurrent=True, rngs=nnx.Rngs(0)), "LeakyIntegrator: has no recurrent weights"),
         (lambda: snn.Sequential(snn.LIF(4))(jnp.ones((5, 4))), r"time-major \[T, B, features\]"),
         (lambda: snn.Sequential(), "at least one layer"),
         (lambda: snn.LIF(4, method="nope"), "unknown method"),
@@ -146,7 +148,7 @@ def test_remat_layers_give_the_same_gradients(layer):
 
     for remat in (True, False):  # the option reaches the scan
         cell = snn.LIF(5, remat=remat) if layer == "LIF" else snn.ALIF(5, remat=remat)
-        assert ("remat" in str(jax.make_jaxpr(lambda x: cell.run(x)[1])(jnp.zeros((3, 2, 5))))) == remat
+        assert ("remat" in str(jax.make_jaxpr(lambda x, cell=cell: cell.run(x)[1])(jnp.zeros((3, 2, 5))))) == remat
     with_remat, without = grads(True), grads(False)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.allclose(a, b, rtol=1e-5, atol=1e-6)), with_remat, without))
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(without)) > 0

@@ -30,7 +30,11 @@ LABELS = jnp.arange(B) % 3
 
 class MLP(nnx.Module):
     def __init__(self, rngs):
-        self.l1, self.l2, self.l3 = nnx.Linear(6, 8, rngs=rngs), nnx.Linear(8, 8, rngs=rngs), nnx.Linear(8, 3, rngs=rngs)
+        self.l1, self.l2, self.l3 = (
+            nnx.Linear(6, 8, rngs=rngs),
+            nnx.Linear(8, 8, rngs=rngs),
+            nnx.Linear(8, 3, rngs=rngs),
+        )
 
     def __call__(self, x):
         return self.l3(jax.nn.relu(self.l2(jax.nn.relu(self.l1(x)))))
@@ -284,7 +288,11 @@ def _recurrent_by_hand(p, xs, labels, recurrent=_matmul, out=_matmul, pre=None):
     """RecurrentSNN written out with ALIF's own cell; ``recurrent`` and ``out`` compute those two
     products; ``pre(name, z)`` sees the hidden spikes ``"h"`` and the output product ``"o"``."""
     pre = pre or (lambda name, z: z)
-    cell = snnjax.alif(snnjax.sigmoid_decay(p["alif"]["alpha"]["value"]), snnjax.sigmoid_decay(p["alif"]["rho"]["value"]), adaptation=0.2)
+    cell = snnjax.alif(
+        snnjax.sigmoid_decay(p["alif"]["alpha"]["value"]),
+        snnjax.sigmoid_decay(p["alif"]["rho"]["value"]),
+        adaptation=0.2,
+    )
     w_rec = p["alif"]["recurrent"]["kernel"]
 
     def step(state, current):
@@ -304,7 +312,9 @@ def _assert_trees_close(got, want, rtol=2e-5):
     got, want = _pure(got), _pure(want)
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(got)[0], jax.tree.leaves(want)):
         scale = float(np.max(np.abs(np.asarray(b)))) + 1e-12
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=1e-5 * scale, err_msg=jax.tree_util.keystr(path))
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(b), rtol=rtol, atol=1e-5 * scale, err_msg=jax.tree_util.keystr(path)
+        )
 
 
 def _matrices(state, seed):
@@ -388,7 +398,9 @@ def test_dfa_projects_the_output_error_onto_each_hidden_feature_map():
         return _conv_by_hand(p, xs, labels, cut=cut)
 
     model(p, xs, LABELS, cut=_record)
-    _assert_trees_close(grads, _dfa_by_hand(lambda p, xs, labels, cut: model(p, xs, labels, cut), p, xs, matrices, ("h1", "h2")))
+    _assert_trees_close(
+        grads, _dfa_by_hand(lambda p, xs, labels, cut: model(p, xs, labels, cut), p, xs, matrices, ("h1", "h2"))
+    )
 
 
 def test_dfa_reaches_recurrent_weights_through_the_layers_own_dynamics():
@@ -432,7 +444,9 @@ def test_fg_a_perturbs_the_recurrent_current_per_example_and_step():
 
         def loss(eps):
             cell = snnjax.alif(
-                snnjax.sigmoid_decay(p["alif"]["alpha"]["value"]), snnjax.sigmoid_decay(p["alif"]["rho"]["value"]), adaptation=0.2
+                snnjax.sigmoid_decay(p["alif"]["alpha"]["value"]),
+                snnjax.sigmoid_decay(p["alif"]["rho"]["value"]),
+                adaptation=0.2,
             )
             z1 = at(0, x @ p["l1"]["kernel"] + p["l1"]["bias"].reshape(1, 1, -1), eps[0])
 

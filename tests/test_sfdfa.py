@@ -1,14 +1,18 @@
-"""SFDFA on the exact-time spiking network: eligibility = jax.grad, grades = jax.jvp, feedback -> Jacobian, flat memory."""
+"""SFDFA on the exact-time spiking network.
+
+Eligibility = jax.grad, grades = jax.jvp, feedback -> Jacobian, flat memory.
+"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from snnjax.spike_time import SpikeTimeNet, crossing, init_weights, simulate, ttfs
 
 from snnjax.rules import sfdfa as _sfdfa
-from snnjax.rules import spike_count_loss, spike_time_bp as _spike_time_bp
+from snnjax.rules import spike_count_loss
+from snnjax.rules import spike_time_bp as _spike_time_bp
 from snnjax.rules.sfdfa import count_targets, perturbations
-from snnjax.spike_time import SpikeTimeNet, crossing, init_weights, simulate, ttfs
 
 NET = SpikeTimeNet((20, 12, 8, 3), theta=(0.2, 0.2, 0.7), window=0.1, dt=2e-3)
 LABELS = jnp.array([0, 1, 2, 0, 1, 2])
@@ -183,7 +187,9 @@ def test_bad_input():
     net = _net(30)
     w = _weights(30)
     with pytest.raises(ValueError, match="key"):
-        sfdfa(net, feedback="dfa")
+        sfdfa(net, feedback="dfa").init(w)
+    with pytest.raises(ValueError, match="spike_count_loss"):
+        _sfdfa(net)
     with pytest.raises(ValueError, match="feedback"):
         sfdfa(net, feedback="fa")
     with pytest.raises(ValueError, match="hidden layer"):

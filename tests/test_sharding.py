@@ -16,7 +16,7 @@ from flax import nnx
 import snnjax
 import snnjax.nn as snn
 from snnjax import cli, rules, sharding
-from snnjax.train import Config, build_model, build_rule, fit, make_train_step, routed_model, tapped_model
+from snnjax.train import Config, build_model, build_rule, classifier_loss, fit, make_train_step
 
 DEVICES = 8
 KEY = jax.random.key(0)
@@ -65,11 +65,9 @@ def _train(rule_name, mesh, shard_params_above=None, steps=3):
     graphdef, params, rest = nnx.split(net, nnx.Param, ...)
     x, y = _spiking_problem()
     prepare = lambda raw, key: jnp.swapaxes(raw, 0, 1)  # noqa: E731  [B, T, N] -> [T, B, N]
-    rule = build_rule(
-        rule_name, tapped_model(graphdef, rest, True), routed_model(graphdef, rest, True), (prepare(x, None), y), KEY
-    )
+    rule = build_rule(rule_name, classifier_loss(graphdef, rest, True))
     optimizer = optax.adam(1e-2)
-    state = (params, optimizer.init(params), rule.init(params))
+    state = (params, optimizer.init(params), rule.init(params, prepare(x, None), y, key=KEY))
     step = make_train_step(rule, optimizer, prepare, mesh=mesh, shard_params_above=shard_params_above)
     if mesh is not None:
         state = sharding.put_state(state, mesh, min_size=shard_params_above)
@@ -115,7 +113,7 @@ def test_online_rule_on_devices_equals_one_device(mesh):
         snn.LeakyIntegrator(3, kappa=0.9),
     )
     loss_t = optax.softmax_cross_entropy_with_integer_labels
-    rule = rules.online_dfa(net, loss_t, feedback="fdfa", rate=0.5)
+    rule = rules.online_dfa(rules.per_step_loss(snn.network(net), loss_t), feedback="fdfa", rate=0.5)
     params = nnx.state(net, nnx.Param)
     xs = (jax.random.uniform(KEY, (15, 16, 4)) < 0.5).astype(jnp.float32) * 2.0  # [T, B, N]
     labels = jnp.arange(16) % 3
@@ -128,10 +126,11 @@ def test_online_rule_on_devices_equals_one_device(mesh):
             labels = sharding.constrain_batch(labels, mesh)
         return rule.apply(state, params, xs, labels, key=key)
 
-    one = jax.jit(apply, static_argnums=5)(rule.init(params), params, xs, labels, KEY, False)
-    lowered = jax.jit(apply, static_argnums=5).lower(rule.init(params), params, xs, labels, KEY, True)
+    state = rule.init(params, xs, labels)
+    one = jax.jit(apply, static_argnums=5)(state, params, xs, labels, KEY, False)
+    lowered = jax.jit(apply, static_argnums=5).lower(state, params, xs, labels, KEY, True)
     assert sharding.collective_bytes(lowered.compile())["total"] > 0
-    many = lowered.compile()(rule.init(params), params, xs, labels, KEY)
+    many = lowered.compile()(state, params, xs, labels, KEY)
     assert _close(many, one)
 
 
@@ -155,7 +154,7 @@ def test_shared_seed_forward_gradient_exchanges_k_numbers(num_directions, mesh):
     sent = {}
     for exchange in ("derivatives", "gradients"):
         rule = rules.shared_seed_forward_gradient(loss_fn, mesh, num_directions, exchange=exchange)
-        step = jax.jit(lambda p, x, y, k: rule(p, x, y, key=k))
+        step = jax.jit(lambda p, x, y, k, rule=rule: rule(p, x, y, key=k))
         (loss_n, logits_n), grads_n = step(params, xs, ys, KEY)
         assert _close(loss_n, loss) and _close(logits_n, logits) and _close(grads_n, grads, rtol=1e-5, atol=1e-7)
         assert grads_n["steps"].dtype == jnp.int32 and int(grads_n["steps"]) == 0
@@ -167,7 +166,7 @@ def test_shared_seed_forward_gradient_exchanges_k_numbers(num_directions, mesh):
 
 def test_shared_seed_forward_gradient_of_a_spiking_network(mesh):
     graphdef, params, rest = nnx.split(build_model("snn", 10, 3, (16,), seed=0), nnx.Param, ...)
-    loss_fn = rules.as_loss(tapped_model(graphdef, rest, True))
+    loss_fn = classifier_loss(graphdef, rest, True)
     x, y = _spiking_problem()
     xs = jnp.swapaxes(x, 0, 1)  # [T, B, N]
     reference = rules.forward_gradient(loss_fn, 4)

@@ -109,7 +109,10 @@ def _diverging(after_steps, what="loss"):
                 grads = jax.tree.map(lambda g: jnp.where(broken, jnp.nan, g), grads)
             return (loss, aux), grads, (inner_state, state[1] + 1)
 
-        return Rule(lambda p: (inner.init(p), jnp.zeros((), jnp.int32)), apply, True, "diverging")
+        def init(p, *args, key=None):
+            return inner.init(p, *args, key=key), jnp.zeros((), jnp.int32)
+
+        return Rule(init, apply, True, "diverging")
 
     return build_rule
 

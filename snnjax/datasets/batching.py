@@ -107,7 +107,8 @@ def batch_indices(
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     if drop_remainder and batch_size > num_examples:
         raise ValueError(
-            f"batch_size {batch_size} is larger than the {num_examples} examples; lower it or pass drop_remainder=False."
+            f"batch_size {batch_size} is larger than the {num_examples} examples; lower it or pass "
+            "drop_remainder=False."
         )
     order = np.random.default_rng([seed, epoch]).permutation(num_examples) if shuffle else np.arange(num_examples)
     stop = num_examples - num_examples % batch_size if drop_remainder else num_examples

@@ -118,7 +118,8 @@ def load_shd(
     path = _folder(directory) / f"shd_{split}.h5"
     if not path.is_file():
         raise FileNotFoundError(
-            f"shd: no {path}. Download it on a machine with internet with `snnjax download shd --directory {path.parent}` "
+            f"shd: no {path}. Download it on a machine with internet with `snnjax download shd --directory "
+            f"{path.parent}` "
             f"(or from {SHD_URL}/shd_{split}.h5.gz, then gunzip), or pass directory=/ set SNNJAX_DATA."
         )
     try:
@@ -186,6 +187,7 @@ def download_shd(
             archive.unlink()
     except OSError as error:
         raise OSError(
-            f"shd: could not download from {base_url} ({error}); fetch the .h5.gz files by hand into {folder} and gunzip them."
+            f"shd: could not download from {base_url} ({error}); fetch the .h5.gz files by hand into {folder} and "
+            "gunzip them."
         ) from error
     return folder

@@ -77,18 +77,21 @@ def load_tfds(
             import tensorflow  # noqa: F401
         except ImportError:
             raise FileNotFoundError(
-                f"{name}: tensorflow-datasets has no array_record copy in {data_dir or 'its data folder'} and TensorFlow is not installed; "
+                f"{name}: tensorflow-datasets has no array_record copy in {data_dir or 'its data folder'} and "
+                "TensorFlow is not installed; "
                 f"run `snnjax download {name}` on a machine with internet, or use local IDX files (SNNJAX_DATA)."
             ) from None
         if not download and not tfds.builder(tfds_name, data_dir=data_dir).is_prepared():
             raise FileNotFoundError(
-                f"{name}: not prepared in tensorflow-datasets' {data_dir or 'data folder'}; run `snnjax download {name}` on a machine with internet."
+                f"{name}: not prepared in tensorflow-datasets' {data_dir or 'data folder'}; run `snnjax download "
+                f"{name}` on a machine with internet."
             ) from None
         arrays = tfds.as_numpy(tfds.load(tfds_name, split=split, data_dir=data_dir, batch_size=-1, download=download))
         images = np.asarray(arrays["image"], np.uint8)
         return ImageData(images[..., 0] if images.shape[-1] == 1 else images, np.asarray(arrays["label"], np.int32))
     except (AssertionError, FileNotFoundError, KeyError) as error:
         raise FileNotFoundError(
-            f"{name}: tensorflow-datasets could not find it ({error}); run `snnjax download {name}` on a machine with internet."
+            f"{name}: tensorflow-datasets could not find it ({error}); run `snnjax download {name}` on a machine with "
+            "internet."
         ) from None
     return _as_arrays(source)

@@ -20,8 +20,8 @@ and the other parameters' per-example cotangents, carried as ``[B, ...]`` arrays
 step's elementwise work is recomputed in the backward pass, as with ``run(..., remat=True)``.
 The forward loop keeps, per step, the state before it and the input current; a state field that
 is also the step's output (the spikes :math:`z`, a readout's :math:`v`) is not kept twice: the
-backward pass reads it from the outputs, one step back. On the FGI ALIF benchmark it trains
-1.03-1.39x faster than :func:`snnjax.run` on CPU (five runs of ``benchmarks/fgi_table.py``).
+backward pass reads it from the outputs, one step back. It trains recurrent networks faster
+than :func:`snnjax.run` (``docs/benchmarks.md`` has the measurements).
 
 Reverse mode only: a ``jax.custom_vjp`` has no forward mode, so ``jax.jvp`` and the
 forward-gradient and feedback-alignment rules need :func:`snnjax.run`.
@@ -63,12 +63,9 @@ def run_bptt(
     ``snnjax.lif(recurrent=W)``, :func:`snnjax.alif` and :func:`snnjax.cuba_lif`), the gradient
     of ``W`` is one matrix product after the loop; parameters closed over by the step (decays,
     thresholds, traced or not) get theirs with one batch reduction. The values and gradients
-    equal :func:`snnjax.run`'s (see the module docstring). Choose it for recurrent layers: on a
-    2-core CPU (``benchmarks/remat.py``, T = 100, B = 64, N = 256, trainable decay) it computes
-    the gradient 1.10-1.19x faster than ``run`` for recurrent LIF and 1.16-1.37x for recurrent
-    ALIF (six runs), with the same temporary memory, and the FGI network trains 1.03-1.39x
-    faster (five runs of ``benchmarks/fgi_table.py``) with 12% less temporary memory
-    (44.3 instead of 50.6 MiB at T = 98); for feed-forward layers it is 1-14% slower.
+    equal :func:`snnjax.run`'s (see the module docstring). Choose it for recurrent layers, where
+    it computes the gradient faster than ``run`` with the same or less temporary memory; for
+    feed-forward layers ``run`` is faster (``docs/benchmarks.md``, ``benchmarks/remat.py``).
 
     Args:
       neuron: the model, e.g. ``snnjax.alif(..., recurrent=W)``.

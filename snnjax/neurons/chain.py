@@ -19,7 +19,8 @@ chain does not expose its layers' (``recurrence`` is ``None``).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +72,10 @@ def dense(kernel: ArrayLike, bias: ArrayLike | None = None) -> Dense:
     """
     kernel = jnp.asarray(kernel)
     if kernel.ndim != 2 or not jnp.issubdtype(kernel.dtype, jnp.floating):
-        raise ValueError(f"dense: kernel must be a floating-point [N_in, N] matrix, got shape {kernel.shape} and dtype {kernel.dtype}.")
+        raise ValueError(
+            f"dense: kernel must be a floating-point [N_in, N] matrix, got shape {kernel.shape} and dtype "
+            f"{kernel.dtype}."
+        )
     if bias is not None:
         bias = jnp.asarray(bias)
         if bias.shape != kernel.shape[1:]:

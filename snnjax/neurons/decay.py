@@ -96,7 +96,9 @@ def sigmoid_decay_inverse(beta: ArrayLike) -> jax.Array:
 
 
 def softplus_decay(raw: ArrayLike, dt: float = 1.0, tau_min: float = 0.0) -> jax.Array:
-    r"""Trainable decay through the time constant: :math:`\tau = \tau_\min + \operatorname{softplus}(r)`, :math:`\beta = e^{-\Delta t/\tau}`.
+    r"""Trainable decay through the time constant.
+
+    :math:`\tau = \tau_\min + \operatorname{softplus}(r)`, :math:`\beta = e^{-\Delta t/\tau}`.
 
     Examples:
       >>> from snnjax.neurons.decay import softplus_decay

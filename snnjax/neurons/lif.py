@@ -6,7 +6,8 @@ Discrete time, integrate then fire then reset, in one step:
 
     v_t &= \beta\, v_{t-1} + x_t + z_{t-1} W_\text{rec} \\
     z_t &= H(v_t - \vartheta) \\
-    v_t &\leftarrow v_t - z_t \vartheta \quad (\text{reset="subtract"}) \quad\text{or}\quad v_t (1 - z_t) \quad (\text{"zero"})
+    v_t &\leftarrow v_t - z_t \vartheta \quad (\text{reset="subtract"})
+        \quad\text{or}\quad v_t (1 - z_t) \quad (\text{"zero"})
 
 with :math:`x_t` the synaptic input current at step :math:`t` (already projected by the
 weights), :math:`\beta = e^{-\Delta t/\tau}` the membrane decay and :math:`H` the spike of

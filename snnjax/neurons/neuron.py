@@ -83,13 +83,11 @@ def run(
       remat: recompute each step's elementwise work in the backward pass instead of storing it
         (``jax.checkpoint`` of the step, matrix products still saved): reverse mode then keeps
         only the state and the products per step. Values and gradients are unchanged; forward
-        mode and plain evaluation are not affected. On by default: on CPU, over seven runs, it
-        computes the gradient of LIF and ALIF layers with trainable decays 1.01-1.21x faster
-        (recurrent ALIF 0.96-1.05x) and trains the recurrent ALIF benchmark 0.99-1.35x faster
-        (five runs), but makes current-based LIF 1-7% and a fixed-decay LIF layer up to 11% slower
-        (``benchmarks/remat.py``, ``fgi_table.py``, ``open_neuromorphic.py``); ``False``
-        stores every intermediate, as a plain :func:`jax.lax.scan` does. For recurrent layers
-        :func:`snnjax.run_bptt` is faster still.
+        mode and plain evaluation are not affected. On by default, because it is faster for the
+        usual layers with trainable decays and for recurrent ones; pass ``False`` (store every
+        intermediate, as a plain :func:`jax.lax.scan` does) for current-based LIF and fixed-decay
+        LIF layers, where it is slower (``docs/benchmarks.md`` has the measurements). For
+        recurrent layers :func:`snnjax.run_bptt` is faster still.
 
     Returns:
       ``(final_state, ys)`` with ``ys`` of shape ``[T, B, ...]``.

@@ -133,15 +133,18 @@ class SpikeTimeNet(NamedTuple):
             raise ValueError(f"SpikeTimeNet: sizes must be two or more positive layer sizes, got {self.sizes}.")
         if len(self.theta) != len(self.sizes) - 1 or any(th <= 0 for th in self.theta):
             raise ValueError(
-                f"SpikeTimeNet: theta needs one positive threshold per non-input layer ({len(self.sizes) - 1}), got {self.theta}."
+                f"SpikeTimeNet: theta needs one positive threshold per non-input layer ({len(self.sizes) - 1}), got "
+                f"{self.theta}."
             )
         if not (self.tau_s > 0 and self.dt > 0 and self.window >= self.dt):
             raise ValueError(
-                f"SpikeTimeNet: need tau_s > 0, dt > 0 and window >= dt, got tau_s={self.tau_s}, dt={self.dt}, window={self.window}."
+                f"SpikeTimeNet: need tau_s > 0, dt > 0 and window >= dt, got tau_s={self.tau_s}, dt={self.dt}, "
+                f"window={self.window}."
             )
         if self.window > 40 * self.tau_s:
             raise ValueError(
-                f"SpikeTimeNet: window {self.window} s exceeds 40 tau_s ({40 * self.tau_s} s); the growing exponentials would lose float32 precision."
+                f"SpikeTimeNet: window {self.window} s exceeds 40 tau_s ({40 * self.tau_s} s); the growing "
+                "exponentials would lose float32 precision."
             )
         if self.max_spikes < 1:
             raise ValueError(f"SpikeTimeNet: max_spikes must be >= 1, got {self.max_spikes}.")
@@ -335,7 +338,7 @@ def eligibility_step(
     kappa: float,
     chunk: int,
 ) -> tuple[jax.Array, jax.Array]:
-    r"""Add :math:`\partial t_k / \partial w` to ``E`` and :math:`X_k \partial t_k / \partial w` to ``R`` for the neurons that spiked.
+    r"""Add each spike's :math:`\partial t_k / \partial w` to ``E`` and :math:`X_k \partial t_k / \partial w` to ``R``.
 
     Args:
       pre_s: :math:`\varepsilon^s`, ``[B, N_in]``.
@@ -349,6 +352,16 @@ def eligibility_step(
 
     Returns:
       The updated ``(E, R)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax.spike_time import eligibility_step
+      >>> traces = (jnp.zeros((2, 3)), jnp.zeros((2, 3)))  # one example, two neurons, three inputs
+      >>> rows = jnp.array([[True, False]])  # only neuron 0 spiked
+      >>> factor, x = jnp.full((1, 2), 0.5), jnp.full((1, 2), 2.0)
+      >>> e, r = eligibility_step(jnp.ones((1, 3)), jnp.ones((1, 3)), traces, rows, factor, x, 0.1, 4)
+      >>> e.tolist()  # 0.5 (1/4 - 1/2) for neuron 0's three synapses; neuron 1 untouched
+      [[-0.125, -0.125, -0.125], [0.0, 0.0, 0.0]]
     """
     elig, rtrace = traces
     batch, n_post = rows.shape
@@ -432,7 +445,10 @@ def simulate(
         raise ValueError(f"simulate: expected {hidden} shift arrays (one per hidden layer), got {len(shifts)}.")
     in_step = input_step(net, times)
     pairs = list(zip(net.sizes[:-1], net.sizes[1:]))
-    layers0 = [LayerState(*(jnp.zeros((batch, n), jnp.float32) for n in (n_in, n_in, n_out, n_out, n_out))) for n_in, n_out in pairs]
+    layers0 = [
+        LayerState(*(jnp.zeros((batch, n), jnp.float32) for n in (n_in, n_in, n_out, n_out, n_out)))
+        for n_in, n_out in pairs
+    ]
     emitted0 = [(jnp.zeros((batch, n), jnp.float32), jnp.zeros((batch, n), bool)) for n in net.sizes[1:-1]]
     traces0 = [(jnp.zeros((batch * n_out, n_in), jnp.float32),) * 2 for n_in, n_out in pairs] if eligibility else None
 
@@ -462,7 +478,9 @@ def simulate(
             if traces is not None:
                 sg = jax.lax.stop_gradient
                 new_traces.append(
-                    eligibility_step(sg(pre_s), sg(pre_m), traces[l], c.exact, sg(factor), sg(c.x), threshold / tau, chunk)
+                    eligibility_step(
+                        sg(pre_s), sg(pre_m), traces[l], c.exact, sg(factor), sg(c.x), threshold / tau, chunk
+                    )
                 )
             if l < hidden:  # what the next layer receives at the next step
                 new_emitted.append((jnp.where(c.spiked, t + shifts[l], 0.0), c.spiked))
@@ -471,7 +489,9 @@ def simulate(
 
     carry0 = (layers0, emitted0, traces0, jnp.zeros((len(weights), 3), jnp.float32))
     (layers, _, traces, diag), _ = jax.lax.scan(body, carry0, jnp.arange(net.steps))
-    elig = None if traces is None else tuple(e.reshape(batch, n_out, n_in) for (e, _), (n_in, n_out) in zip(traces, pairs))
+    elig = (
+        None if traces is None else tuple(e.reshape(batch, n_out, n_in) for (e, _), (n_in, n_out) in zip(traces, pairs))
+    )
     return SpikeTimeRun(
         tuple(st.count for st in layers),
         tuple(st.time_sum for st in layers),

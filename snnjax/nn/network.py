@@ -11,7 +11,8 @@ called with.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flax import nnx
 
@@ -50,7 +51,9 @@ def network(model: nnx.Module) -> Callable[[Any], Neuron]:
     """
     layers = getattr(model, "layers", None)
     if layers is None:
-        raise ValueError(f"network: the model ({type(model).__name__}) must have a list of layers, as snnjax.nn.Sequential has.")
+        raise ValueError(
+            f"network: the model ({type(model).__name__}) must have a list of layers, as snnjax.nn.Sequential has."
+        )
     for i, layer in enumerate(layers):
         if not isinstance(layer, (nnx.Linear, NeuronCell)):
             raise ValueError(

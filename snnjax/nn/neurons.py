@@ -18,7 +18,8 @@ parameterisation (:mod:`snnjax.decay`): ``"sigmoid"`` gives :math:`\beta = \sigm
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -142,14 +143,20 @@ class NeuronCell(nnx.RNNCellBase):
         unknown = sorted(set(options) - set(accepted) - set(self.decays))
         if unknown or "recurrent" in options:
             known = [p for p in accepted if p != "recurrent"]
-            raise ValueError(f"{name}: unknown option {(unknown or ['recurrent'])[0]!r}; the options are {', '.join(known)}.")
+            raise ValueError(
+                f"{name}: unknown option {(unknown or ['recurrent'])[0]!r}; the options are {', '.join(known)}."
+            )
         for flag, value in (("remat", remat), ("run_bptt", run_bptt), ("trainable_decay", trainable_decay)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
         self.features, self.unroll, self.remat, self.run_bptt = features, unroll, remat, run_bptt
         for decay_name, initial in self.decays.items():
             value = options.pop(decay_name, initial)
-            setattr(self, decay_name, Decay(value, features, trainable=trainable_decay, parametrization=decay_parametrization))
+            setattr(
+                self,
+                decay_name,
+                Decay(value, features, trainable=trainable_decay, parametrization=decay_parametrization),
+            )
         if "surrogate" in options:
             options["surrogate"] = surrogates.resolve(options["surrogate"])
         self.options = tuple(sorted(options.items()))  # static and hashable: part of the graph definition
@@ -170,13 +177,17 @@ class NeuronCell(nnx.RNNCellBase):
 
     def _check_features(self, shape: tuple[int, ...], what: str) -> None:
         if len(shape) < 1 or shape[-1] != self.features:
-            raise ValueError(f"{type(self).__name__}: {what} has shape {shape}; its last axis must be features={self.features}.")
+            raise ValueError(
+                f"{type(self).__name__}: {what} has shape {shape}; its last axis must be features={self.features}."
+            )
 
     def initialize_carry(self, input_shape: tuple[int, ...], rngs: Any = None, carry_init: Any = None) -> Any:
         """The resting state for inputs of shape ``[B, features]`` (``rngs`` and ``carry_init`` are unused)."""
         del rngs
         if carry_init is not None:
-            raise ValueError("neuron cells start from their resting state; pass initial_carry to nnx.RNN instead of carry_init.")
+            raise ValueError(
+                "neuron cells start from their resting state; pass initial_carry to nnx.RNN instead of carry_init."
+            )
         self._check_features(tuple(input_shape), "input_shape")
         return self.neuron().init(tuple(input_shape), jnp.float32)
 

@@ -32,7 +32,8 @@ class Sequential(nnx.Module):
       >>> from flax import nnx
       >>> import snnjax.nn as snn
       >>> rngs = nnx.Rngs(0)
-      >>> net = snn.Sequential(nnx.Linear(3, 8, rngs=rngs), snn.LIF(8), nnx.Linear(8, 2, rngs=rngs), snn.LeakyIntegrator(2))
+      >>> net = snn.Sequential(
+      ...     nnx.Linear(3, 8, rngs=rngs), snn.LIF(8), nnx.Linear(8, 2, rngs=rngs), snn.LeakyIntegrator(2))
       >>> v, hidden = net(jnp.ones((5, 4, 3)), record=True)
       >>> v.shape, [h.shape for h in hidden]
       ((5, 4, 2), [(5, 4, 8), (5, 4, 2)])

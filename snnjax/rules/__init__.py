@@ -7,7 +7,18 @@ from snnjax.rules.forward_gradient import forward_gradient
 from snnjax.rules.forward_mode import directions
 from snnjax.rules.protocol import EmptyState, Rule
 
-__all__ = ["EmptyState", "FeedbackState", "Rule", "block", "bptt", "dfa", "directions", "fa", "fdfa", "forward_gradient"]
+__all__ = [
+    "EmptyState",
+    "FeedbackState",
+    "Rule",
+    "block",
+    "bptt",
+    "dfa",
+    "directions",
+    "fa",
+    "fdfa",
+    "forward_gradient",
+]
 from snnjax.rules.activity import activity_forward_gradient  # noqa: E402
 
 __all__ += ["activity_forward_gradient"]

@@ -38,7 +38,9 @@ the forward pass the rule holds every layer's activity over time. Products insid
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -180,7 +182,8 @@ def activity_forward_gradient(
       >>> from snnjax import rules
       >>> def loss_fn(w, x):
       ...     return jnp.mean(jnp.sum(jnp.tanh(x @ w), axis=-1)), None
-      >>> (loss, _), g = rules.activity_forward_gradient(loss_fn)(jnp.ones((2, 3)), jnp.ones((4, 2)), key=jax.random.key(0))
+      >>> rule = rules.activity_forward_gradient(loss_fn, batch_axes=0)  # x [4, 2]: 4 examples of 2 features
+      >>> (loss, _), g = rule(jnp.ones((2, 3)), jnp.ones((4, 2)), key=jax.random.key(0))
       >>> g.shape
       (2, 3)
     """
@@ -197,8 +200,10 @@ def activity_forward_gradient(
         axes = batch_axes_of(args, batch_axes, rule)
         full_aux = jax.eval_shape(lambda p, a: loss_fn(p, *a), params, args)[1]
 
-        def one(example):
-            return tuple(a if ax is None else jax.tree.map(lambda x: jnp.expand_dims(x, ax), a) for a, ax in zip(example, axes))
+        def one(example):  # an example's arguments with their batch axis back, of size 1
+            return tuple(
+                a if ax is None else jax.tree.map(partial(jnp.expand_dims, axis=ax), a) for a, ax in zip(example, axes)
+            )
 
         def estimate(b, *example):  # one example: its losses, aux and the pre-activations' estimates
             example = one(example)
@@ -215,7 +220,10 @@ def activity_forward_gradient(
                 k = jax.random.fold_in(k, b)
                 noise = {
                     ("pre", s.index): forward_mode.draw(
-                        jax.random.fold_in(k, s.index), s.loops + s.pre_activation.struct.shape, s.pre_activation.struct.dtype, distribution
+                        jax.random.fold_in(k, s.index),
+                        s.loops + s.pre_activation.struct.shape,
+                        s.pre_activation.struct.dtype,
+                        distribution,
                     )
                     for s in graph.sites
                 }

@@ -2,7 +2,8 @@ r"""Backpropagation through time: the exact gradient of the loss through the who
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 

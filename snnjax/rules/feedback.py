@@ -44,7 +44,8 @@ FDFA need exactly one output product and at least one hidden layer.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -181,7 +182,9 @@ def _dfa_shapes(hidden: list[Site], out: Site) -> list[tuple[int, int]]:
 def _check_state(state: FeedbackState, shapes: list[tuple[int, ...]], rule: str) -> None:
     got = [tuple(m.shape) for m in state.matrices]
     if got != [tuple(s) for s in shapes]:
-        raise ValueError(f"{rule}: the state's matrices have shapes {got}, the model needs {shapes}; call rule.init again.")
+        raise ValueError(
+            f"{rule}: the state's matrices have shapes {got}, the model needs {shapes}; call rule.init again."
+        )
 
 
 def _fixed_init(kind: str, loss_fn: Callable, scale: float, rule: str) -> Callable:
@@ -349,11 +352,11 @@ def fdfa(loss_fn: Callable[..., tuple[Any, Any]], *, rate: float = 0.01, distrib
       >>> def loss_fn(p, x):
       ...     out = (x @ p[0]) @ p[1]
       ...     return jnp.mean(jnp.sum(out ** 2, axis=-1)), out
-      >>> p, x = (jnp.ones((3, 4)), jnp.full((4, 2), 0.5)), jnp.ones((64, 3))
+      >>> p, x = (jnp.ones((3, 4)), jnp.full((4, 2), 0.5)), jnp.ones((1024, 3))
       >>> rule = rules.fdfa(loss_fn, rate=1.0)  # rate 1: B is this batch's estimate
       >>> state = rule.init(p, x)
       >>> _, _, state = rule(p, x, key=jax.random.key(0), state=state)
-      >>> bool(jnp.allclose(state.matrices[0], p[1], atol=0.3))  # the Jacobian dout/dh is W2
+      >>> bool(jnp.allclose(state.matrices[0], p[1], atol=0.15))  # the Jacobian dout/dh is W2 (noise sd 0.03)
       True
     """
     if not callable(loss_fn):
@@ -365,14 +368,19 @@ def fdfa(loss_fn: Callable[..., tuple[Any, Any]], *, rate: float = 0.01, distrib
     def init(params, *args, key=None):
         hidden, out = _dfa_sites(trace(loss_fn, params, args, "fdfa"), "fdfa")
         shapes = _dfa_shapes(hidden, out)
-        return FeedbackState(tuple(jnp.zeros(shape, s.x.dtype) for s, shape in zip(hidden, shapes)), jnp.zeros((), jnp.int32))
+        return FeedbackState(
+            tuple(jnp.zeros(shape, s.x.dtype) for s, shape in zip(hidden, shapes)), jnp.zeros((), jnp.int32)
+        )
 
     def apply(state, params, *args, key=None):
         key = forward_mode.require_key(key, "fdfa")
         graph = trace(loss_fn, params, args, "fdfa")
         hidden, out = _dfa_sites(graph, "fdfa")
         _check_state(state, _dfa_shapes(hidden, out), "fdfa")
-        noise = {s.index: draw_steps(jax.random.fold_in(key, l), _stacked(s, "x"), s.x.dtype, distribution) for l, s in enumerate(hidden)}
+        noise = {
+            s.index: draw_steps(jax.random.fold_in(key, l), _stacked(s, "x"), s.x.dtype, distribution)
+            for l, s in enumerate(hidden)
+        }
         handler = _Perturb("fdfa", set(noise), "x", collect=out.index)
 
         def output(eps):

@@ -112,9 +112,14 @@ def derivatives_along(objective: Callable, params: Any, key: jax.Array, num_dire
 
 
 def directional_derivatives(
-    loss_fn: Callable[..., tuple[Any, Any]], params: Any, args: tuple, key: jax.Array, num_directions: int, distribution: str
+    loss_fn: Callable[..., tuple[Any, Any]],
+    params: Any,
+    args: tuple,
+    key: jax.Array,
+    num_directions: int,
+    distribution: str,
 ):
-    r"""``(loss, aux, d [K], v)``: the directional derivatives :math:`d_k = \nabla L \cdot v_k` along ``K`` directions from ``key``.
+    r"""``(loss, aux, d [K], v)``: the directional derivatives :math:`d_k = \nabla L \cdot v_k` along ``K`` directions.
 
     ``v`` is the directions, stacked on a leading axis of length ``K``. The directions depend
     only on ``key`` and the parameters' shapes, so devices that share the key share them.
@@ -122,7 +127,8 @@ def directional_derivatives(
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax.rules.forward_gradient import directional_derivatives
-      >>> loss, aux, d, v = directional_derivatives(lambda w: (jnp.sum(w), None), jnp.ones(3), (), jax.random.key(0), 2, "gaussian")
+      >>> loss_fn = lambda w: (jnp.sum(w), None)
+      >>> loss, aux, d, v = directional_derivatives(loss_fn, jnp.ones(3), (), jax.random.key(0), 2, "gaussian")
       >>> d.shape, bool(jnp.allclose(d, v.sum(axis=1)))
       ((2,), True)
     """

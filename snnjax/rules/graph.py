@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -197,7 +198,9 @@ class Graph(NamedTuple):
     def require_sites(self, rule: str) -> None:
         """Raise ``ValueError`` if the model has no weight product, or one the rule cannot see."""
         if self.unseen:
-            raise ValueError(f"{rule}: the loss computes a product inside {self.unseen[0]}, which the rule cannot see into.")
+            raise ValueError(
+                f"{rule}: the loss computes a product inside {self.unseen[0]}, which the rule cannot see into."
+            )
         if not self.sites:
             raise ValueError(
                 f"{rule}: the loss has no weight product (a dot_general or convolution of the data with a tensor "
@@ -228,7 +231,9 @@ def _regions(eqn) -> list[_Region] | None:
         body, cn, bn = params["body_jaxpr"], params["cond_nconsts"], params["body_nconsts"]
         return [_Region(body.jaxpr, body.consts, eqn.invars[cn:], eqn.outvars, (bn, len(eqn.outvars)), None, True, ())]
     if name == "cond":
-        return [_Region(b.jaxpr, b.consts, eqn.invars[1:], eqn.outvars, None, None, False, ()) for b in params["branches"]]
+        return [
+            _Region(b.jaxpr, b.consts, eqn.invars[1:], eqn.outvars, None, None, False, ()) for b in params["branches"]
+        ]
     if name in _CALLS:
         sub = params.get("jaxpr", params.get("call_jaxpr"))
         if isinstance(sub, ClosedJaxpr):
@@ -302,7 +307,9 @@ def _walk(jaxpr: Jaxpr, start, path: tuple[int, ...], forward: bool, bits: dict)
         name = eqn.primitive.name
         if name in _RESHAPES or name == "convert_element_type":
             pass
-        elif name in ("add", "sub") and not forward and not any(_read(bits, a) & _D for a in eqn.invars if a is not var):
+        elif (
+            name in ("add", "sub") and not forward and not any(_read(bits, a) & _D for a in eqn.invars if a is not var)
+        ):
             pass
         elif forward and (name in _ELEMENTWISE or (name in _CALLS and _elementwise_call(eqn))):
             pass
@@ -316,7 +323,9 @@ def _elementwise_call(eqn) -> bool:
     """A call (``jit``, ``custom_jvp``: ``jax.nn.relu``, say) of elementwise steps only."""
     regions = _regions(eqn)
     return bool(regions) and all(
-        e.primitive.name in _ELEMENTWISE or e.primitive.name in _RESHAPES or (e.primitive.name in _CALLS and _elementwise_call(e))
+        e.primitive.name in _ELEMENTWISE
+        or e.primitive.name in _RESHAPES
+        or (e.primitive.name in _CALLS and _elementwise_call(e))
         for r in regions
         for e in r.jaxpr.eqns
     )
@@ -726,7 +735,9 @@ def _rebuild(eqn, invals, here, ctx: _Context) -> list:
         cconsts, bconsts, init = invals[:cn], invals[cn : cn + bn], invals[cn + bn :]
 
         def body_fn(carry):
-            return _eval(region.jaxpr, region.consts, bconsts + list(carry), here + (0,), _closed(ctx, here, "while_loop"))
+            return _eval(
+                region.jaxpr, region.consts, bconsts + list(carry), here + (0,), _closed(ctx, here, "while_loop")
+            )
 
         def cond_fn(carry):
             return jax.core.eval_jaxpr(cond.jaxpr, cond.consts, *cconsts, *carry)[0]
@@ -746,7 +757,9 @@ def _rebuild(eqn, invals, here, ctx: _Context) -> list:
 def _closed(ctx: _Context, here, what: str) -> _Context:
     """A context for a loop or branch that cannot stack what it collects: refuse extras and collection."""
     if _inside(ctx, here):
-        raise ValueError(f"{ctx.handler.name}: a layer inside a {what} needs per-step inputs, which a {what} cannot take.")
+        raise ValueError(
+            f"{ctx.handler.name}: a layer inside a {what} needs per-step inputs, which a {what} cannot take."
+        )
     return _Refusing(**{f.name: getattr(ctx, f.name) for f in dataclasses.fields(ctx)}, where=what)
 
 
@@ -765,4 +778,6 @@ class _NoCollect(dict):
         self.rule, self.where = rule, where
 
     def __setitem__(self, key, value):
-        raise ValueError(f"{self.rule}: a layer inside a {self.where} would have to hand back values per step, which it cannot.")
+        raise ValueError(
+            f"{self.rule}: a layer inside a {self.where} would have to hand back values per step, which it cannot."
+        )

@@ -49,7 +49,8 @@ dynamics depend on the parameters is refused with a ``ValueError``; FA has no on
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -116,7 +117,8 @@ def online_dfa(
       >>> import jax, jax.numpy as jnp, optax, snnjax
       >>> from snnjax import rules
       >>> def network(p):
-      ...     return snnjax.chain(snnjax.dense(p["w1"]), snnjax.lif(0.9), snnjax.dense(p["w2"]), snnjax.leaky_integrator(0.9))
+      ...     layers = (snnjax.dense(p["w1"]), snnjax.lif(0.9), snnjax.dense(p["w2"]), snnjax.leaky_integrator(0.9))
+      ...     return snnjax.chain(*layers)
       >>> loss_fn = rules.per_step_loss(network, optax.softmax_cross_entropy_with_integer_labels)
       >>> params = {"w1": jnp.full((4, 8), 0.3), "w2": jnp.full((8, 2), 0.1)}
       >>> xs, labels = jnp.ones((30, 3, 4)), jnp.array([0, 1, 0])
@@ -142,7 +144,10 @@ def online_dfa(
         if key is None:
             raise ValueError("online_dfa: feedback='dfa' needs init(..., key=key) to draw its fixed matrices.")
         keys = jax.random.split(key, len(shapes))
-        return FeedbackState(tuple(scale * jax.random.normal(k, s) / jnp.sqrt(classes) for k, s in zip(keys, shapes)), jnp.zeros((), jnp.int32))
+        return FeedbackState(
+            tuple(scale * jax.random.normal(k, s) / jnp.sqrt(classes) for k, s in zip(keys, shapes)),
+            jnp.zeros((), jnp.int32),
+        )
 
     def apply(state, params, xs, labels, key=None):
         if feedback == "fdfa":

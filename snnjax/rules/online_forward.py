@@ -51,7 +51,8 @@ def online_activity_forward_gradient(loss_fn: Any, num_directions: int = 1, *, d
       >>> import jax, jax.numpy as jnp, optax, snnjax
       >>> from snnjax import rules
       >>> def network(p):
-      ...     return snnjax.chain(snnjax.dense(p["w1"]), snnjax.lif(0.9), snnjax.dense(p["w2"]), snnjax.leaky_integrator(0.9))
+      ...     layers = (snnjax.dense(p["w1"]), snnjax.lif(0.9), snnjax.dense(p["w2"]), snnjax.leaky_integrator(0.9))
+      ...     return snnjax.chain(*layers)
       >>> loss_fn = rules.per_step_loss(network, optax.softmax_cross_entropy_with_integer_labels)
       >>> params = {"w1": jnp.full((4, 8), 0.3), "w2": jnp.full((8, 2), 0.1)}
       >>> rule = rules.online_activity_forward_gradient(loss_fn)
@@ -94,13 +95,16 @@ def online_activity_forward_gradient(loss_fn: Any, num_directions: int = 1, *, d
                 )
                 losses, d_losses = jax.jvp(lambda y: loss_t(y, labels), (outs[-1],), (d_outs[-1],))
                 sums = [
-                    (a_w + x[:, :, None] * u[:, None, :], a_b + u) for (a_w, a_b), x, u in zip(sums, layer_inputs, noise)
+                    (a_w + x[:, :, None] * u[:, None, :], a_b + u)
+                    for (a_w, a_b), x, u in zip(sums, layer_inputs, noise)
                 ]
                 return (states, tangents, sums, d + d_losses / steps, loss + jnp.mean(losses) / steps), outs[-1]
 
             states0 = [neuron.init((batch, n_out), dtype) for (_, neuron), (_, n_out) in zip(pairs, sizes)]
             tangents0 = [jax.tree.map(jnp.zeros_like, s) for s in states0]
-            sums0 = [(jnp.zeros((batch, n_in, n_out), dtype), jnp.zeros((batch, n_out), dtype)) for n_in, n_out in sizes]
+            sums0 = [
+                (jnp.zeros((batch, n_in, n_out), dtype), jnp.zeros((batch, n_out), dtype)) for n_in, n_out in sizes
+            ]
             carry0 = (states0, tangents0, sums0, jnp.zeros((batch,), dtype), jnp.zeros((), dtype))
             (_, _, sums, d, loss), ys = jax.lax.scan(body, carry0, (xs, jnp.arange(steps)))
             grads = [(jnp.einsum("b,bij->ij", d, a_w) / batch, d @ a_b / batch) for a_w, a_b in sums]

@@ -24,7 +24,8 @@ block, the blocks separated by :func:`snnjax.rules.block`), and the objective is
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -31,7 +31,8 @@ for optax (Adam in the paper).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -97,7 +98,7 @@ class SpikeCountLoss(NamedTuple):
 
 
 def spike_count_loss(net: SpikeTimeNet, target_true: float = 15.0, target_false: float = 3.0) -> SpikeCountLoss:
-    r"""The loss :func:`sfdfa` and :func:`spike_time_bp` train: :math:`\frac12 \sum_c (n_c - n^*_c)^2`, mean over examples.
+    r"""The loss :func:`sfdfa` and :func:`spike_time_bp` train, :math:`\frac12 \sum_c (n_c - n^*_c)^2` per example.
 
     Args:
       net: the exact-time network (:class:`~snnjax.spike_time.SpikeTimeNet`), checked here.
@@ -112,7 +113,8 @@ def spike_count_loss(net: SpikeTimeNet, target_true: float = 15.0, target_false:
       >>> from snnjax.rules import spike_count_loss
       >>> from snnjax.spike_time import SpikeTimeNet, init_weights, ttfs
       >>> net = SpikeTimeNet((16, 8, 3), theta=(0.2, 0.7), dt=2e-3)
-      >>> loss, aux = spike_count_loss(net)(init_weights(jax.random.key(0), net), ttfs(jnp.full((2, 16), 200, jnp.uint8)), jnp.array([0, 1]))
+      >>> times = ttfs(jnp.full((2, 16), 200, jnp.uint8))
+      >>> loss, aux = spike_count_loss(net)(init_weights(jax.random.key(0), net), times, jnp.array([0, 1]))
       >>> loss.shape, aux.counts[-1].shape
       ((), (2, 3))
     """
@@ -146,7 +148,10 @@ def _per_hidden(regularizer: float | Sequence[float], net: SpikeTimeNet, name: s
 
 
 def _rate_signals(lambdas: Sequence[float], rate_target: float, counts: Sequence[jax.Array]) -> list[jax.Array]:
-    r"""The firing-rate regulariser's error per hidden neuron, :math:`\lambda (\bar n^* - \operatorname{mean}_b n_i)`, ``[1, N_l]``."""
+    r"""The firing-rate regulariser's error per hidden neuron, ``[1, N_l]``.
+
+    :math:`\lambda (\bar n^* - \operatorname{mean}_b n_i)`.
+    """
     return [lam * (rate_target - jnp.mean(n_l, axis=0, keepdims=True)) for lam, n_l in zip(lambdas, counts)]
 
 
@@ -154,16 +159,21 @@ def _check(net: SpikeTimeNet, params: Sequence[jax.Array], times: jax.Array, lab
     shapes = tuple((n_in, n_out) for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:]))
     if tuple(tuple(jnp.shape(w)) for w in params) != shapes:
         raise ValueError(
-            f"{name}: params must be weight matrices of shapes {shapes}, got {tuple(tuple(jnp.shape(w)) for w in params)}."
+            f"{name}: params must be weight matrices of shapes {shapes}, "
+            f"got {tuple(tuple(jnp.shape(w)) for w in params)}."
         )
     if times.ndim != 2 or times.shape[1] != net.sizes[0] or labels.shape != times.shape[:1]:
-        raise ValueError(f"{name}: need times [B, {net.sizes[0]}] and labels [B], got {times.shape} and {labels.shape}.")
+        raise ValueError(
+            f"{name}: need times [B, {net.sizes[0]}] and labels [B], got {times.shape} and {labels.shape}."
+        )
 
 
 def _loss_of(loss_fn: Any, name: str) -> SpikeCountLoss:
     if not isinstance(loss_fn, SpikeCountLoss):
         hint = " (wrap the network: snnjax.rules.spike_count_loss(net))" if isinstance(loss_fn, SpikeTimeNet) else ""
-        raise ValueError(f"{name}: needs the spike-count loss of an exact-time network{hint}, got {type(loss_fn).__name__}.")
+        raise ValueError(
+            f"{name}: needs the spike-count loss of an exact-time network{hint}, got {type(loss_fn).__name__}."
+        )
     return loss_fn
 
 
@@ -209,7 +219,9 @@ def sfdfa(
       >>> params = init_weights(jax.random.key(0), net, scale=2.0)
       >>> rule = sfdfa(spike_count_loss(net))
       >>> images = jax.random.randint(jax.random.key(1), (4, 16), 0, 256).astype(jnp.uint8)
-      >>> (loss, aux), grads, state = rule(params, ttfs(images), jnp.array([0, 1, 2, 0]), key=jax.random.key(2), state=rule.init(params))
+      >>> state = rule.init(params)
+      >>> labels = jnp.array([0, 1, 2, 0])
+      >>> (loss, aux), grads, state = rule(params, ttfs(images), labels, key=jax.random.key(2), state=state)
       >>> tuple(g.shape for g in grads), state.matrices[0].shape
       (((16, 8), (8, 3)), (8, 3))
     """
@@ -234,7 +246,8 @@ def sfdfa(
             raise ValueError("sfdfa: feedback='dfa' needs init(..., key=key) to draw its fixed matrices.")
         keys = jax.random.split(key, hidden)
         return FeedbackState(
-            tuple(jax.random.uniform(k, s, jnp.float32, -1.0, 1.0) for k, s in zip(keys, shapes)), jnp.zeros((), jnp.int32)
+            tuple(jax.random.uniform(k, s, jnp.float32, -1.0, 1.0) for k, s in zip(keys, shapes)),
+            jnp.zeros((), jnp.int32),
         )
 
     def apply(state, params, times, labels, key=None):
@@ -256,7 +269,9 @@ def sfdfa(
         counts = out.counts
         delta = loss_fn.targets(labels) - counts[-1]
         loss = losses.spike_count_mse(counts[-1][None], labels, loss_fn.target_true, loss_fn.target_false)
-        errors = [delta @ m.T + r for m, r in zip(state.matrices, _rate_signals(lambdas, rate_target, counts))] + [delta]
+        errors = [delta @ m.T + r for m, r in zip(state.matrices, _rate_signals(lambdas, rate_target, counts))] + [
+            delta
+        ]
         grads = tuple(jnp.einsum("bi,bij->ji", e, elig) / batch for e, elig in zip(errors, out.eligibility))
         matrices = state.matrices
         if grades_on:

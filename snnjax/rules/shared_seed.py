@@ -86,7 +86,8 @@ def shared_seed_forward_gradient(
     forward_mode.check_options(num_directions, distribution, "shared_seed_forward_gradient")
     if exchange not in EXCHANGES:
         raise ValueError(
-            f"shared_seed_forward_gradient: exchange must be one of {', '.join(map(repr, EXCHANGES))}, got {exchange!r}."
+            f"shared_seed_forward_gradient: exchange must be one of {', '.join(map(repr, EXCHANGES))}, got "
+            f"{exchange!r}."
         )
     name = mesh.axis_names[0]
 

@@ -19,7 +19,8 @@ gradient is carried back to ``params`` by ``jax.vjp`` of ``network``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +71,9 @@ def per_step_loss(network: Callable[[Any], Neuron], loss_t: Callable[[jax.Array,
       (1.0986, (4, 1, 3))
     """
     if not callable(network) or not callable(loss_t):
-        raise ValueError("per_step_loss: network (params -> snnjax.Neuron) and loss_t ((y_t, labels) -> [B]) must be callables.")
+        raise ValueError(
+            "per_step_loss: network (params -> snnjax.Neuron) and loss_t ((y_t, labels) -> [B]) must be callables."
+        )
     return SteppedLoss(network, loss_t)
 
 
@@ -94,14 +97,21 @@ def dense_layers(loss_fn: Any, params: Any, rule: str) -> list[tuple[Dense, Neur
     if len(layers) < 4 or len(layers) % 2 or not all(isinstance(d, Dense) and isinstance(n, Neuron) for d, n in pairs):
         kinds = [type(layer).__name__ for layer in layers] or [type(net).__name__]
         raise ValueError(
-            f"{rule}: the network must be a snnjax.chain of (snnjax.dense, neuron) pairs, at least two; got layers {kinds}."
+            f"{rule}: the network must be a snnjax.chain of (snnjax.dense, neuron) pairs, at least two; got layers "
+            f"{kinds}."
         )
     for l, (d, neuron) in enumerate(pairs):
         if neuron.recurrence is not None:
-            raise ValueError(f"{rule}: neuron layer {l} (after dense layer {l}) is recurrent, which online rules here do not support.")
+            raise ValueError(
+                f"{rule}: neuron layer {l} (after dense layer {l}) is recurrent, which online rules here do not "
+                "support."
+            )
         n = d.kernel.shape[1]
         graph = trace(
-            lambda p, s, x, l=l: (sum(jnp.sum(v) for v in jax.tree.leaves(loss_fn.network(p).layers[2 * l + 1].step(s, x))), None),
+            lambda p, s, x, l=l: (
+                sum(jnp.sum(v) for v in jax.tree.leaves(loss_fn.network(p).layers[2 * l + 1].step(s, x))),
+                None,
+            ),
             params,
             (neuron.init((1, n), d.kernel.dtype), jnp.zeros((1, n), d.kernel.dtype)),
             rule,
@@ -115,7 +125,7 @@ def dense_layers(loss_fn: Any, params: Any, rule: str) -> list[tuple[Dense, Neur
 
 
 def to_params(loss_fn: SteppedLoss, params: Any, grads: list[tuple[jax.Array, jax.Array | None]]) -> Any:
-    """The gradient with respect to ``params`` from one per dense layer ``(kernel, bias)``, through ``jax.vjp`` of the network."""
+    """The gradient with respect to ``params`` from one ``(kernel, bias)`` per dense layer, by ``jax.vjp``."""
 
     def weights(p):
         return [(d.kernel, d.bias) for d in loss_fn.network(p).layers[0::2]]

@@ -68,7 +68,8 @@ class Checkpoints:
                 aside = self._directory / f"damaged-{epoch}-{int(time.time())}"
                 (self._directory / str(epoch)).rename(aside)  # out of the way of the next save, kept for a look
                 problems.append(
-                    f"checkpoint {epoch} did not load ({type(error).__name__}: {str(error).splitlines()[0][:200]}), moved to {aside.name}"
+                    f"checkpoint {epoch} did not load ({type(error).__name__}: {str(error).splitlines()[0][:200]}), "
+                    f"moved to {aside.name}"
                 )
                 continue
             self._manager.reload()

@@ -133,7 +133,8 @@ def resolve(config: Config) -> Config:
     is_image = c.dataset not in ("randman", "shd")
     if c.model == "mlp" and (not is_image or c.encoding != "none"):
         raise ValueError(
-            "model 'mlp' takes images without a time axis: use an image dataset with --encoding none, or a spiking model."
+            "model 'mlp' takes images without a time axis: use an image dataset with --encoding none, or a spiking "
+            "model."
         )
     if c.model == "conv" and not is_image:
         raise ValueError(f"model 'conv' takes images; {c.dataset} is not an image dataset (use snn or rsnn).")

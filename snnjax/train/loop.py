@@ -88,7 +88,8 @@ def make_train_step(
       >>> rule, optimizer = build_rule("bptt", classifier_loss(graphdef, rest, False)), optax.adam(1e-2)
       >>> step = make_train_step(rule, optimizer, to_input)
       >>> x, y = jnp.full((2, 4), 128.0), jnp.array([0, 2])
-      >>> params, opt_state, rule_state, loss, correct = step(params, optimizer.init(params), rule.init(params), x, y, jax.random.key(0))
+      >>> states = (params, optimizer.init(params), rule.init(params))
+      >>> params, opt_state, rule_state, loss, correct = step(*states, x, y, jax.random.key(0))
       >>> loss.shape, int(correct) <= 2
       ((), True)
     """
@@ -160,7 +161,8 @@ def _prepare_out(c: Config, lead: bool) -> Path:
         changed = sorted(k for k in now if k not in _RESUMABLE and before.get(k) != now[k])
         if changed:
             raise ValueError(
-                f"--resume: {', '.join(changed)} differ from the run in {out}; keep them or start a new run with another --out."
+                f"--resume: {', '.join(changed)} differ from the run in {out}; keep them or start a new run with "
+                "another --out."
             )
     elif has_checkpoints and not c.resume:
         raise ValueError(
@@ -198,7 +200,8 @@ def _placement(mesh: Mesh | None, shard_params_above: int | None, log: Callable[
     platform = mesh.devices.flat[0].platform
     if platform == "cpu" and count > 1:
         log(
-            f"note: {count} CPU devices share this machine's cores; this checks a multi-device set-up, it does not train faster."
+            f"note: {count} CPU devices share this machine's cores; this checks a multi-device set-up, it does not "
+            "train faster."
         )
     split = f", parameters of >= {shard_params_above} elements split" if shard_params_above else ""
     return _Placement(
@@ -257,7 +260,8 @@ def fit(
       >>> config = Config(dataset="randman", epochs=2, hidden=(16,), steps=20, batch_size=8, out=tempfile.mkdtemp(),
       ...                 data_options={"num_classes": 2, "samples_per_class": 10}, progress=False, plots=False)
       >>> result = fit(config, log=lambda line: None)
-      >>> tuple(h["epoch"] for h in result.history), tuple(sorted(p.name for p in (result.out / "checkpoints").iterdir()))
+      >>> saved = sorted(p.name for p in (result.out / "checkpoints").iterdir())
+      >>> tuple(h["epoch"] for h in result.history), tuple(saved)
       ((1, 2), ('1', '2'))
     """
     c = resolve(config)
@@ -316,8 +320,10 @@ def fit(
     compile_start = time.perf_counter()
     example = place.batch(train.inputs[: c.batch_size]), place.batch(train.labels[: c.batch_size]), root
     step = step.lower(state["params"], state["opt_state"], state["rule_state"], *example).compile()
+    sizes = "-".join(map(str, (inputs, *c.hidden, train.num_classes)))
     log(
-        f"{c.dataset}: {len(train.labels)} train / {len(test.labels)} test examples, model {c.model} {inputs}-{'-'.join(map(str, c.hidden))}-{train.num_classes}, rule {c.rule}{place.label}; step compiled in {time.perf_counter() - compile_start:.1f} s"
+        f"{c.dataset}: {len(train.labels)} train / {len(test.labels)} test examples, model {c.model} {sizes}, "
+        f"rule {c.rule}{place.label}; step compiled in {time.perf_counter() - compile_start:.1f} s"
     )
     devices = c.devices or 1
     eval_batch = -(-max(c.batch_size, 256) // devices) * devices  # a multiple of the device count
@@ -341,11 +347,13 @@ def fit(
                 )
             )
             log(
-                f"epoch {epoch:3d}/{c.epochs}  loss {history[-1]['train_loss']:.4f}  train acc {history[-1]['train_accuracy']:.3f}  test acc {test_acc:.3f}  ({seconds:.1f} s, {seen / seconds:.0f} ex/s)"
+                f"epoch {epoch:3d}/{c.epochs}  loss {train_loss:.4f}  train acc {train_acc:.3f}  "
+                f"test acc {test_acc:.3f}  ({seconds:.1f} s, {seen / seconds:.0f} ex/s)"
             )
             if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state["params"])):
                 raise TrainingDiverged(
-                    f"the parameters became NaN or infinite in epoch {epoch}; lower --lr (now {c.lr}); no checkpoint was written for it."
+                    f"the parameters became NaN or infinite in epoch {epoch}; lower --lr (now {c.lr}); no checkpoint "
+                    "was written for it."
                 )
             if checkpoints is not None and c.checkpoints:
                 checkpoints.save(epoch, state, {"history": history})

@@ -8,7 +8,7 @@ out through leaky integrators and classify by the maximum membrane over time,
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
