@@ -135,7 +135,8 @@ def time_side_by_side(
     for name, n in compiles.items():
         if n:
             print(
-                f"warning: {name} compiled {n} time(s) while being timed (its arguments changed type or shape after the warm-up)"
+                f"warning: {name} compiled {n} time(s) while being timed (its arguments changed type or shape after "
+                "the warm-up)"
             )
     return {
         name: {

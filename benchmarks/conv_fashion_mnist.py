@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
             checkpoints=False,
             out=tempfile.mkdtemp(),
         )
-        result = fit(config, log=lambda line: print(f"{rule:5s} {line}"))
+        result = fit(config, log=lambda line, rule=rule: print(f"{rule:5s} {line}"))
         runs[rule] = {"history": result.history, "test_accuracy": result.test_accuracy}
     c = resolve(Config(dataset="fashion_mnist", model="conv"))
     settings = {k: getattr(c, k) for k in ("hidden", "steps", "encoding", "lr", "batch_size")}

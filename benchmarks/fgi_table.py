@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
         env["torch"] = torch.__version__
         env["torch_threads"] = torch.get_num_threads()
     print(
-        f"device {env['device']}, jax {env['jax']}, torch {env.get('torch', 'not installed')}; B={args.batch}, {args.hidden} ALIF neurons"
+        f"device {env['device']}, jax {env['jax']}, torch {env.get('torch', 'not installed')}; B={args.batch}, "
+        f"{args.hidden} ALIF neurons"
     )
     results: dict = {}
     for steps in args.steps:
@@ -342,13 +343,15 @@ def main(argv: list[str] | None = None) -> dict:
             for mode in ("train", "infer")
         }
         print(
-            f"\nT = {steps}: ms per step (train / infer), the best snnjax method's speed-up over each, and XLA's temporary memory of a training step"
+            f"\nT = {steps}: ms per step (train / infer), the best snnjax method's speed-up over each, and XLA's "
+            "temporary memory of a training step"
         )
         for name in sorted({n.split("/", 1)[1] for n in timings}):
             tr, inf = timings[f"train/{name}"]["median_s"], timings[f"infer/{name}"]["median_s"]
             memory = f"   {temp_bytes[name] / 2**20:6.1f} MiB" if name in temp_bytes else ""
             print(
-                f"  {name:28s} {1e3 * tr:8.1f} / {1e3 * inf:7.1f}   x{tr / best['train']:.2f} / x{inf / best['infer']:.2f}{memory}"
+                f"  {name:28s} {1e3 * tr:8.1f} / {1e3 * inf:7.1f}   "
+                f"x{tr / best['train']:.2f} / x{inf / best['infer']:.2f}{memory}"
             )
         results[str(steps)] = {"timings": row, "train_temp_bytes": temp_bytes, "torch_compile_seconds": compile_seconds}
         if not args.no_write:

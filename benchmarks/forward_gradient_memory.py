@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
         compiled = {name: jax.jit(fn).lower(params, xs, labels).compile() for name, fn in variants.items()}
         memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
         times = common.time_side_by_side(
-            {name: (lambda c=c: c(params, xs, labels)) for name, c in compiled.items()}, repeats=args.repeats
+            {name: (lambda c=c, xs=xs, labels=labels: c(params, xs, labels)) for name, c in compiled.items()},
+            repeats=args.repeats,
         )
         results[str(steps)] = {name: {"temp_bytes": memory[name], **times[name]} for name in variants}
         print(

@@ -5,16 +5,18 @@
 
 A 100-128-10 network (`snnjax.nn.Sequential`: Linear, LIF, Linear, leaky-integrator readout,
 B = 16) with a cross-entropy at every time step, averaged over time. Offline rules run the
-network layer by layer over the whole sequence and differentiate it (BPTT: `jax.grad`; DFA:
-`snnjax.rules.dfa`, one `jax.grad` through each layer's own dynamics; FG-A:
-`snnjax.rules.activity_forward_gradient` on the tapped network); the online rules
-(`snnjax.rules.online_dfa`, `snnjax.rules.online_activity_forward_gradient`) run one scan over
-time carrying eligibility traces or forward-mode tangents. Peak memory
+network layer by layer over the whole sequence (the `Sequential` called as it is, in a plain
+loss) and differentiate it (BPTT: `jax.grad`; DFA: `snnjax.rules.dfa`, one `jax.grad` through
+each layer's own dynamics; FG-A: `snnjax.rules.activity_forward_gradient`); the online rules
+(`snnjax.rules.online_dfa`, `snnjax.rules.online_activity_forward_gradient`) take the same
+network as a stepped chain (`snnjax.nn.network`, `snnjax.rules.per_step_loss`) and run one scan
+over time carrying eligibility traces or forward-mode tangents. Peak memory
 is XLA's `memory_analysis().temp_size_in_bytes`; time is the median of interleaved repeats.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -34,6 +36,36 @@ def loss_t(y, labels):
     return optax.softmax_cross_entropy_with_integer_labels(y, labels)
 
 
+def variants(net: snn.Sequential, xs: jax.Array, labels: jax.Array) -> dict:
+    """Jitted ``(params, xs, labels) -> result`` for the forward pass and each rule (a stateful
+    rule's state, initialised on ``xs``, bound in)."""
+    graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+
+    def loss_fn(p, xs, labels):  # for the offline rules: the network run layer by layer
+        y = nnx.merge(graphdef, p, rest)(xs)
+        return jnp.mean(jax.vmap(loss_t, in_axes=(0, None))(y, labels)), y
+
+    stepped = rules.per_step_loss(snn.network(net), loss_t)  # for the online rules: the same loss, stepped
+    key = jax.random.key(0)
+    dfa, online, fonline = rules.dfa(loss_fn), rules.online_dfa(stepped), rules.online_dfa(stepped, feedback="fdfa")
+    fg_a = rules.activity_forward_gradient(loss_fn, batch_axes=(1, 0))
+    fg_a_online = rules.online_activity_forward_gradient(stepped)
+    states = {
+        "dfa offline": dfa.init(params, xs, labels, key=key),
+        "dfa online": online.init(params, xs, labels, key=key),
+        "fdfa online": fonline.init(params, xs, labels),
+    }
+    return {
+        "forward": jax.jit(lambda p, xs, y: loss_fn(p, xs, y)[0]),
+        "bptt": jax.jit(lambda p, xs, y: jax.grad(lambda q: loss_fn(q, xs, y)[0])(p)),
+        "dfa offline": jax.jit(lambda p, xs, y: dfa.apply(states["dfa offline"], p, xs, y)[1]),
+        "dfa online": jax.jit(lambda p, xs, y: online.apply(states["dfa online"], p, xs, y)[1]),
+        "fdfa online": jax.jit(lambda p, xs, y: fonline.apply(states["fdfa online"], p, xs, y, key=key)[1]),
+        "fg-a offline": jax.jit(lambda p, xs, y: fg_a(p, xs, y, key=key)[1]),
+        "fg-a online": jax.jit(lambda p, xs, y: fg_a_online(p, xs, y, key=key)[1]),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = common.over_steps_parser(__doc__).parse_args(argv)
     rngs = nnx.Rngs(0)
@@ -43,49 +75,22 @@ def main(argv: list[str] | None = None) -> dict:
         nnx.Linear(128, 10, rngs=rngs),
         snn.LeakyIntegrator(10, kappa=0.9),
     )
-    graphdef, params, rest = nnx.split(net, nnx.Param, ...)
-
-    def model(p, xs, labels, **hook):  # route= for DFA, tap= for FG-A
-        y = nnx.merge(graphdef, p, rest)(xs, **hook)
-        return jnp.mean(jax.vmap(loss_t, in_axes=(0, None))(y, labels), axis=0), y
-
-    key = jax.random.key(0)
+    params = nnx.state(net, nnx.Param)
     results = {}
     env = common.environment()
     print(f"device {env['device']}, jax {env['jax']}; B={args.batch}, 100-128-10 LIF network, loss at every step")
     for steps in args.steps:
         xs = (jax.random.uniform(jax.random.key(steps), (steps, args.batch, 100)) < 0.1).astype(jnp.float32) * 3
         labels = jnp.arange(args.batch) % 10
-        example = (xs, labels)
-        dfa, online, fonline = (
-            rules.dfa(model, example, key=key),
-            rules.online_dfa(net, loss_t, key=key),
-            rules.online_dfa(net, loss_t, feedback="fdfa"),
-        )
-        fg_a, fg_a_online = rules.activity_forward_gradient(model), rules.online_activity_forward_gradient(net, loss_t)
-        states = {
-            "dfa offline": dfa.init(params),
-            "dfa online": online.init(params),
-            "fdfa online": fonline.init(params),
-        }
-        variants = {
-            "forward": jax.jit(lambda p, xs, y: rules.as_routed_loss(model)(p, xs, y)[0]),
-            "bptt": jax.jit(lambda p, xs, y: jax.grad(lambda q: rules.as_routed_loss(model)(q, xs, y)[0])(p)),
-            "dfa offline": jax.jit(lambda p, xs, y: dfa.apply(states["dfa offline"], p, xs, y)[1]),
-            "dfa online": jax.jit(lambda p, xs, y: online.apply(states["dfa online"], p, xs, y)[1]),
-            "fdfa online": jax.jit(lambda p, xs, y: fonline.apply(states["fdfa online"], p, xs, y, key=key)[1]),
-            "fg-a offline": jax.jit(lambda p, xs, y: fg_a(p, xs, y, key=key)[1]),
-            "fg-a online": jax.jit(lambda p, xs, y: fg_a_online(p, xs, y, key=key)[1]),
-        }
-        compiled = {name: fn.lower(params, xs, labels).compile() for name, fn in variants.items()}
+        compiled = {name: fn.lower(params, xs, labels).compile() for name, fn in variants(net, xs, labels).items()}
         memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
         times = common.time_side_by_side(
-            {name: (lambda c=c: c(params, xs, labels)) for name, c in compiled.items()}, repeats=args.repeats
+            {name: functools.partial(c, params, xs, labels) for name, c in compiled.items()}, repeats=args.repeats
         )
-        results[str(steps)] = {name: {"temp_bytes": memory[name], **times[name]} for name in variants}
+        results[str(steps)] = {name: {"temp_bytes": memory[name], **times[name]} for name in compiled}
         print(
             f"T={steps:5d}  "
-            + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * times[n]['median_s']:.1f} ms" for n in variants)
+            + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * times[n]['median_s']:.1f} ms" for n in compiled)
         )
     return common.finish_over_steps(
         "online_memory",

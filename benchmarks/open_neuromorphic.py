@@ -9,8 +9,8 @@ the spike count with respect to the weights and bias) beside the bare matrix pro
 layer cannot avoid: the forward product ``[T*B, n] x [n, n]`` and, for the backward pass, the
 weight-gradient product ``[n, T*B] x [T*B, n]``. The ratio layer / matmuls is the overhead of
 everything snnjax adds (bias, scan over time, spikes, surrogate derivative, reset); the target
-on CPU is forward + backward within 1.3x. Each spike method (with ``run``'s default ``remat=True``), ``inject`` with ``remat=False``
-and the NNX module are timed too.
+on CPU is forward + backward within 1.3x. Each spike method (with ``run``'s default
+``remat=True``), ``inject`` with ``remat=False`` and the NNX module are timed too.
 
 A second reference, ``by-hand``, is the least a JAX scan can do for this layer: the same LIF
 (beta 0.9, threshold 1, reset by subtraction, snnjax's default fast-sigmoid surrogate) written

@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         env["torch_threads"] = torch.get_num_threads()
     print(
-        f"device {env['device']}, jax {env['jax']}; peers {versions}; skipped (not installed): {skipped or 'none'}; T={args.steps}, B={args.batch}"
+        f"device {env['device']}, jax {env['jax']}; peers {versions}; skipped (not installed): {skipped or 'none'}; "
+        f"T={args.steps}, B={args.batch}"
     )
     results = {}
     for n in args.sizes:
@@ -217,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "ratio_to_snnjax": t["median_s"] / timings[f"{mode}/lif-inject"]["median_s"],
             }
             print(
-                f"  {name:36s} {1e3 * t['median_s']:9.1f}  {rows[name]['ratio_to_matmuls']:6.2f}x  {rows[name]['ratio_to_snnjax']:6.2f}x"
+                f"  {name:36s} {1e3 * t['median_s']:9.1f}  {rows[name]['ratio_to_matmuls']:6.2f}x  "
+                f"{rows[name]['ratio_to_snnjax']:6.2f}x"
             )
         if jax.devices()[0].platform == "gpu":
             rows["peak_bytes_in_use"] = jax.devices()[0].memory_stats().get("peak_bytes_in_use")

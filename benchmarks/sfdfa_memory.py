@@ -15,6 +15,7 @@ keeps every step for its backward pass. Peak memory is XLA's
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -24,8 +25,8 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).parent))
 import common  # noqa: E402
 
-from snnjax.rules import sfdfa, spike_time_bp  # noqa: E402
-from snnjax.spike_time import SpikeTimeNet, init_weights, simulate, ttfs  # noqa: E402
+from snnjax.neurons.spike_time import SpikeTimeNet, init_weights, simulate, ttfs  # noqa: E402
+from snnjax.rules import sfdfa, spike_count_loss, spike_time_bp  # noqa: E402
 
 SIZES, WINDOW = (100, 128, 10), 0.2
 
@@ -33,8 +34,9 @@ SIZES, WINDOW = (100, 128, 10), 0.2
 def variants(net: SpikeTimeNet, params: tuple[jax.Array, ...]) -> dict:
     """Jitted ``(params, times, labels) -> result`` for the forward pass and each rule (a stateful
     rule's feedback state bound in)."""
-    learned, fixed, bp = sfdfa(net), sfdfa(net, feedback="dfa", key=jax.random.key(3)), spike_time_bp(net)
-    states = {"sfdfa": learned.init(params), "dfa": fixed.init(params)}
+    loss_fn = spike_count_loss(net)
+    learned, fixed, bp = sfdfa(loss_fn), sfdfa(loss_fn, feedback="dfa"), spike_time_bp(loss_fn)
+    states = {"sfdfa": learned.init(params), "dfa": fixed.init(params, key=jax.random.key(3))}
     key = jax.random.key(2)
     return {
         "forward": jax.jit(lambda p, x, y: simulate(net, p, x).counts),
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     times, labels = ttfs(images), jnp.arange(args.batch) % SIZES[-1]
     env = common.environment()
     print(
-        f"device {env['device']}, jax {env['jax']}; B={args.batch}, {'-'.join(map(str, SIZES))} exact-time LIF network, {WINDOW} s window"
+        f"device {env['device']}, jax {env['jax']}; B={args.batch}, {'-'.join(map(str, SIZES))} exact-time LIF "
+        f"network, {WINDOW} s window"
     )
     results = {}
     for steps in args.steps:
@@ -59,14 +62,17 @@ def main(argv: list[str] | None = None) -> dict:
         compiled = {name: fn.lower(params, times, labels).compile() for name, fn in variants(net, params).items()}
         memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
         timings = common.time_side_by_side(
-            {name: (lambda c=c: c(params, times, labels)) for name, c in compiled.items()}, repeats=args.repeats
+            {name: functools.partial(c, params, times, labels) for name, c in compiled.items()}, repeats=args.repeats
         )
         results[str(steps)] = {name: {"temp_bytes": memory[name], **timings[name]} for name in compiled}
         print(
             f"T={steps:5d}  "
             + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * timings[n]['median_s']:.1f} ms" for n in compiled)
         )
-    title = f"SFDFA against BP through spike times: {'-'.join(map(str, SIZES))}, B = {args.batch}, {WINDOW} s window on T steps"
+    title = (
+        f"SFDFA against BP through spike times: {'-'.join(map(str, SIZES))}, B = {args.batch}, "
+        f"{WINDOW} s window on T steps"
+    )
     return common.finish_over_steps("sfdfa_memory", args, results, title)
 
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import common  # noqa: E402
 
 from snnjax import rules, sharding  # noqa: E402
-from snnjax.train import build_model, build_rule, make_train_step, routed_model, tapped_model  # noqa: E402
+from snnjax.train import build_model, build_rule, classifier_loss, make_train_step  # noqa: E402
 
 sharding.simulate_cpu_devices(8)  # before JAX's first computation
 
@@ -47,12 +47,12 @@ def _step(rule_name: str, devices: int, x: np.ndarray, y: np.ndarray, hidden: tu
         jax.ShapeDtypeStruct((x.shape[1], x.shape[0], x.shape[2]), jnp.float32),
         jax.ShapeDtypeStruct(y.shape, jnp.int32),
     )
-    rule = build_rule(
-        rule_name, tapped_model(graphdef, rest, True), routed_model(graphdef, rest, True), example, jax.random.key(1)
-    )
+    rule = build_rule(rule_name, classifier_loss(graphdef, rest, True))
     optimizer = optax.adam(1e-3)
     mesh = sharding.mesh(devices)
-    state = sharding.put_state((params, optimizer.init(params), rule.init(params)), mesh)
+    state = sharding.put_state(
+        (params, optimizer.init(params), rule.init(params, *example, key=jax.random.key(1))), mesh
+    )
     args = (*state, sharding.put_batch(x, mesh), sharding.put_batch(y, mesh), jax.random.key(0))
     compiled = make_train_step(rule, optimizer, prepare, mesh=mesh).lower(*args).compile()
     params_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))
@@ -74,13 +74,13 @@ def _shared_seed_bytes(
     devices: int, x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...], directions: int
 ) -> dict[str, int]:
     graphdef, params, rest = nnx.split(build_model("snn", x.shape[-1], 10, hidden, seed=0), nnx.Param, ...)
-    loss_fn = rules.as_loss(tapped_model(graphdef, rest, True))
+    loss_fn = classifier_loss(graphdef, rest, True)
     mesh = sharding.mesh(devices)
     xs = jnp.swapaxes(jnp.asarray(x), 0, 1)  # [T, B, N]: split along axis 1
     out = {}
     for exchange in ("derivatives", "gradients"):
         rule = rules.shared_seed_forward_gradient(loss_fn, mesh, directions, exchange=exchange, batch_axes=(1, 0))
-        lowered = jax.jit(lambda p, xs, y, k: rule(p, xs, y, key=k)).lower(params, xs, y, jax.random.key(0))
+        lowered = jax.jit(lambda p, xs, y, k, rule=rule: rule(p, xs, y, key=k)).lower(params, xs, y, jax.random.key(0))
         out[exchange] = sharding.collective_bytes(lowered.compile())["total"]
     return out
 
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     hidden = tuple(args.hidden)
     env = common.environment()
     print(
-        f"device {env['device']} x {available}, jax {env['jax']}; global batch {args.batch}, T={args.steps}, 100-{'-'.join(map(str, hidden))}-10 LIF"
+        f"device {env['device']} x {available}, jax {env['jax']}; global batch {args.batch}, T={args.steps}, "
+        f"100-{'-'.join(map(str, hidden))}-10 LIF"
         + (f"; skipped {skipped} (only {available} devices)" if skipped else "")
     )
 
@@ -128,14 +129,15 @@ def main(argv: list[str] | None = None) -> dict:
             }
             results[key] = row
             print(
-                f"{rule_name:5s} {n} devices: {row['median_s'] * 1e3:8.1f} ms/step  {row['examples_per_second']:8.0f} ex/s  x{row['speedup']:.2f} vs {counts[0]}"
+                f"{rule_name:5s} {n} devices: {row['median_s'] * 1e3:8.1f} ms/step  "
+                f"{row['examples_per_second']:8.0f} ex/s  x{row['speedup']:.2f} vs {counts[0]}"
                 f"  collectives {communication[key]['total']:>9,d} B"
             )
     shared = {n: _shared_seed_bytes(n, x, y, hidden, args.directions) for n in counts if n > 1}
     for n, sent in shared.items():
         print(
-            f"FG-W K={args.directions}, shared seed, {n} devices: exchanging derivatives {sent['derivatives']:,d} B, gradients {sent['gradients']:,d} B per step"
-            f" (parameters {params_bytes:,d} B)"
+            f"FG-W K={args.directions}, shared seed, {n} devices: exchanging derivatives {sent['derivatives']:,d} B, "
+            f"gradients {sent['gradients']:,d} B per step (parameters {params_bytes:,d} B)"
         )
     payload = {
         "batch": args.batch,

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
         }
         seconds = [h["seconds"] for h in result.history]
         print(
-            f"{args.dataset} {args.rule} {encoding}: test accuracy {result.test_accuracy:.4f} after {len(seconds)} epochs, median {sorted(seconds)[len(seconds) // 2]:.1f} s per epoch"
+            f"{args.dataset} {args.rule} {encoding}: test accuracy {result.test_accuracy:.4f} after {len(seconds)} "
+            f"epochs, median {sorted(seconds)[len(seconds) // 2]:.1f} s per epoch"
         )
     payload = {"dataset": args.dataset, "rule": args.rule, "runs": runs}
     if not args.no_write:

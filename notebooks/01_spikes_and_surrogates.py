@@ -45,8 +45,8 @@ assert set(map(float, snnjax.spike(x))) <= {0.0, 1.0}
 u = jnp.linspace(-1.0, 1.0, 5)
 for name in ["fast_sigmoid", "sigmoid", "arctan", "triangle", "gaussian", "rectangular"]:
     s = surrogates.resolve(name)
-    g = jax.vmap(jax.grad(lambda v: snnjax.spike(v, s)))(u)
-    _, t = jax.jvp(lambda v: snnjax.spike(v, s), (u,), (jnp.ones_like(u),))
+    g = jax.vmap(jax.grad(lambda v, s=s: snnjax.spike(v, s)))(u)
+    _, t = jax.jvp(lambda v, s=s: snnjax.spike(v, s), (u,), (jnp.ones_like(u),))
     assert jnp.allclose(g, s.derivative(u)) and jnp.allclose(t, g)
     print(f"{name:13s}", jnp.round(g, 4))
 
@@ -57,7 +57,7 @@ for name in ["fast_sigmoid", "sigmoid", "arctan", "triangle", "gaussian", "recta
 
 # %%
 for method in snnjax.METHODS:
-    f = lambda v: jnp.sum(snnjax.spike(v, "fast_sigmoid", method=method))
+    f = lambda v, method=method: jnp.sum(snnjax.spike(v, "fast_sigmoid", method=method))
     try:
         _, t = jax.jvp(f, (u,), (jnp.ones_like(u),))
         print(f"{method:11s} jvp = {float(t):.4f}   grad . 1 = {float(jnp.sum(jax.grad(f)(u))):.4f}")

@@ -17,7 +17,7 @@ from snnjax.neurons.chain import Dense, chain, dense
 from snnjax.neurons.cuba import CubaLIFState, cuba_lif
 from snnjax.neurons.decay import decay_from_tau, sigmoid_decay, softplus_decay, tau_from_decay
 from snnjax.neurons.lif import LIFState, iaf, lif
-from snnjax.neurons.neuron import Neuron, Recurrence, run
+from snnjax.neurons.neuron import Neuron, Recurrence, Spiking, run
 from snnjax.neurons.readout import LeakyIntegratorState, leaky_integrator
 from snnjax.rules.compare import Comparison, compare_gradients
 from snnjax.spikes import DEFAULT_SURROGATE, FORWARD_MODE_METHODS, METHODS, heaviside, spike
@@ -51,6 +51,7 @@ __all__ = [
     "METHODS",
     "Neuron",
     "Recurrence",
+    "Spiking",
     "alif",
     "bypass",
     "chain",

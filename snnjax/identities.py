@@ -48,16 +48,11 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from snnjax.checks import float_array
+
 __all__ = ["inject", "bypass", "straight_through"]
 
 _sg = jax.lax.stop_gradient
-
-
-def _float_array(x: ArrayLike, name: str) -> jax.Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"{name} must be a floating-point array, got dtype {x.dtype}.")
-    return x
 
 
 def _finite_or_zero(z: jax.Array) -> jax.Array:
@@ -106,7 +101,7 @@ def inject(x: ArrayLike, value: ArrayLike, derivative: ArrayLike) -> jax.Array:
       >>> float(ramp(3e38)), float(jax.grad(ramp)(3e38))
       (1.0, 10.0)
     """
-    x = _float_array(x, "x")
+    x = float_array(x, "x")
     value = jnp.broadcast_to(jnp.asarray(value).astype(x.dtype), x.shape)
     d = _finite_or_zero(jnp.broadcast_to(jnp.asarray(derivative).astype(x.dtype), x.shape))
     return _exact_zero(x) * _sg(d) + _sg(value)
@@ -145,7 +140,7 @@ def bypass(smooth: ArrayLike, value: ArrayLike) -> jax.Array:
       >>> float(jax.grad(step)(0.0))
       0.25
     """
-    g = _float_array(smooth, "smooth")
+    g = float_array(smooth, "smooth")
     value = jnp.broadcast_to(jnp.asarray(value).astype(g.dtype), g.shape)
     return _exact_zero(g) + _sg(value)
 

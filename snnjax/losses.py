@@ -67,14 +67,11 @@ def membrane_cross_entropy(v: ArrayLike, labels: ArrayLike) -> jax.Array:
     r"""Cross-entropy with logits :math:`\sum_t v_{t,b,c}` (summed readout membrane).
 
     Args:
-      v: readout membrane ``[T, B, C]``.
-      labels: class indices ``[B]``.
+      v: readout membrane ``[T, B, C]``; ``labels``: class indices ``[B]``.
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> from snnjax import losses
-      >>> v = jnp.zeros((5, 2, 3))
-      >>> round(float(losses.membrane_cross_entropy(v, jnp.array([0, 2]))), 4)  # log 3
+      >>> import jax.numpy as jnp, snnjax
+      >>> round(float(snnjax.losses.membrane_cross_entropy(jnp.zeros((5, 2, 3)), jnp.array([0, 2]))), 4)  # log 3
       1.0986
     """
     v, labels = _check(v, labels, "membrane_cross_entropy")

@@ -25,19 +25,12 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from snnjax.checks import check_positive
+from snnjax.checks import check_positive, float_array
 from snnjax.identities import inject, straight_through
 
 __all__ = ["sign", "round", "fake_quantize", "absmax_scale", "ternary", "absmax_quantize"]
 
 _sg = jax.lax.stop_gradient
-
-
-def _float(x: ArrayLike, name: str) -> jax.Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"{name}: x must be floating point, got dtype {x.dtype}.")
-    return x
 
 
 def sign(x: ArrayLike) -> jax.Array:
@@ -67,7 +60,7 @@ def sign(x: ArrayLike) -> jax.Array:
       >>> jax.grad(lambda x: ste.sign(x).sum())(jnp.array([-2.0, 0.0, 0.5]))
       Array([0., 1., 1.], dtype=float32)
     """
-    x = _float(x, "sign")
+    x = float_array(x, "sign: x")
     value = jnp.where(x < 0, -1.0, jnp.where(x >= 0, 1.0, x))  # NaN is neither: it stays NaN
     return inject(x, value, jnp.abs(x) <= 1)
 
@@ -88,7 +81,7 @@ def round(x: ArrayLike) -> jax.Array:  # noqa: A001 - the field's name for it
       >>> ste.round(jnp.array([0.4, 2.5, -jnp.inf]))
       Array([  0.,   2., -inf], dtype=float32)
     """
-    x = _float(x, "round")
+    x = float_array(x, "round: x")
     return straight_through(x, jnp.round(x))
 
 
@@ -123,7 +116,7 @@ def absmax_scale(
       >>> ste.absmax_scale(jnp.array([[0.5, -2.0]]), bits=8, axis=-1)  # the step: max|x| / 127 per row
       Array([[0.01574803]], dtype=float32)
     """
-    x = _float(x, "absmax_scale")
+    x = float_array(x, "absmax_scale: x")
     _, qmax = _int_range(bits, True)
     m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
     return _sg(jnp.maximum(m, eps) / qmax)
@@ -174,7 +167,7 @@ def fake_quantize(
       >>> ste.fake_quantize(jnp.array([0.26, -3.0, 9.0]), bits=4, scale=0.5)
       Array([ 0.5, -3. ,  3.5], dtype=float32)
     """
-    x = _float(x, "fake_quantize")
+    x = float_array(x, "fake_quantize: x")
     qmin, qmax = _int_range(bits, signed)
     absmax = scale is None
     if absmax:
@@ -222,7 +215,7 @@ def ternary(w: ArrayLike, eps: float = 1e-5) -> jax.Array:
       >>> jax.grad(lambda w: ste.ternary(w).sum())(w)  # straight through
       Array([1., 1., 1., 1.], dtype=float32)
     """
-    w = _float(w, "ternary")
+    w = float_array(w, "ternary: w")
     s = _sg(1.0 / jnp.maximum(jnp.mean(jnp.abs(w)), eps))
     return straight_through(w, jnp.clip(jnp.round(w * s), -1, 1) / s)
 
@@ -256,7 +249,7 @@ def absmax_quantize(x: ArrayLike, bits: int = 8, axis: int = -1, eps: float = 1e
       >>> jax.grad(lambda x: ste.absmax_quantize(x, bits=2).sum())(x)
       Array([[1., 1., 1.]], dtype=float32)
     """
-    x = _float(x, "absmax_quantize")
+    x = float_array(x, "absmax_quantize: x")
     qmin, qmax = _int_range(bits, True)
     s = _sg(qmax / jnp.maximum(jnp.max(jnp.abs(x), axis=axis, keepdims=True), eps))
     return straight_through(x, jnp.clip(jnp.round(x * s), qmin, qmax) / s)

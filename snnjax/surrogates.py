@@ -195,8 +195,8 @@ def sigmoid(slope: float = 25.0, height: float | None = 1.0) -> Surrogate:
     Examples:
       >>> import jax, snnjax
       >>> s = snnjax.surrogates.sigmoid(slope=4.0)
-      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
-      1.0
+      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.5)), 4)  # 4 sigma(2) sigma(-2)
+      0.42
     """
     k = _positive(slope, "slope")
     return Surrogate("sigmoid", _sigmoid_phi, _sigmoid_Phi, k, _height(height, k, 4.0, "sigmoid"))
@@ -223,9 +223,9 @@ def arctan(slope: float = math.pi, height: float | None = 1.0) -> Surrogate:
 
     Examples:
       >>> import jax, snnjax
-      >>> s = snnjax.surrogates.arctan()
-      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
-      1.0
+      >>> s = snnjax.surrogates.arctan()  # slope pi: 1 / (1 + (pi x)^2)
+      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(1.0)), 4)
+      0.092
     """
     k = _positive(slope, "slope")
     return Surrogate("arctan", _arctan_phi, _arctan_Phi, k, _height(height, k, math.pi, "arctan"))
@@ -281,9 +281,9 @@ def gaussian(width: float = 1.0, height: float | None = 1.0) -> Surrogate:
 
     Examples:
       >>> import jax, snnjax
-      >>> s = snnjax.surrogates.gaussian()
-      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
-      1.0
+      >>> density = snnjax.surrogates.gaussian(height=None)  # the standard normal density
+      >>> round(float(jax.grad(lambda x: snnjax.spike(x, density))(0.0)), 4)
+      0.3989
     """
     w = _positive(width, "width")
     return Surrogate("gaussian", _gaussian_phi, _gaussian_Phi, 1.0 / w, _height(height, 1.0 / w, _SQRT_2PI, "gaussian"))
@@ -381,10 +381,10 @@ def rectangular(width: float = 1.0, height: float | None = 1.0) -> Surrogate:
       height: the value inside the box; ``None`` for unit integral (``1 / w``).
 
     Examples:
-      >>> import jax, jax.numpy as jnp, snnjax
-      >>> s = snnjax.surrogates.rectangular(width=1.0)
-      >>> jax.vmap(jax.grad(lambda x: snnjax.spike(x, s)))(jnp.array([-1.0, 0.0, 0.4]))
-      Array([0., 1., 1.], dtype=float32)
+      >>> import jax.numpy as jnp, snnjax
+      >>> box = snnjax.surrogates.rectangular(width=0.5, height=None)  # unit area: 2 on |x| < 0.25
+      >>> box.derivative(jnp.array([-1.0, 0.0, 0.2]))
+      Array([0., 2., 2.], dtype=float32)
     """
     w = _positive(width, "width")
     return Surrogate(
@@ -412,9 +412,9 @@ def exponential(slope: float = 1.0, height: float | None = 1.0) -> Surrogate:
 
     Examples:
       >>> import jax, snnjax
-      >>> s = snnjax.surrogates.exponential()
-      >>> round(float(jax.grad(lambda x: snnjax.spike(x, s))(0.0)), 4)
-      1.0
+      >>> decay = snnjax.surrogates.exponential()  # exp(-|x|)
+      >>> round(float(jax.grad(lambda x: snnjax.spike(x, decay))(-0.5)), 4)
+      0.6065
     """
     k = _positive(slope, "slope")
     return Surrogate("exponential", _exponential_phi, _exponential_Phi, k, _height(height, k, 2.0, "exponential"))

@@ -97,7 +97,7 @@ def test_sequential_hoists_linear_layers_and_records():
         (lambda: snn.LIF(4).initialize_carry((2, 3)), "last axis must be features=4"),
         (lambda: snn.LIF(4, beta=1.2), r"decay must lie in \[0, 1\]"),
         (lambda: snn.LIF(4, decay_parametrization="exp"), "parametrization must be one of"),
-        (lambda: snn.IAF(4, beta=0.5), "IAF: unknown option 'beta'"),
+        (lambda: snn.IAF(4, beta=0.5), "IAF: beta is fixed at 1.0"),
         (lambda: snn.LIF(4, bogus=1), "LIF: unknown option 'bogus'; the options are beta, threshold"),
         (lambda: snn.LeakyIntegrator(4, recurrent=True, rngs=nnx.Rngs(0)), "LeakyIntegrator: has no recurrent weights"),
         (lambda: snn.Sequential(snn.LIF(4))(jnp.ones((5, 4))), r"time-major \[T, B, features\]"),

@@ -94,13 +94,17 @@ def resonator(omega, decay=0.85, threshold=0.8) -> snnjax.Neuron:
 
 
 class UserSNN(nnx.Module):
+    """A neuron of the user's own with a trainable parameter, and a trainable readout decay (after the
+    last weight product: every rule must train it, none may leave it at zero)."""
+
     def __init__(self, rngs):
         self.l1, self.l2 = nnx.Linear(6, 8, rngs=rngs), nnx.Linear(8, 3, rngs=rngs)
         self.omega = nnx.Param(jnp.linspace(0.1, 0.5, 8))
+        self.kappa = nnx.Param(jnp.full((3,), 1.5))  # sigmoid(1.5) = 0.82
 
     def __call__(self, xs):
         _, z = snnjax.run(resonator(self.omega[...]), self.l1(xs) * 2.0)
-        return snnjax.run(snnjax.leaky_integrator(0.8), self.l2(z))[1]
+        return snnjax.run(snnjax.leaky_integrator(jax.nn.sigmoid(self.kappa[...])), self.l2(z))[1]
 
 
 def _loss(module: nnx.Module, spiking: bool):
@@ -219,8 +223,10 @@ def _bias_ratio(estimates: list[np.ndarray], true: np.ndarray) -> float:
     return float(np.linalg.norm(e.mean(axis=0) - true) / noise)
 
 
-@pytest.mark.parametrize("name", ["fg-w", "fg-a"])
-@pytest.mark.parametrize("which", ["conv", "recurrent"])
+@pytest.mark.parametrize(
+    "which, name",
+    [("conv", "fg-w"), ("conv", "fg-a"), ("recurrent", "fg-w"), ("recurrent", "fg-a"), ("recurrent", "fg-a current")],
+)
 def test_forward_gradients_are_unbiased(which, name):
     """Over M = 2000 draws the mean estimate's distance to jax.grad, in units of its own noise, is
     about 1 for an unbiased estimator (a chi over 160-230 parameters: standard deviation about 0.05,
@@ -230,7 +236,10 @@ def test_forward_gradients_are_unbiased(which, name):
     loss_fn, params = _loss(cls(nnx.Rngs(0)), spiking)
     x = inputs()
     true = np.concatenate([g.ravel() for g in _leaves(_grad(loss_fn, params, x))])
-    rule = RULES[name](loss_fn)
+    if name == "fg-a current":  # the recurrent layer's whole input current perturbed
+        rule = rules.activity_forward_gradient(loss_fn, recurrent="current")
+    else:
+        rule = RULES[name](loss_fn)
     draws = jax.jit(jax.vmap(lambda k: rule(params, x, LABELS, key=k)[1]))
     estimates = []
     for i in range(4):
@@ -419,21 +428,27 @@ def test_dfa_reaches_recurrent_weights_through_the_layers_own_dynamics():
     _assert_trees_close(grads, expected)
 
 
-def test_fg_a_perturbs_the_recurrent_current_per_example_and_step():
-    """FG-A by hand with the rule's noise: per example b, the noise of layer i is drawn from
-    fold_in(fold_in(split(key, 1)[0], b), i), i in the order of the traced loss (the input layer's
-    pre-activation, the recurrent current z_{t-1} W_rec at every step inside the scan, the output
-    layer's pre-activation)."""
+@pytest.mark.parametrize("recurrent", ["dynamics", "current"])
+def test_fg_a_on_recurrent_weights_by_hand(recurrent):
+    """FG-A by hand with the rule's noise, per example b drawn from fold_in(fold_in(split(key, 1)[0], b), i),
+    i the product's place in the traced loss (0: the input layer, 1: the recurrent product inside the
+    scan, 2: the output layer). ``"dynamics"``: the input layer's pre-activation x_t W_1 + b_1 is
+    perturbed (i = 0) and the recurrent weights learn through the layer's dynamics from the output's
+    perturbation; ``"current"``: the recurrent layer's whole input current 2 (x_t W_1 + b_1) + z_{t-1} W_rec
+    is perturbed once at every step (i = 1), so W_1, b_1 and W_rec learn through it."""
     loss_fn, params, p, xs = _setup("recurrent")
     key = jax.random.key(7)
-    grads = jax.jit(lambda p: rules.activity_forward_gradient(loss_fn)(p, xs, LABELS, key=key)[1])(params)
+    grads = jax.jit(lambda p: rules.activity_forward_gradient(loss_fn, recurrent=recurrent)(p, xs, LABELS, key=key)[1])(
+        params
+    )
     k0 = jax.random.split(key, 1)[0]
+    first = 0 if recurrent == "dynamics" else 1  # where the hidden layer is perturbed
 
     def per_example(p, x, label, b, signals=None):
-        """One example's loss with noise u added to the three pre-activations, or (``signals``)
-        the local objective: each pre-activation cut, its estimate's inner product added."""
+        """One example's loss with noise added to the perturbed pre-activations, or (``signals``)
+        the local objective: each of them cut, its estimate's inner product added."""
         kb = jax.random.fold_in(k0, b)
-        u = [jax.random.normal(jax.random.fold_in(kb, i), s) for i, s in enumerate([(T, 1, 8), (T, 1, 8), (T, 1, 3)])]
+        u = [jax.random.normal(jax.random.fold_in(kb, i), s) for i, s in ((first, (T, 1, 8)), (2, (T, 1, 3)))]
         inner = []
 
         def at(i, z, eps):
@@ -448,21 +463,23 @@ def test_fg_a_perturbs_the_recurrent_current_per_example_and_step():
                 snnjax.sigmoid_decay(p["alif"]["rho"]["value"]),
                 adaptation=0.2,
             )
-            z1 = at(0, x @ p["l1"]["kernel"] + p["l1"]["bias"].reshape(1, 1, -1), eps[0])
+            z1 = x @ p["l1"]["kernel"] + p["l1"]["bias"].reshape(1, 1, -1)
+            if recurrent == "dynamics":
+                z1 = at(0, z1, eps[0])
 
             def step(state, inputs):
                 current, e = inputs
-                pre = state.z @ p["alif"]["recurrent"]["kernel"]
+                pre = current + state.z @ p["alif"]["recurrent"]["kernel"]  # the whole input current
+                if recurrent == "dynamics":
+                    return cell.step(state, pre), pre
                 if signals is None:
-                    return cell.step(state, current + pre + e)
-                return cell.step(state, current + sg(pre)), pre
+                    return cell.step(state, pre + e), pre
+                return cell.step(state, sg(pre)), pre
 
-            if signals is None:
-                _, z = jax.lax.scan(step, cell.init((1, 8)), (z1 * 2.0, eps[1]))
-            else:
-                _, (z, pres) = jax.lax.scan(lambda s, i: _pair(step(s, i)), cell.init((1, 8)), (z1 * 2.0, eps[1]))
-                inner.append(jnp.vdot(sg(signals[1]), pres))
-            o = at(2, z @ p["l2"]["kernel"] + p["l2"]["bias"].reshape(1, 1, -1), eps[2])
+            _, (z, pres) = jax.lax.scan(lambda s, i: _pair(step(s, i)), cell.init((1, 8)), (z1 * 2.0, eps[0]))
+            if recurrent == "current" and signals is not None:
+                inner.append(jnp.vdot(sg(signals[0]), pres))
+            o = at(1, z @ p["l2"]["kernel"] + p["l2"]["bias"].reshape(1, 1, -1), eps[1])
             return _ce(snnjax.run(snnjax.leaky_integrator(0.8), o)[1], label)
 
         if signals is None:
@@ -482,3 +499,49 @@ def test_fg_a_perturbs_the_recurrent_current_per_example_and_step():
 def _pair(out):
     (state, z), pre = out
     return state, (z, pre)
+
+
+def test_fg_a_perturbs_a_convolutions_pre_activation_per_example_and_position():
+    """FG-A by hand with the rule's noise on the convolutional network: each layer's pre-activation
+    (product and bias, per example, time step, position and channel) perturbed, per example b, by
+    noise from fold_in(fold_in(split(key, 1)[0], b), i), i = 0, 1, 2 for the 2-D convolution, the 1-D
+    convolution and the linear layer."""
+    loss_fn, params, p, xs = _setup("conv")
+    key = jax.random.key(9)
+    grads = jax.jit(lambda p: rules.activity_forward_gradient(loss_fn)(p, xs, LABELS, key=key)[1])(params)
+    k0 = jax.random.split(key, 1)[0]
+    shapes = [(T, 1, 8, 8, 4), (T * 4, 4, 5), (T, 1, 3)]  # each pre-activation as the model holds it, one example
+    lif = snnjax.lif(0.8, threshold=0.5)
+
+    def per_example(p, x, label, b, signals=None):
+        kb = jax.random.fold_in(k0, b)
+        u = [jax.random.normal(jax.random.fold_in(kb, i), s) for i, s in enumerate(shapes)]
+        inner = []
+
+        def at(i, z, eps):
+            if signals is None:
+                return z + eps[i]
+            inner.append(jnp.vdot(sg(signals[i]), z))
+            return sg(z)
+
+        def loss(eps):
+            o1 = _conv2d(x.reshape(T, 8, 8, 1), p["conv2d"]["kernel"]) + p["conv2d"]["bias"].reshape(1, 1, 1, -1)
+            s1 = snnjax.run(lif, at(0, o1.reshape(T, 1, 8, 8, 4), eps) * 2.0)[1]
+            h1 = nnx.avg_pool(s1.reshape(T, 8, 8, 4), (2, 2), (2, 2))
+            o2 = _conv1d(h1.reshape(T * 4, 4, 4), p["conv1d"]["kernel"]) + p["conv1d"]["bias"].reshape(1, 1, -1)
+            s2 = snnjax.run(lif, at(1, o2, eps).reshape(T, 1, 4, 4, 5) * 2.0)[1]
+            h2 = nnx.max_pool(s2.reshape(T * 4, 4, 5), (2,), (2,)).reshape(T, 1, 40)
+            o3 = at(2, h2 @ p["fc"]["kernel"] + p["fc"]["bias"].reshape(1, 1, -1), eps)
+            return _ce(snnjax.run(snnjax.leaky_integrator(0.8), o3)[1], label)
+
+        if signals is None:
+            _, d = jax.jvp(loss, ([jnp.zeros_like(e) for e in u],), (u,))
+            return [d * e for e in u]
+        return loss([jnp.zeros_like(e) for e in u]) + sum(inner)
+
+    examples = (xs[:, :, None].swapaxes(0, 1), LABELS[:, None], jnp.arange(B))  # [B, T, 1, 8, 8, 1]
+    signals = jax.vmap(lambda x, y, b: per_example(p, x, y, b))(*examples)
+    expected = jax.grad(
+        lambda p: jnp.sum(jax.vmap(lambda x, y, b, s: per_example(p, x, y, b, s))(*examples, signals)) / B
+    )(p)
+    _assert_trees_close(grads, expected, rtol=1e-4)

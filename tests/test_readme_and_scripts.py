@@ -71,7 +71,7 @@ def test_example_loop_runs_and_learns():
 def test_example_loop_learns_with_activity_forward_gradient():
     module = runpy.run_path(str(ROOT / "examples" / "train_randman.py"))
     argv = ["--rule", "fg-a", "--epochs", "20", "--classes", "3", "--samples-per-class", "500", "--lr", "1e-3"]
-    assert module["main"](argv) > 0.45  # chance is 1/3; 0.64 when measured
+    assert module["main"](argv) > 0.6  # chance is 1/3; 0.77 when measured
 
 
 def test_open_neuromorphic_benchmark_smoke():
@@ -255,6 +255,22 @@ def test_fashion_mnist_benchmark_smoke(tmp_path):
     assert 0 <= payload["results"]["lif"]["LG-FG-A"]["test_error"] <= 100
 
 
+def test_fashion_mnist_benchmark_local_losses_cut_the_blocks():
+    """LG-BP: the first block learns from its own head's loss only (rules.block is the cut)."""
+    import jax
+    import jax.numpy as jnp
+
+    module = _benchmark("forward_gradient_fashion_mnist")
+    params = module["init_params"](jax.random.key(0))
+    x, y = jax.random.uniform(jax.random.key(1), (4, 784)), jnp.arange(4)
+    loss_fn = module["make_loss"]("mlp", True)
+    (loss, _), grads = module["make_rule"]("LG-BP", "mlp")(params, x, y)
+    head, rest = loss_fn(params, x, y)[0]
+    np.testing.assert_allclose(loss, head + rest, rtol=1e-6)
+    np.testing.assert_allclose(grads["l1"]["w"], jax.grad(lambda p: loss_fn(p, x, y)[0][0])(params)["l1"]["w"])
+    assert float(jnp.abs(grads["l1"]["w"]).max()) > 0
+
+
 def test_cli_scripts_parse_help():
     for script in (
         "examples/train_randman.py",
@@ -314,7 +330,51 @@ def test_feedback_alignment_benchmark_smoke(tmp_path):
     runs = payload["results"]["mlp"]
     assert len(runs["fdfa lr=0.001"]["angles"][0]["angles"]) == 2 and 0 <= runs["fa lr=0.001"]["test_accuracy"] <= 1
     payload = _run_benchmark("feedback_alignment_fashion_mnist", argv + ["--models", "snn", "--rules", "dfa"])
-    assert "overall" in payload["results"]["snn"]["dfa lr=0.001"]["cosine_with_bp"]
+    cosines = payload["results"]["snn"]["dfa lr=0.001"]["cosine_with_bp"]
+    assert list(cosines) == ["layers.0.kernel", "layers.2.kernel", "layers.4.kernel", "layer mean"]
+
+
+@pytest.mark.parametrize("model", ["mlp", "snn"])
+def test_feedback_alignment_benchmark_jacobian_network_is_the_model(model):
+    """The network the benchmark differentiates for its Jacobians is the trained model, cut at
+    the output layer's pre-activation (where DFA takes the error)."""
+    import jax
+    from flax import nnx
+
+    from snnjax.train import build_model
+
+    module = _benchmark("feedback_alignment_fashion_mnist")
+    spiking = model == "snn"
+    net = build_model(model, 6, 3, (5, 4), seed=0)
+    graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+    shape = (7, 2, 6) if spiking else (2, 6)
+    x = (jax.random.uniform(jax.random.key(0), shape) < 0.5).astype(np.float32) * 3
+    zeros = [np.zeros((7, 1, 5) if spiking else (1, 5)), np.zeros((7, 1, 4) if spiking else (1, 4))]
+    output = module["output_of_hidden"](graphdef, rest, spiking)(params, x, zeros)
+    readout = net.layers[-1].run(output)[1] if spiking else output
+    np.testing.assert_allclose(readout, net(x), rtol=1e-6, atol=1e-6)
+    jacobians = module["jacobians"](
+        module["output_of_hidden"](graphdef, rest, spiking), params, x, [(*shape[:-1], 5), (*shape[:-1], 4)], spiking
+    )
+    assert [j.shape for j in jacobians] == [(5, 3), (4, 3)]
+    np.testing.assert_allclose(jacobians[1], net.layers[-2 if spiking else -1].kernel[...], rtol=1e-5, atol=1e-6)
+
+
+def test_sfdfa_fashion_mnist_benchmark_runs_each_rule():
+    import argparse
+
+    from snnjax.spike_time import SpikeTimeNet
+
+    module = _benchmark("sfdfa_fashion_mnist")
+    rng = np.random.default_rng(0)
+    train = (rng.integers(0, 256, (8, 16)).astype(np.uint8), rng.integers(0, 3, 8))
+    test = (rng.integers(0, 256, (4, 16)).astype(np.uint8), rng.integers(0, 3, 4))
+    args = argparse.Namespace(lr=3e-3, epochs=1, batch=4, every=1)
+    net = SpikeTimeNet((16, 6, 3), theta=(0.2, 0.7), dt=1e-2)
+    results = {name: {"0": module["run"](name, 0, net, train, test, args)} for name in ("sfdfa", "dfa", "bp")}
+    assert [len(r["0"]["angles"]) for r in results.values()] == [2, 2, 0]
+    summary = module["summarise"](results)
+    assert set(summary) == {"sfdfa", "dfa", "bp"} and all(0 <= row["final_mean"] <= 100 for row in summary.values())
 
 
 def test_sfdfa_memory_benchmark_smoke():

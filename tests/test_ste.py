@@ -160,7 +160,7 @@ def test_absmax_matches_matmulfree_reference():
         (lambda: ste.fake_quantize(X, 1), "signed quantisation needs bits >= 2"),
         (lambda: ste.fake_quantize(X, 40), r"bits must be an int in \[1, 16\]"),
         (lambda: ste.fake_quantize(X, 8, -1.0), "scale must be positive"),
-        (lambda: ste.sign(np.arange(3)), "floating point"),
+        (lambda: ste.sign(np.arange(3)), "floating-point"),
     ],
 )
 def test_bad_arguments(call, match):

@@ -15,7 +15,7 @@ from snnjax.neurons.chain import Dense, chain, dense
 from snnjax.neurons.cuba import CubaLIFState, cuba_lif
 from snnjax.neurons.decay import decay_from_tau, sigmoid_decay, softplus_decay, tau_from_decay
 from snnjax.neurons.lif import LIFState, iaf, lif
-from snnjax.neurons.neuron import Neuron, Recurrence, run
+from snnjax.neurons.neuron import Neuron, Recurrence, Spiking, run
 from snnjax.neurons.readout import LeakyIntegratorState, leaky_integrator
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "LeakyIntegratorState",
     "Neuron",
     "Recurrence",
+    "Spiking",
     "alif",
     "chain",
     "cuba_lif",

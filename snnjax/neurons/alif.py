@@ -29,23 +29,13 @@ and trainable per-neuron :math:`\alpha = \operatorname{sigmoid}(\mathcal N(3, 0.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from snnjax import surrogates as _surrogates
-from snnjax.checks import DECAY_HINT, check_finite, check_unit_interval
-from snnjax.neurons.neuron import (
-    Neuron,
-    apply_reset,
-    check_reset,
-    per_neuron,
-    with_recurrence,
-    zeros_state,
-)
-from snnjax.spikes import DEFAULT_SURROGATE, check_method, spike
+from snnjax.neurons.neuron import Neuron, apply_reset, per_neuron, resting, spiking, with_recurrence
+from snnjax.spikes import spike
 
 __all__ = ["ALIFState", "alif", "FORMS"]
 
@@ -53,13 +43,7 @@ FORMS = ("bellec", "fgi")
 
 
 class ALIFState(NamedTuple):
-    """State of an adaptive LIF population.
-
-    Attributes:
-      v: membrane potential after the reset, ``[B, ...]``.
-      a: threshold adaptation, ``[B, ...]``.
-      z: spikes of the last step, ``[B, ...]``.
-    """
+    """State of an adaptive LIF population: membrane ``v``, adaptation ``a``, last spikes ``z``, ``[B, ...]``."""
 
     v: jax.Array
     a: jax.Array
@@ -73,11 +57,7 @@ def alif(
     form: str = "bellec",
     threshold: ArrayLike | None = None,
     adaptation: ArrayLike | None = None,
-    reset: str = "subtract",
-    detach_reset: bool = False,
-    recurrent: ArrayLike | None = None,
-    surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
-    method: str = "inject",
+    **options: Any,
 ) -> Neuron:
     r"""An adaptive LIF population (module docstring for both forms' equations).
 
@@ -87,11 +67,8 @@ def alif(
       form: ``"bellec"`` or ``"fgi"``.
       threshold: base threshold :math:`\vartheta`; default 1.0 (``"bellec"``) or 0.1 (``"fgi"``).
       adaptation: adaptation strength :math:`\beta_a`; default 1.8 (``"bellec"``) or 0.8 (``"fgi"``).
-      reset: ``"subtract"`` (by the form's reset amount) or ``"zero"``.
-      detach_reset: as for :func:`snnjax.lif`.
-      recurrent: as for :func:`snnjax.lif`.
-      surrogate: as for :func:`snnjax.lif`.
-      method: as for :func:`snnjax.lif`.
+      **options: the :class:`snnjax.Spiking` options (``reset``: ``"subtract"`` subtracts the
+        form's reset amount).
 
     Returns:
       A :class:`snnjax.Neuron` with :class:`ALIFState`, outputting spikes ``z_t`` ``[B, ...]``.
@@ -108,16 +85,8 @@ def alif(
     fgi = form == "fgi"
     threshold = (0.1 if fgi else 1.0) if threshold is None else threshold
     adaptation = (0.8 if fgi else 1.8) if adaptation is None else adaptation
-    check_unit_interval(alpha, "alpha", DECAY_HINT)
-    check_unit_interval(rho, "rho", DECAY_HINT)
-    check_finite(threshold, "threshold")
-    check_finite(adaptation, "adaptation")
-    check_reset(reset)
-    surrogate = _surrogates.resolve(surrogate)
-    check_method(method, surrogate)  # at build time, as a string
-
-    def init(shape, dtype=jnp.float32) -> ALIFState:
-        return zeros_state(ALIFState, shape, dtype)
+    decays, finite = {"alpha": alpha, "rho": rho}, {"threshold": threshold, "adaptation": adaptation}
+    o = spiking(options, "alif", decays=decays, finite=finite)
 
     def cell(state: ALIFState, current: jax.Array) -> tuple[ALIFState, jax.Array]:
         al = per_neuron(alpha, state.v, "alpha")
@@ -128,9 +97,9 @@ def alif(
             current = (1.0 - al) * current
         v = al * state.v + current
         dynamic_threshold = theta + beta_a * state.a
-        z = spike(v - dynamic_threshold, surrogate, method)
-        v = apply_reset(v, z, dynamic_threshold if fgi else theta, reset, detach_reset)
+        z = spike(v - dynamic_threshold, o.surrogate, o.method)
+        v = apply_reset(v, z, dynamic_threshold if fgi else theta, o.reset, o.detach_reset)
         a = r * state.a + ((1.0 - r) * z if fgi else z)
         return ALIFState(v, a, z), z
 
-    return with_recurrence(init, cell, recurrent)
+    return with_recurrence(resting(ALIFState), cell, o.recurrent)

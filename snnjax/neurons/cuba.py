@@ -15,63 +15,34 @@ step to match.)
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from snnjax import surrogates as _surrogates
-from snnjax.checks import DECAY_HINT, check_finite, check_unit_interval
-from snnjax.neurons.neuron import (
-    Neuron,
-    apply_reset,
-    check_reset,
-    per_neuron,
-    with_recurrence,
-    zeros_state,
-)
-from snnjax.spikes import DEFAULT_SURROGATE, check_method, spike
+from snnjax.neurons.neuron import Neuron, apply_reset, per_neuron, resting, spiking, with_recurrence
+from snnjax.spikes import spike
 
 __all__ = ["CubaLIFState", "cuba_lif"]
 
 
 class CubaLIFState(NamedTuple):
-    """State of a current-based LIF population.
-
-    Attributes:
-      i: synaptic current, ``[B, ...]``.
-      v: membrane potential after the reset, ``[B, ...]``.
-      z: spikes of the last step, ``[B, ...]``.
-    """
+    """State of a current-based LIF population: current ``i``, membrane ``v``, last spikes ``z``, ``[B, ...]``."""
 
     i: jax.Array
     v: jax.Array
     z: jax.Array
 
 
-def cuba_lif(
-    alpha: ArrayLike = 0.8,
-    beta: ArrayLike = 0.9,
-    *,
-    threshold: ArrayLike = 1.0,
-    reset: str = "subtract",
-    detach_reset: bool = False,
-    recurrent: ArrayLike | None = None,
-    surrogate: _surrogates.SurrogateLike = DEFAULT_SURROGATE,
-    method: str = "inject",
-) -> Neuron:
+def cuba_lif(alpha: ArrayLike = 0.8, beta: ArrayLike = 0.9, *, threshold: ArrayLike = 1.0, **options: Any) -> Neuron:
     r"""A current-based LIF population (module docstring for the equations).
 
     Args:
       alpha: synaptic current decay in ``[0, 1]``, scalar or per neuron ``[N]``.
       beta: membrane decay in ``[0, 1]``, scalar or per neuron ``[N]``.
       threshold: as for :func:`snnjax.lif`.
-      reset: as for :func:`snnjax.lif`.
-      detach_reset: as for :func:`snnjax.lif`.
-      recurrent: as for :func:`snnjax.lif`.
-      surrogate: as for :func:`snnjax.lif`.
-      method: as for :func:`snnjax.lif`.
+      **options: the :class:`snnjax.Spiking` options (``reset``, ``detach_reset``, ``recurrent``,
+        ``surrogate``, ``method``).
 
     Returns:
       A :class:`snnjax.Neuron` with :class:`CubaLIFState`, outputting spikes ``z_t`` ``[B, ...]``.
@@ -82,15 +53,8 @@ def cuba_lif(
       >>> z[:, 0, 0]  # i = 0.5, 0.75, 0.875; v = 0.5, 1.0 (not above 1), 1.375
       Array([0., 0., 1.], dtype=float32)
     """
-    check_unit_interval(alpha, "alpha", DECAY_HINT)
-    check_unit_interval(beta, "beta", DECAY_HINT)
-    check_finite(threshold, "threshold")
-    check_reset(reset)
-    surrogate = _surrogates.resolve(surrogate)
-    check_method(method, surrogate)  # at build time, as a string
-
-    def init(shape, dtype=jnp.float32) -> CubaLIFState:
-        return zeros_state(CubaLIFState, shape, dtype)
+    decays, finite = {"alpha": alpha, "beta": beta}, {"threshold": threshold}
+    o = spiking(options, "cuba_lif", decays=decays, finite=finite)
 
     def cell(state: CubaLIFState, current: jax.Array) -> tuple[CubaLIFState, jax.Array]:
         a = per_neuron(alpha, state.v, "alpha")
@@ -98,8 +62,8 @@ def cuba_lif(
         theta = per_neuron(threshold, state.v, "threshold")
         i = a * state.i + current
         v = b * state.v + i
-        z = spike(v - theta, surrogate, method)
-        v = apply_reset(v, z, theta, reset, detach_reset)
+        z = spike(v - theta, o.surrogate, o.method)
+        v = apply_reset(v, z, theta, o.reset, o.detach_reset)
         return CubaLIFState(i, v, z), z
 
-    return with_recurrence(init, cell, recurrent)
+    return with_recurrence(resting(CubaLIFState), cell, o.recurrent)

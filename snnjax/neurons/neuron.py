@@ -22,7 +22,11 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-__all__ = ["Neuron", "Recurrence", "run"]
+from snnjax import surrogates
+from snnjax.checks import DECAY_HINT, check_finite, check_unit_interval
+from snnjax.spikes import DEFAULT_SURROGATE, check_method
+
+__all__ = ["Neuron", "Recurrence", "Spiking", "run"]
 
 State = Any
 
@@ -158,6 +162,65 @@ def check_state(state: State, shape: Sequence[int], where: str, resting: State |
                 else f"the neuron's resting state there has shape {want}"
             )
             raise ValueError(f"{where}: state.{name} has shape {tuple(jnp.shape(leaf))} but {what}; they must match.")
+
+
+class Spiking(NamedTuple):
+    r"""How a spiking neuron fires and resets: the keywords every spiking neuron factory takes.
+
+    :func:`snnjax.lif`, :func:`snnjax.iaf`, :func:`snnjax.cuba_lif` and :func:`snnjax.alif` take
+    these as keyword arguments besides their own parameters (decays, thresholds), and so do the NNX
+    layers over them.
+
+    Attributes:
+      reset: ``"subtract"`` (soft reset, keeps the overshoot) or ``"zero"``.
+      detach_reset: stop the gradient through the spike in the reset term (Zenke & Vogels 2021).
+      recurrent: recurrent weights :math:`W_\text{rec}` ``[N, N]`` (``z @ W``), or ``None``.
+      surrogate: the spike's surrogate derivative (a :class:`snnjax.surrogates.Surrogate` or its name).
+      method: how the surrogate is attached, one of :data:`snnjax.METHODS`.
+
+    Examples:
+      >>> import snnjax
+      >>> snnjax.Spiking(reset="zero").method
+      'inject'
+    """
+
+    reset: str = "subtract"
+    detach_reset: bool = False
+    recurrent: ArrayLike | None = None
+    surrogate: surrogates.SurrogateLike = DEFAULT_SURROGATE
+    method: str = "inject"
+
+
+def spiking(
+    options: dict[str, Any], where: str, *, decays: dict[str, ArrayLike], finite: dict[str, ArrayLike]
+) -> Spiking:
+    """A factory's :class:`Spiking` keywords, checked when the neuron is built, its surrogate resolved.
+
+    Decays must lie in ``[0, 1]`` and thresholds be finite (where they are concrete), the reset
+    one of :data:`RESETS`, the method and surrogate known (checked as strings, no spike is evaluated).
+    """
+    unknown = sorted(set(options) - set(Spiking._fields))
+    if unknown:
+        known = ", ".join([*decays, *finite, *Spiking._fields])
+        raise ValueError(f"{where}: unknown option {unknown[0]!r}; the options are {known}.")
+    o = Spiking(**options)
+    for name, value in decays.items():
+        check_unit_interval(value, name, DECAY_HINT)
+    for name, value in finite.items():
+        check_finite(value, name)
+    check_reset(o.reset)
+    resolved = surrogates.resolve(o.surrogate)
+    check_method(o.method, resolved)
+    return o._replace(surrogate=resolved)
+
+
+def resting(cls: type) -> Callable[..., Any]:
+    """The ``init`` of a neuron whose state ``cls`` is all zeros at rest: ``init(shape, dtype=float32)``."""
+
+    def init(shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> Any:
+        return zeros_state(cls, shape, dtype)
+
+    return init
 
 
 def zeros_state(cls: type, shape: Sequence[int], dtype: DTypeLike) -> Any:

@@ -32,8 +32,8 @@ from snnjax.neurons import decay
 from snnjax.neurons.alif import alif
 from snnjax.neurons.bptt import run_bptt
 from snnjax.neurons.cuba import cuba_lif
-from snnjax.neurons.lif import iaf, lif
-from snnjax.neurons.neuron import Neuron, run
+from snnjax.neurons.lif import lif
+from snnjax.neurons.neuron import Neuron, Spiking, run
 from snnjax.neurons.readout import leaky_integrator
 
 __all__ = ["Decay", "NeuronCell", "LIF", "IAF", "CubaLIF", "ALIF", "LeakyIntegrator"]
@@ -123,6 +123,7 @@ class NeuronCell(nnx.RNNCellBase):
 
     factory: Callable[..., Neuron]
     decays: dict[str, float] = {}
+    fixed: dict[str, float] = {}
 
     def __init__(
         self,
@@ -139,7 +140,13 @@ class NeuronCell(nnx.RNNCellBase):
     ):
         name = type(self).__name__
         factory = type(self).factory
-        accepted = inspect.signature(factory).parameters
+        parameters = inspect.signature(factory).parameters
+        accepted = [p for p, v in parameters.items() if v.kind is not inspect.Parameter.VAR_KEYWORD]
+        if any(v.kind is inspect.Parameter.VAR_KEYWORD for v in parameters.values()):  # the Spiking options
+            accepted += list(Spiking._fields)
+        for option, value in self.fixed.items():
+            if option in options:
+                raise ValueError(f"{name}: {option} is fixed at {value}; use another layer to set it.")
         unknown = sorted(set(options) - set(accepted) - set(self.decays))
         if unknown or "recurrent" in options:
             known = [p for p in accepted if p != "recurrent"]
@@ -169,7 +176,7 @@ class NeuronCell(nnx.RNNCellBase):
 
     def neuron(self) -> Neuron:
         """The pure neuron built from the current parameters."""
-        kwargs = dict(self.options)
+        kwargs = dict(self.options, **self.fixed)
         kwargs.update({name: getattr(self, name)() for name in self.decays})
         if self.recurrent is not None:
             kwargs["recurrent"] = self.recurrent.kernel[...]
@@ -234,7 +241,7 @@ class LIF(NeuronCell):
 
 
 class IAF(NeuronCell):
-    """Integrate-and-fire layer: :func:`snnjax.iaf` (no leak, nothing to train in it but recurrent weights).
+    """Integrate-and-fire layer: :func:`snnjax.iaf`, :func:`snnjax.lif` with ``beta = 1`` (no leak).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -244,7 +251,8 @@ class IAF(NeuronCell):
       [0.0, 0.0, 1.0, 0.0]
     """
 
-    factory = staticmethod(iaf)
+    factory = staticmethod(lif)
+    fixed = {"beta": 1.0}
 
 
 class CubaLIF(NeuronCell):

@@ -2,7 +2,6 @@ r"""A container that chains synapse and neuron layers and runs them over time.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -47,26 +46,12 @@ class Sequential(nnx.Module):
                 raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) is not callable.")
         self.layers = nnx.List(layers)
 
-    def __call__(
-        self,
-        xs: jax.Array,
-        *,
-        record: bool = False,
-        tap: Callable[[jax.Array], jax.Array] | None = None,
-        route: Any = None,
-    ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+    def __call__(self, xs: jax.Array, *, record: bool = False) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
         """Run the network.
 
         Args:
           xs: inputs ``[T, B, ...]``.
           record: also return every neuron layer's output sequence.
-          tap: applied to the input current ``[T, B, N_l]`` of every neuron layer before it is
-            scanned (the pre-activations that :func:`snnjax.rules.activity_forward_gradient`
-            perturbs); ``None`` for the identity.
-          route: a :class:`snnjax.rules.Route` (for FA, DFA, FDFA): every ``nnx.Linear``
-            computes ``route.linear(x, kernel) + bias``, the output of every neuron layer that
-            is not the last layer passes through ``route.hidden``, the result through
-            ``route.output``; ``None`` for a plain forward pass.
 
         Returns:
           The last layer's output ``[T, B, ...]``, and with ``record`` the list of neuron-layer

@@ -1,10 +1,9 @@
 r"""Activity-perturbed forward gradient (Ren, Kornblith, Liao & Hinton 2023), with local losses.
 
 Instead of the weights, perturb every layer's pre-activation :math:`z_l` (a weight product
-followed by its bias, :mod:`snnjax.rules.graph`: dense, convolutional and recurrent products
-alike) with noise :math:`u_l \sim \mathcal N(0, I)` drawn per example, per position and per
-time step. One ``jax.jvp`` gives each example's directional derivative
-:math:`d_b = \nabla_{z} \ell_b \cdot u_b`, so
+followed by its bias, :mod:`snnjax.rules.graph`: dense and convolutional products alike) with
+noise :math:`u_l \sim \mathcal N(0, I)` drawn per example, per position and per time step.
+One ``jax.jvp`` gives each example's directional derivative :math:`d_b = \nabla_{z} \ell_b \cdot u_b`, so
 
 .. math::
 
@@ -20,6 +19,20 @@ loss itself. This is unbiased, with about fan-in times less variance than weight
 perturbation. :math:`m` masks the units whose activation has zero derivative (dead ReLUs, as
 Ren et al. do): where the layer's elementwise activation passes no tangent, the true gradient
 is zero, and the estimate is set to zero there (``mask=True``).
+
+**Recurrent weights** learn in one of two ways, both unbiased (``recurrent=``):
+
+- ``"dynamics"`` (the default): the recurrent product is part of the layer's own dynamics, like
+  its decay. The layer's feed-forward current is perturbed before the loop; the recurrent
+  weights learn from the next layer's perturbed current, through the layer's dynamics over time.
+- ``"current"``: the layer's whole input current at each step, :math:`x_t W + b + z_{t-1}
+  W_\text{rec}`, is perturbed once, inside the loop, and the recurrent weights learn from it
+  directly, :math:`\hat g_{W_\text{rec}} = \sum_t z_{t-1}^\top \hat g_{c_t}`, as the
+  feed-forward ones do.
+
+The second involves no backward pass through time, but its estimate sums a noisy term over
+every step, and on a recurrent LIF network its variance was far larger than the first's
+(``benchmarks/fg_a_recurrent.py``, ``docs/benchmarks.md``).
 
 **Per example.** :math:`d_b` needs each example's own loss, so the rule evaluates the loss one
 example at a time under ``jax.vmap``, along each argument's batch axis (``batch_axes``, found
@@ -54,13 +67,23 @@ __all__ = ["activity_forward_gradient", "batch_axes_of"]
 _sg = jax.lax.stop_gradient
 
 
-class _Perturb(Handler):
-    """Adds this step's noise to every pre-activation; passes the activations on (for the mask)."""
+RECURRENT = ("dynamics", "current")
 
-    def __init__(self, name: str, mask: bool):
-        self.name, self.mask = name, mask
+
+def _perturbed(site: Site, recurrent: str) -> bool:
+    """Whether the rule perturbs this site's pre-activation (module docstring, recurrent weights)."""
+    return not site.merged if recurrent == "current" else not site.recurrent
+
+
+class _Perturb(Handler):
+    """Adds this step's noise to every perturbed pre-activation; passes the activations on (for the mask)."""
+
+    def __init__(self, name: str, mask: bool, recurrent: str):
+        self.name, self.mask, self.recurrent = name, mask, recurrent
 
     def watches(self, site: Site):
+        if not _perturbed(site, self.recurrent):
+            return {}
         tags = {"pre": site.pre_activation}
         if self.mask and site.activation != site.pre_activation:
             tags["act"] = site.activation
@@ -73,13 +96,13 @@ class _Perturb(Handler):
 
 
 class _Cut(Handler):
-    """Stops the gradient after every pre-activation and collects it (the local objective)."""
+    """Stops the gradient after every perturbed pre-activation and collects it (the local objective)."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, name: str, recurrent: str):
+        self.name, self.recurrent = name, recurrent
 
     def watches(self, site: Site):
-        return {"pre": site.pre_activation}
+        return {"pre": site.pre_activation} if _perturbed(site, self.recurrent) else {}
 
     def value(self, site, tag, value, extra):
         return _sg(value), value
@@ -153,6 +176,7 @@ def activity_forward_gradient(
     distribution: str = "gaussian",
     batch_axes: int | None | tuple[int | None, ...] = None,
     mask: bool = True,
+    recurrent: str = "dynamics",
 ) -> Rule:
     r"""Forward gradient by activity perturbation (FG-A; LG-FG-A with local losses).
 
@@ -165,6 +189,7 @@ def activity_forward_gradient(
         shared by every example); ``None`` finds them from the shapes (time-major spikes
         ``[T, B, N]`` with labels ``[B]``: ``(1, 0)``).
       mask: zero the estimate where the layer's activation has zero derivative (dead ReLUs).
+      recurrent: how recurrent weights learn, ``"dynamics"`` or ``"current"`` (module docstring).
 
     Returns:
       A :class:`snnjax.rules.Rule`, ``(loss, aux), grads = rule(params, *args, key=key)``.
@@ -193,6 +218,8 @@ def activity_forward_gradient(
     forward_mode.check_options(num_directions, distribution, "activity_forward_gradient")
     if not isinstance(mask, bool):
         raise ValueError(f"activity_forward_gradient: mask must be True or False, got {mask!r}.")
+    if recurrent not in RECURRENT:
+        raise ValueError(f"activity_forward_gradient: recurrent must be one of {RECURRENT}, got {recurrent!r}.")
     rule = "activity_forward_gradient"
 
     def apply(state, params, *args, key=None):
@@ -209,7 +236,7 @@ def activity_forward_gradient(
             example = one(example)
             graph = trace(loss_fn, params, example, rule)
             _check_blocks(graph, rule)
-            handler = _Perturb(rule, mask)
+            handler = _Perturb(rule, mask, recurrent)
 
             def run(eps):
                 (loss, aux), collected = evaluate(graph, params, example, handler, eps)
@@ -218,6 +245,7 @@ def activity_forward_gradient(
 
             def direction(k):
                 k = jax.random.fold_in(k, b)
+                perturbed = [s for s in graph.sites if _perturbed(s, recurrent)]
                 noise = {
                     ("pre", s.index): forward_mode.draw(
                         jax.random.fold_in(k, s.index),
@@ -225,12 +253,12 @@ def activity_forward_gradient(
                         s.pre_activation.struct.dtype,
                         distribution,
                     )
-                    for s in graph.sites
+                    for s in perturbed
                 }
                 zeros = {i: jnp.zeros_like(u) for i, u in noise.items()}
                 (losses, _), (d, d_acts), aux = forward_mode.jvp(run, (zeros,), (noise,), has_aux=True)
                 signals = {}
-                for s in graph.sites:
+                for s in perturbed:
                     coefficient = d[s.losses[0]] if s.losses else jnp.zeros_like(d[0])
                     g = coefficient * noise[("pre", s.index)]
                     if s.index in d_acts:  # zero where the activation passes no tangent
@@ -251,8 +279,8 @@ def activity_forward_gradient(
             def local(signal, *example):
                 example = one(example)
                 graph = trace(loss_fn, p, example, rule)
-                (loss, _), pre = evaluate(graph, p, example, _Cut(rule))
-                return total(loss) + sum(jnp.vdot(_sg(signal[s.index]), pre[("pre", s.index)]) for s in graph.sites)
+                (loss, _), pre = evaluate(graph, p, example, _Cut(rule, recurrent))
+                return total(loss) + sum(jnp.vdot(_sg(signal[i]), pre[("pre", i)]) for i in signal)
 
             return jnp.sum(jax.vmap(local, in_axes=(0, *axes))(signals, *args)) / batch
 

@@ -294,17 +294,14 @@ def dfa(loss_fn: Callable[..., tuple[Any, Any]], *, scale: float = 1.0) -> Rule:
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from snnjax import rules
-      >>> def loss_fn(p, x, y):
-      ...     out = jnp.tanh(x @ p[0]) @ p[1]
-      ...     return jnp.mean(jnp.sum((out - y) ** 2, axis=-1)), out
-      >>> p, x, y = (jnp.ones((3, 4)) / 3, jnp.ones((4, 2)) / 4), jnp.ones((5, 3)), jnp.zeros((5, 2))
-      >>> rule = rules.dfa(loss_fn)
-      >>> state = rule.init(p, x, y, key=jax.random.key(0))
-      >>> [b.shape for b in state.matrices]
-      [(4, 2)]
-      >>> exact = rule(p, x, y, state=state._replace(matrices=(p[1],)))[1]  # B = dout/dh: backpropagation
-      >>> bool(jnp.allclose(exact[0], jax.grad(lambda p: loss_fn(p, x, y)[0])(p)[0]))
-      True
+      >>> def mlp(p, x, labels):  # two hidden layers, three classes
+      ...     logits = jax.nn.relu(jax.nn.relu(x @ p["w1"]) @ p["w2"]) @ p["w3"]
+      ...     return jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(4), labels]), logits
+      >>> p = {"w1": jnp.full((5, 6), 0.2), "w2": jnp.full((6, 4), 0.2), "w3": jnp.full((4, 3), 0.2)}
+      >>> rule = rules.dfa(mlp)
+      >>> state = rule.init(p, jnp.ones((4, 5)), jnp.array([0, 1, 2, 0]), key=jax.random.key(0))
+      >>> [b.shape for b in state.matrices]  # one B per hidden output, [features, classes]
+      [(6, 3), (4, 3)]
     """
     if not callable(loss_fn):
         raise ValueError("dfa: loss_fn must be a callable (params, *args) -> (loss, aux).")

@@ -84,11 +84,14 @@ class Site(NamedTuple):
       hidden: its input depends on another weight product.
       trainable_input: its input depends on the parameters (so the error sent to it matters).
       recurrent: it sits in a loop and its input comes from the loop's carry only.
+      merged: its pre-activation is part of a recurrent layer's input current (the feed-forward
+        current the recurrent product adds to): activity perturbation perturbs that current once.
       output: its result reaches the loss through no other weight product's input.
       losses: the local losses (indices of the loss's leaves) its result reaches.
       where: the layer that computed it and the code that called that layer.
       pre_activation: the layer's pre-activation, a :class:`Value`: :math:`o` followed by the
-        bias and reshapes (:math:`o` itself if nothing follows).
+        bias and reshapes (:math:`o` itself if nothing follows); for a recurrent product, the
+        layer's whole input current at the step (the feed-forward current added in).
       activation: the last value of the chain of elementwise steps after :math:`o` (the layer's
         activation: a ReLU's output, say), a :class:`Value`; :math:`o` itself if none follows.
     """
@@ -106,6 +109,7 @@ class Site(NamedTuple):
     hidden: bool
     trainable_input: bool
     recurrent: bool
+    merged: bool
     output: bool
     losses: tuple[int, ...]
     where: str
@@ -285,13 +289,18 @@ class _Found:
     sites: dict  # path -> dict of the site's fields found so far
     blocks: set
     unseen: list
+    outer: dict = dataclasses.field(default_factory=dict)  # a sub-jaxpr's input variable -> the atom it receives
+    ends: dict = dataclasses.field(default_factory=dict)  # path -> (pre-activation variable, activation variable)
+    currents: dict = dataclasses.field(default_factory=dict)  # recurrent site's path -> variables its current adds
 
 
-def _walk(jaxpr: Jaxpr, start, path: tuple[int, ...], forward: bool, bits: dict) -> Value:
-    """The end of the single-consumer chain from ``start`` (output 0 of the equation at ``path``):
-    through the bias (an addition of something that does not depend on the data) and reshapes
-    (``forward=False``: the pre-activation), or through every elementwise step (``forward=True``:
-    the activation)."""
+def _walk(jaxpr: Jaxpr, start, path: tuple[int, ...], forward: bool, bits: dict, added: list | None = None):
+    """The end of the single-consumer chain from ``start`` (output 0 of the equation at ``path``),
+    as ``(Value, variable)``: through the bias (an addition of something that does not depend on
+    the data) and reshapes (``forward=False``: the pre-activation), or through every elementwise
+    step (``forward=True``: the activation). With ``added`` (a recurrent product), the
+    pre-activation also takes in what this step's input adds, another layer's current at the same
+    step, and those variables are appended to ``added``: the layer's whole input current."""
     consumers: dict = {}
     for i, eqn in enumerate(jaxpr.eqns):
         for a in eqn.invars:
@@ -299,6 +308,7 @@ def _walk(jaxpr: Jaxpr, start, path: tuple[int, ...], forward: bool, bits: dict)
                 consumers.setdefault(a, []).append(i)
     outvars = set(v for v in jaxpr.outvars if not isinstance(v, Literal))
     var, end = start, Value(path, 0, _struct(start))
+    fresh = _H | _F
     while var not in outvars and len(consumers.get(var, ())) == 1:
         i = consumers[var][0]
         eqn = jaxpr.eqns[i]
@@ -307,16 +317,18 @@ def _walk(jaxpr: Jaxpr, start, path: tuple[int, ...], forward: bool, bits: dict)
         name = eqn.primitive.name
         if name in _RESHAPES or name == "convert_element_type":
             pass
-        elif (
-            name in ("add", "sub") and not forward and not any(_read(bits, a) & _D for a in eqn.invars if a is not var)
-        ):
-            pass
+        elif name in ("add", "sub") and not forward:
+            others = [a for a in eqn.invars if a is not var]
+            if any(_read(bits, a) & _D for a in others):
+                if added is None or name != "add" or not all(_read(bits, a) & fresh == fresh for a in others):
+                    break
+                added.extend(a for a in others if not isinstance(a, Literal))
         elif forward and (name in _ELEMENTWISE or (name in _CALLS and _elementwise_call(eqn))):
             pass
         else:
             break
         var, end = eqn.outvars[0], Value(path[:-1] + (i,), 0, _struct(eqn.outvars[0]))
-    return end
+    return end, var
 
 
 def _elementwise_call(eqn) -> bool:
@@ -374,6 +386,9 @@ def _forward(jaxpr, in_bits, path, loops, within, in_loop, found: _Found) -> lis
             outs = [0] * len(eqn.outvars)
             for r, region in enumerate(regions):
                 sub_in = [_read(bits, a) for a in region.inputs]
+                found.outer.update(
+                    (v, a) for v, a in zip(region.jaxpr.invars, region.inputs) if not isinstance(a, Literal)
+                )
                 if region.loop:  # the step's own data is fresh; what the carry brings is not
                     carry_ids = set(range(region.carry[0], sum(region.carry))) if region.carry else set()
                     sub_in = [(b & ~_F) if j in carry_ids else (b | _F if b & _D else b) for j, b in enumerate(sub_in)]
@@ -406,8 +421,12 @@ def _forward(jaxpr, in_bits, path, loops, within, in_loop, found: _Found) -> lis
         for v, b in zip(eqn.outvars, outs):
             bits[v] = b
     for here, out in chains:
-        found.sites[here]["pre_activation"] = _walk(jaxpr, out, here, False, bits)
-        found.sites[here]["activation"] = _walk(jaxpr, out, here, True, bits)
+        added = [] if found.sites[here]["recurrent"] else None
+        found.sites[here]["pre_activation"], pre_var = _walk(jaxpr, out, here, False, bits, added)
+        found.sites[here]["activation"], act_var = _walk(jaxpr, out, here, True, bits)
+        found.ends[here] = (pre_var, act_var)
+        if added:
+            found.currents[here] = added
     return [_read(bits, v) for v in jaxpr.outvars]
 
 
@@ -470,6 +489,22 @@ def _backward(jaxpr, out_reach, out_direct, path, found: _Found, sites_out: dict
                 add(reach, a, rr)
                 add(direct, a, dd)
     return [reach.get(v, 0) for v in jaxpr.invars], [direct.get(v, 0) for v in jaxpr.invars]
+
+
+def _merged(found: _Found) -> set:
+    """The sites whose pre-activation or activation a recurrent site's current adds in (followed out
+    of the loop that holds it): their current is perturbed there, as part of the layer's input current."""
+    ends = {}
+    for path, variables in found.ends.items():
+        for var in variables:
+            ends.setdefault(var, set()).add(path)
+    merged = set()
+    for path, added in found.currents.items():
+        for var in added:
+            while var in found.outer and var not in ends:
+                var = found.outer[var]
+            merged |= ends.get(var, set()) - {path}
+    return merged
 
 
 def _indices(mask: int) -> tuple[int, ...]:
@@ -537,11 +572,12 @@ def trace(loss_fn: Callable, params: Any, args: tuple, rule: str = "rule") -> Gr
     out_reach = [1 << k if k < num_losses else 0 for k in range(outs)]
     sites_out: dict = {}
     in_reach, _ = _backward(closed.jaxpr, out_reach, list(out_reach), (), found, sites_out)
+    merged = _merged(found)
     sites = []
     for here in sorted(found.sites):
         fields = found.sites[here]
         r, d = sites_out.get(here, (0, 0))
-        sites.append(Site(index=len(sites), output=bool(d), losses=_indices(r), **fields))
+        sites.append(Site(index=len(sites), output=bool(d), losses=_indices(r), merged=here in merged, **fields))
     return Graph(
         jaxpr=closed,
         sites=tuple(sites),

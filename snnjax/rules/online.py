@@ -58,7 +58,7 @@ import jax.numpy as jnp
 from snnjax.rules import forward_mode
 from snnjax.rules.feedback import FeedbackState
 from snnjax.rules.protocol import Rule
-from snnjax.rules.stepped import dense_layers, to_params
+from snnjax.rules.stepped import dense_layers, start, to_params
 
 __all__ = ["online_dfa"]
 
@@ -152,11 +152,8 @@ def online_dfa(
     def apply(state, params, xs, labels, key=None):
         if feedback == "fdfa":
             key = forward_mode.require_key(key, "online_dfa(feedback='fdfa')")
-        pairs = dense_layers(loss_fn, params, name)
+        pairs, sizes, steps, batch, dtype = start(loss_fn, params, xs, name)
         loss_t = loss_fn.loss_t
-        sizes = [tuple(d.kernel.shape) for d, _ in pairs]
-        steps, batch = xs.shape[0], xs.shape[1]
-        dtype = xs.dtype
 
         def network(states, x, noise):
             """One time step of the whole network, ``(states, outputs)``; hidden outputs get ``+ noise``."""

@@ -1,7 +1,7 @@
 r"""Activity-perturbed forward gradient (FG-A) in one scan forward in time, memory independent of T.
 
-:func:`snnjax.rules.activity_forward_gradient` runs a tapped network layer by layer, so it holds
-every layer's ``[T, B, N]`` activity. Here the whole network steps together inside one
+:func:`snnjax.rules.activity_forward_gradient` runs a network as its loss does (layer by layer,
+say), so it holds every layer's ``[T, B, N]`` activity. Here the whole network steps together inside one
 ``lax.scan``: at step :math:`t` every layer's input current gets per-example noise
 :math:`u_{l,t} \sim \mathcal N(0, I)`, the forward-mode tangent of the network state is carried
 in the scan, and the directional derivative of each example's loss,
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from snnjax.rules import forward_mode
 from snnjax.rules.protocol import Rule, stateless
-from snnjax.rules.stepped import dense_layers, to_params
+from snnjax.rules.stepped import start, to_params
 
 __all__ = ["online_activity_forward_gradient"]
 
@@ -50,14 +50,12 @@ def online_activity_forward_gradient(loss_fn: Any, num_directions: int = 1, *, d
     Examples:
       >>> import jax, jax.numpy as jnp, optax, snnjax
       >>> from snnjax import rules
-      >>> def network(p):
-      ...     layers = (snnjax.dense(p["w1"]), snnjax.lif(0.9), snnjax.dense(p["w2"]), snnjax.leaky_integrator(0.9))
-      ...     return snnjax.chain(*layers)
+      >>> def network(w):  # current-based LIF neurons, a leaky-integrator readout
+      ...     return snnjax.chain(snnjax.dense(w[0]), snnjax.cuba_lif(), snnjax.dense(w[1]), snnjax.leaky_integrator())
       >>> loss_fn = rules.per_step_loss(network, optax.softmax_cross_entropy_with_integer_labels)
-      >>> params = {"w1": jnp.full((4, 8), 0.3), "w2": jnp.full((8, 2), 0.1)}
-      >>> rule = rules.online_activity_forward_gradient(loss_fn)
-      >>> (loss, ys), grads = rule(params, jnp.ones((30, 3, 4)), jnp.array([0, 1, 0]), key=jax.random.key(0))
-      >>> ys.shape, grads["w2"].shape
+      >>> w, xs, labels = (jnp.full((4, 8), 0.3), jnp.full((8, 2), 0.1)), jnp.ones((30, 3, 4)), jnp.array([0, 1, 0])
+      >>> (loss, ys), grads = rules.online_activity_forward_gradient(loss_fn)(w, xs, labels, key=jax.random.key(0))
+      >>> ys.shape, grads[1].shape
       ((30, 3, 2), (8, 2))
     """
     name = "online_activity_forward_gradient"
@@ -65,11 +63,8 @@ def online_activity_forward_gradient(loss_fn: Any, num_directions: int = 1, *, d
 
     def apply(state, params, xs, labels, key=None):
         key = forward_mode.require_key(key, name)
-        pairs = dense_layers(loss_fn, params, name)
+        pairs, sizes, steps, batch, dtype = start(loss_fn, params, xs, name)
         loss_t = loss_fn.loss_t
-        sizes = [tuple(d.kernel.shape) for d, _ in pairs]
-        steps, batch = xs.shape[0], xs.shape[1]
-        dtype = xs.dtype
 
         def network(states, x, noise):
             """One step of the whole network with ``noise`` added to every layer's input current."""

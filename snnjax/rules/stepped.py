@@ -29,7 +29,7 @@ from snnjax.neurons.chain import Dense
 from snnjax.neurons.neuron import Neuron, run
 from snnjax.rules.graph import trace
 
-__all__ = ["SteppedLoss", "dense_layers", "per_step_loss", "to_params"]
+__all__ = ["Run", "SteppedLoss", "dense_layers", "per_step_loss", "start", "to_params"]
 
 
 class SteppedLoss(NamedTuple):
@@ -122,6 +122,22 @@ def dense_layers(loss_fn: Any, params: Any, rule: str) -> list[tuple[Dense, Neur
                 "threshold); online rules here train the dense layers only: make it fixed, or train offline."
             )
     return pairs
+
+
+class Run(NamedTuple):
+    """What an online rule's call works with: the network's layers and the input's sizes."""
+
+    pairs: list[tuple[Dense, Neuron]]
+    sizes: list[tuple[int, int]]  # (N_in, N) of each dense layer
+    steps: int
+    batch: int
+    dtype: Any
+
+
+def start(loss_fn: Any, params: Any, xs: jax.Array, rule: str) -> Run:
+    """The checked layers of ``loss_fn.network(params)`` (:func:`dense_layers`) and the sizes of ``xs``."""
+    pairs = dense_layers(loss_fn, params, rule)
+    return Run(pairs, [tuple(d.kernel.shape) for d, _ in pairs], xs.shape[0], xs.shape[1], xs.dtype)
 
 
 def to_params(loss_fn: SteppedLoss, params: Any, grads: list[tuple[jax.Array, jax.Array | None]]) -> Any:
