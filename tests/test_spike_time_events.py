@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from snnjax.spike_time import SpikeTimeNet, init_weights, simulate, ttfs
 
 
@@ -31,7 +30,7 @@ def event_driven(net: SpikeTimeNet, weights, times) -> list[list[list[list[float
     for l, w in enumerate(weights):
         theta = net.theta[l] / tau
         out = []
-        for b, spikes_in in enumerate(inputs):
+        for spikes_in in inputs:
             # every input spike with the step at whose start it arrives
             arrivals = [(int(np.floor(t / dt)) + 1, j, t) for j, ts in enumerate(spikes_in) for t in ts]
             row = []
