@@ -1,7 +1,9 @@
 """The documentation: the site builds with warnings as errors, its code runs, every public API has an example."""
 
+import contextlib
 import importlib
 import inspect
+import io
 import re
 import shutil
 import subprocess
@@ -41,13 +43,38 @@ def test_site_builds_strictly(tmp_path):
     assert (tmp_path / "site" / "api" / "rules" / "index.html").is_file()
 
 
+NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _same_output(got: str, want: str) -> bool:
+    """Equal text, and equal numbers to 2 % (XLA:CPU may round the last digits differently)."""
+    got_lines = [line.rstrip() for line in got.strip().splitlines()]
+    want_lines = [line.rstrip() for line in want.strip().splitlines()]
+    if len(got_lines) != len(want_lines):
+        return False
+    for g, w in zip(got_lines, want_lines):
+        if NUMBER.sub("#", g) != NUMBER.sub("#", w):
+            return False
+        for a, b in zip(NUMBER.findall(g), NUMBER.findall(w)):
+            if abs(float(a) - float(b)) > 2e-2 * max(abs(float(b)), 5e-2):
+                return False
+    return True
+
+
 @pytest.mark.parametrize("page", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md")))
-def test_code_on_every_page_runs(page):
-    """Each page's blocks run in order in one namespace, as a reader runs them one after the other."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
+def test_code_on_every_page_runs_and_prints_what_the_page_shows(page):
+    """Each page's blocks run in order in one namespace, as a reader runs them one after the other;
+    a block that prints is followed on the page by a ``text`` block with what it prints."""
+    text = (ROOT / page).read_text()
     namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, page, "exec"), namespace)
+    for match in re.finditer(r"```python\n(.*?)```(\s*```text\n(.*?)```)?", text, re.S):
+        block, shown = match.group(1), match.group(3)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(block, page, "exec"), namespace)
+        if "print(" in block:
+            assert shown is not None, f"{page}: a block prints but the page does not show its output:\n{out.getvalue()}"
+            assert _same_output(out.getvalue(), shown), f"{page}: printed\n{out.getvalue()}\nthe page shows\n{shown}"
 
 
 def _public_objects():

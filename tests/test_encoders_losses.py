@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from snnjax import encoders, losses
@@ -97,4 +96,3 @@ def test_accuracy():
     assert float(losses.accuracy(OUT, LABELS)) == pytest.approx(
         np.mean(np.asarray(OUT).sum(0).argmax(-1) == np.asarray(LABELS))
     )
-    assert optax is not None

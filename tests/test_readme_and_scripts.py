@@ -242,17 +242,18 @@ def test_fgi_plain_scan_computes_the_snnjax_network(method):
 
 
 def test_fashion_mnist_benchmark_smoke(tmp_path):
-    from test_datasets import write_idx
+    """On a problem learnt in a few steps (test_datasets.write_learnable_idx), BP and the local-loss
+    rules must reach a test error well below chance's 90 %."""
+    from test_datasets import write_learnable_idx
 
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 256), ("t10k", 64)):
-        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
-    argv = ["--directory", str(tmp_path), "--epochs", "1", "--lrs", "1e-3", "--batch", "64", "--no-write"]
+    write_learnable_idx(tmp_path)
+    argv = ["--directory", str(tmp_path), "--epochs", "1", "--lrs", "3e-3", "--batch", "32", "--no-write"]
     payload = _run_benchmark("forward_gradient_fashion_mnist", argv + ["--models", "mlp"])
-    assert set(payload["results"]["mlp"]) == {"BP", "FG-W", "FG-A", "LG-FG-A", "LG-BP"}
+    results = payload["results"]["mlp"]
+    assert set(results) == {"BP", "FG-W", "FG-A", "LG-FG-A", "LG-BP"}
+    assert results["BP"]["test_error"] < 20 and results["LG-BP"]["test_error"] < 30, results
     payload = _run_benchmark("forward_gradient_fashion_mnist", argv + ["--models", "lif", "--rules", "LG-FG-A"])
-    assert 0 <= payload["results"]["lif"]["LG-FG-A"]["test_error"] <= 100
+    assert payload["results"]["lif"]["LG-FG-A"]["test_error"] < 80, payload["results"]
 
 
 def test_fashion_mnist_benchmark_local_losses_cut_the_blocks():
@@ -310,27 +311,29 @@ def test_notebooks_are_paired_with_python_copies(name):
 
 
 def test_train_runs_benchmark_smoke():
+    """Two epochs of the demo's recurrent network on 1024 Randman samples: well above chance (1/10)."""
     payload = _run_benchmark(
         "train_runs",
-        ["--dataset", "randman", "--encodings", "none", "--epochs", "1", "--train-size", "128", "--no-write"],
+        ["--dataset", "randman", "--encodings", "none", "--epochs", "2", "--train-size", "1024", "--no-write"],
     )
     run = payload["runs"]["none"]
-    assert run["model"] == "rsnn 128" and len(run["history"]) == 1 and 0 <= run["test_accuracy"] <= 1
+    assert run["model"] == "rsnn 128" and len(run["history"]) == 2
+    assert run["test_accuracy"] > 0.4, run["history"]
 
 
 def test_feedback_alignment_benchmark_smoke(tmp_path):
-    from test_datasets import write_idx
+    """On a problem learnt in a few steps (test_datasets.write_learnable_idx), FA and FDFA must reach a
+    test accuracy well above chance (1/10)."""
+    from test_datasets import write_learnable_idx
 
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 256), ("t10k", 64)):
-        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
-    argv = ["--data-dir", str(tmp_path), "--epochs", "1", "--lrs", "1e-3", "--every", "1", "--steps", "3", "--no-write"]
+    write_learnable_idx(tmp_path)
+    argv = ["--data-dir", str(tmp_path), "--epochs", "3", "--lrs", "1e-2", "--every", "4", "--steps", "3", "--no-write"]
     payload = _run_benchmark("feedback_alignment_fashion_mnist", argv + ["--models", "mlp", "--rules", "fa", "fdfa"])
     runs = payload["results"]["mlp"]
-    assert len(runs["fdfa lr=0.001"]["angles"][0]["angles"]) == 2 and 0 <= runs["fa lr=0.001"]["test_accuracy"] <= 1
+    assert len(runs["fdfa lr=0.01"]["angles"][0]["angles"]) == 2
+    assert runs["fa lr=0.01"]["test_accuracy"] > 0.5 and runs["fdfa lr=0.01"]["test_accuracy"] > 0.5, runs
     payload = _run_benchmark("feedback_alignment_fashion_mnist", argv + ["--models", "snn", "--rules", "dfa"])
-    cosines = payload["results"]["snn"]["dfa lr=0.001"]["cosine_with_bp"]
+    cosines = payload["results"]["snn"]["dfa lr=0.01"]["cosine_with_bp"]
     assert list(cosines) == ["layers.0.kernel", "layers.2.kernel", "layers.4.kernel", "layer mean"]
 
 
