@@ -189,3 +189,41 @@ def test_a_rule_cannot_change_a_layer_inside_a_custom_vjp_and_says_which():
     (_, _), grads, _ = rule(params, xs, state=rule.init(params, xs, key=KEY))
     assert float(jnp.abs(grads["layers"][1]["recurrent"]["kernel"][...]).max()) >= 0.0
     assert snnjax.FORWARD_MODE_METHODS  # the spike methods the forward-mode rules accept
+
+
+def test_fa_reaches_products_inside_a_cond_and_refuses_a_while_loop():
+    """FA rewrites a product inside a cond, and with B = W equals jax.grad there; DFA, which would
+    collect values there, and any rule facing a product inside a while_loop refuse with the reason."""
+
+    def loss_fn(p, x, n):
+        h = jnp.tanh(x @ p["w_in"])
+        h = jax.lax.cond(n > 1, lambda h: jnp.tanh(h @ p["w"]), lambda h: h, h)
+        return jnp.mean(h @ p["out"]), None
+
+    k = jax.random.split(KEY, 3)
+    p = {
+        "w_in": jax.random.normal(k[0], (3, 4)) / 2,
+        "w": jax.random.normal(k[1], (4, 4)) / 2,
+        "out": jax.random.normal(k[2], (4, 1)),
+    }
+    x, n = jax.random.normal(KEY, (5, 3)), jnp.array(3)
+    rule = rules.fa(loss_fn)
+    state = rule.init(p, x, n, key=KEY)
+    assert [m.shape for m in state.matrices] == [(4, 4), (4, 1)]  # the cond's product, the output's
+    exact = rule(p, x, n, state=state._replace(matrices=(p["w"], p["out"])))[1]
+    true = jax.grad(lambda p: loss_fn(p, x, n)[0])(p)
+    for name in p:
+        np.testing.assert_allclose(np.asarray(exact[name]), np.asarray(true[name]), rtol=1e-5, atol=1e-6)
+    random = rule(p, x, n, state=state)[1]
+    assert not np.allclose(np.asarray(random["w_in"]), np.asarray(true["w_in"]))  # B reached inside the cond
+    with pytest.raises(ValueError, match="inside a cond needs per-step inputs|hand back values"):
+        dfa = rules.dfa(loss_fn)
+        dfa(p, x, n, state=dfa.init(p, x, n, key=KEY))
+
+    def looped(p, x, n):
+        h = jax.lax.fori_loop(0, n, lambda i, h: jnp.tanh(h @ p["w"]), jnp.tanh(x @ p["w_in"]))  # traced bounds
+        return jnp.mean(h @ p["out"]), None
+
+    with pytest.raises(ValueError, match=r"FA: the weight product dot_general \[5, 4\] x \[4, 4\].*while_loop"):
+        fa = rules.fa(looped)
+        fa(p, x, n, state=fa.init(p, x, n, key=KEY))

@@ -27,8 +27,9 @@ result is an ordinary JAX function of ``(params, *args)``, so the rule applies `
 ``jax.jvp`` and ``jax.vmap`` to it. Everything else is bound exactly as traced.
 
 Limits: a handler cannot change a product inside a ``jax.custom_jvp`` or ``jax.custom_vjp``
-function (such as :func:`snnjax.run_bptt`), nor collect values or take per-step inputs inside
-a ``while_loop`` or ``cond``; the rule then raises a ``ValueError`` naming the layer.
+function (such as :func:`snnjax.run_bptt`) or a ``while_loop`` (which reverse mode cannot
+differentiate anyway), nor collect values or take per-step inputs inside a ``cond``; the rule then
+raises a ``ValueError`` naming the layer.
 """
 
 from __future__ import annotations
@@ -729,9 +730,14 @@ def _inside(ctx: _Context, path: tuple[int, ...]) -> dict:
 def _rebuild(eqn, invals, here, ctx: _Context) -> list:
     name, params = eqn.primitive.name, eqn.params
     (region,) = _regions(eqn) if name != "cond" else (None,)
-    if name in _OPAQUE:
+    if name in _OPAQUE or name == "while":
         inner = [s for p, s in ctx.sites.items() if p[: len(here)] == here]
         what = inner[0].name if inner else "a marked value"
+        if name == "while":
+            raise ValueError(
+                f"{ctx.handler.name}: the weight product {what} sits inside a while_loop (a fori_loop with traced "
+                "bounds), which the rule cannot change; loop with lax.scan or a fori_loop with static bounds."
+            )
         raise ValueError(
             f"{ctx.handler.name}: the weight product {what} sits inside a jax.{name.removesuffix('_call')} function "
             "(snnjax.run_bptt, say), which the rule cannot change; run that layer with snnjax.run instead."
@@ -766,19 +772,6 @@ def _rebuild(eqn, invals, here, ctx: _Context) -> list:
         return outs
     if name in _CALLS:
         return _eval(region.jaxpr, region.consts, invals, here + (0,), ctx)
-    if name == "while":
-        cond, cn, bn = params["cond_jaxpr"], params["cond_nconsts"], params["body_nconsts"]
-        cconsts, bconsts, init = invals[:cn], invals[cn : cn + bn], invals[cn + bn :]
-
-        def body_fn(carry):
-            return _eval(
-                region.jaxpr, region.consts, bconsts + list(carry), here + (0,), _closed(ctx, here, "while_loop")
-            )
-
-        def cond_fn(carry):
-            return jax.core.eval_jaxpr(cond.jaxpr, cond.consts, *cconsts, *carry)[0]
-
-        return list(jax.lax.while_loop(cond_fn, body_fn, init))
     if name == "cond":
         branches = params["branches"]
 
