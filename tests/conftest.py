@@ -20,3 +20,10 @@ def _strict_flags():
     # Doctests and tests alike run under the strict flags.
     with jax.numpy_rank_promotion("raise"):
         yield
+
+
+@pytest.fixture
+def small_demo(tmp_path):
+    """Arguments of a one-epoch ``snnjax demo`` on 256 images writing to ``tmp_path / "demo"``."""
+    out = str(tmp_path / "demo")
+    return ["demo", "--epochs", "1", "--train-size", "256", "--test-size", "64", "--out", out, "--no-progress"]

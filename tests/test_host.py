@@ -56,25 +56,13 @@ def test_tune_host_allocator_is_exported():
 
 
 @pytest.mark.parametrize("argv, called", [(["--no-tune-allocator"], False), ([], True)])
-def test_the_command_tunes_the_allocator_unless_told_not_to(argv, called, tmp_path, monkeypatch):
+def test_the_command_tunes_the_allocator_unless_told_not_to(argv, called, small_demo, monkeypatch):
     import snnjax.host
     from snnjax import cli
 
     calls = []
     monkeypatch.setattr(snnjax.host, "tune_host_allocator", lambda: calls.append(1) or True)
-    run = [
-        "demo",
-        "--epochs",
-        "1",
-        "--train-size",
-        "256",
-        "--test-size",
-        "64",
-        "--out",
-        str(tmp_path / "demo"),
-        "--no-progress",
-        "--no-plots",
-    ]
+    run = [*small_demo, "--no-plots"]
     monkeypatch.setattr(sys, "argv", ["snnjax", *run, *argv])
     assert cli.main() == 0  # as the command
     assert bool(calls) == called

@@ -202,17 +202,7 @@ def test_bad_arguments(call, match):
 
 
 NON_FINITE = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e30, -1e30, 0.0, 1.0, -1.0], np.float32)
-FACTORIES = [
-    "fast_sigmoid",
-    "sigmoid",
-    "arctan",
-    "triangle",
-    "gaussian",
-    "multi_gaussian",
-    "rectangular",
-    "exponential",
-    "straight_through",
-]
+FACTORIES = [name for name in surrogates.__all__ if name not in ("Surrogate", "custom", "resolve", "NAMES")]
 EVERY_SURROGATE = {
     **{name: getattr(surrogates, name)() for name in FACTORIES},
     **{f"{name}-height10": getattr(surrogates, name)(height=10.0) for name in FACTORIES},

@@ -183,21 +183,8 @@ def test_unknown_names_and_unwritable_output(capsys, tmp_path):
     assert "cannot write to the output folder" in capsys.readouterr().err
 
 
-def test_demo_runs_end_to_end_and_writes_plots(tmp_path, capsys):
-    code = cli.main(
-        [
-            "demo",
-            "--epochs",
-            "1",
-            "--train-size",
-            "256",
-            "--test-size",
-            "64",
-            "--out",
-            str(tmp_path / "demo"),
-            "--no-progress",
-        ]
-    )
+def test_demo_runs_end_to_end_and_writes_plots(small_demo, tmp_path, capsys):
+    code = cli.main(small_demo)
     out = capsys.readouterr().out
     assert code == 0 and "test accuracy" in out and "(chance 0.100)" in out
     assert {p.name for p in (tmp_path / "demo").iterdir()} >= {
