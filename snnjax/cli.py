@@ -1,7 +1,8 @@
 """The ``snnjax`` command: ``snnjax demo``, ``snnjax train ...``, ``snnjax download NAME``.
 
 Every error is one line, ``snnjax: error: ...``, saying what to change (exit status 2; a
-diverged run exits with 1).
+diverged run exits with 1). The one exception lists checkpoints: when none of a run's
+checkpoints loads, ``--resume`` stops with one line for each, saying why.
 """
 
 from __future__ import annotations
@@ -126,6 +127,14 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
             "output folder for metrics.jsonl, checkpoints and plots (default runs/<dataset>-<model>-<rule>, runs/demo)"
         ),
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=(
+            "replace the run already in --out (its metrics, checkpoints and plots); without it such a folder is "
+            "refused" + ("; the demo replaces its own default runs/demo, saying so" if demo else "")
+        ),
+    )
     parser.add_argument("--train-size", type=int, help="use only the first N training examples")
     parser.add_argument("--test-size", type=int, help="use only the first N test examples")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
@@ -186,7 +195,15 @@ def _config(args: argparse.Namespace):
         progress=not args.no_progress,
     )
     if args.command == "demo":
-        return Config(dataset="randman", out=args.out or "runs/demo", resume=False, checkpoints=False, **common)
+        overwrite = args.overwrite or args.out is None  # a rerun of the demo replaces the last demo
+        return Config(
+            dataset="randman",
+            out=args.out or "runs/demo",
+            resume=False,
+            overwrite=overwrite,
+            checkpoints=False,
+            **common,
+        )
     return Config(
         dataset=args.dataset,
         model=args.model,
@@ -200,6 +217,7 @@ def _config(args: argparse.Namespace):
         data_dir=args.data_dir,
         data_options=dict(args.data_option),
         resume=args.resume,
+        overwrite=args.overwrite,
         checkpoints=not args.no_checkpoints,
         devices=args.devices,
         shard_params_above=args.shard_params_above,
@@ -257,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"snnjax: training stopped: {error}", file=sys.stderr)
             return 1
     except (ValueError, FileNotFoundError, ImportError, OSError) as error:
-        parser.exit(2, f"snnjax: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}\n")
+        from snnjax.train.checkpoint import NoCheckpointLoads
+
+        lines = str(error).splitlines() or [type(error).__name__]
+        shown = lines if isinstance(error, NoCheckpointLoads) else lines[:1]  # its lines are one per checkpoint
+        parser.exit(2, "".join(f"snnjax: error: {line.strip()}\n" for line in shown))
     import jax
 
     if jax.process_index() != 0:  # on several hosts, process 0 reports

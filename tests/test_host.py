@@ -67,5 +67,5 @@ def test_the_command_tunes_the_allocator_unless_told_not_to(argv, called, small_
     assert cli.main() == 0  # as the command
     assert bool(calls) == called
     calls.clear()
-    assert cli.main(run) == 0  # from Python with an explicit argv: the caller's process is left alone
+    assert cli.main([*run, "--overwrite"]) == 0  # from Python with an explicit argv: the caller's process is left alone
     assert not calls

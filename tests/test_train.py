@@ -9,45 +9,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from tiny_runs import QUIET, TINY, altered_rules, run, same_params, without_times
 
 from snnjax import cli
-from snnjax.rules.protocol import EmptyState, Rule
+from snnjax.rules.protocol import EmptyState
 from snnjax.train import Config, TrainingDiverged, fit, loop
 from snnjax.train.checkpoint import Checkpoints
-
-TINY = dict(
-    dataset="randman",
-    hidden=(8,),
-    steps=10,
-    batch_size=8,
-    progress=False,
-    plots=False,
-    data_options={"num_classes": 2, "units": 5, "samples_per_class": 20},
-)
-QUIET = dict(log=lambda line: None)
-
-
-def _run(tmp_path, name, **overrides):
-    return fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / name), **overrides}), **QUIET)
-
-
-def _same_params(a, b):
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
-
-
-def _without_times(history):
-    return [{k: v for k, v in h.items() if k not in ("seconds", "examples_per_second")} for h in history]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    return _run(tmp_path_factory.mktemp("runs"), "whole")
+    return run(tmp_path_factory.mktemp("runs"), "whole")
 
 
 def test_same_seed_same_numbers_and_outputs_written(uninterrupted, tmp_path):
-    again = _run(tmp_path, "again")
-    assert _without_times(again.history) == _without_times(uninterrupted.history)
-    assert _same_params(again.params, uninterrupted.params)
+    again = run(tmp_path, "again")
+    assert without_times(again.history) == without_times(uninterrupted.history)
+    assert same_params(again.params, uninterrupted.params)
     lines = [json.loads(line) for line in (tmp_path / "again" / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in lines] == [1, 2, 3] and set(lines[0]) >= {
         "train_loss",
@@ -57,8 +35,8 @@ def test_same_seed_same_numbers_and_outputs_written(uninterrupted, tmp_path):
         "examples_per_second",
     }
     assert Checkpoints(tmp_path / "again" / "checkpoints").epochs() == [2, 3]  # keeps the last two
-    other_seed = _run(tmp_path, "seed1", seed=1)
-    assert not _same_params(other_seed.params, uninterrupted.params)
+    other_seed = run(tmp_path, "seed1", seed=1)
+    assert not same_params(other_seed.params, uninterrupted.params)
 
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_result(uninterrupted, tmp_path):
@@ -69,11 +47,11 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(uninterrupt
     with pytest.raises(KeyboardInterrupt):
         fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / "run")}), on_step=interrupt, **QUIET)
     assert Checkpoints(tmp_path / "run" / "checkpoints").epochs() == [1]
-    with pytest.raises(ValueError, match="already holds a run's checkpoints; pass --resume"):
+    with pytest.raises(ValueError, match=r"already holds a run \(metrics.jsonl, checkpoints/\); pass --resume"):
         fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / "run")}), **QUIET)
     resumed = fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / "run"), "resume": True}), **QUIET)
-    assert _same_params(resumed.params, uninterrupted.params)
-    assert _without_times(resumed.history) == _without_times(uninterrupted.history)
+    assert same_params(resumed.params, uninterrupted.params)
+    assert without_times(resumed.history) == without_times(uninterrupted.history)
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
     with pytest.raises(ValueError, match="hidden differ from the run"):
         fit(Config(**{**TINY, "hidden": (9,), "epochs": 4, "out": str(tmp_path / "run"), "resume": True}), **QUIET)
@@ -82,48 +60,37 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(uninterrupt
 def test_a_damaged_or_unfinished_checkpoint_never_stops_a_resume(uninterrupted, tmp_path):
     import shutil
 
-    _run(tmp_path, "run", epochs=2)
+    run(tmp_path, "run", epochs=2)
     folder = tmp_path / "run" / "checkpoints"
     # A save killed midway leaves orbax's temporary folder; a damaged newest one lacks its state.
     shutil.copytree(folder / "2", folder / "3.orbax-checkpoint-tmp-1234")
     shutil.rmtree(folder / "2" / "state")
     lines = []
     resumed = fit(Config(**{**TINY, "epochs": 3, "out": str(tmp_path / "run"), "resume": True}), log=lines.append)
-    assert any("checkpoint 2 did not load" in line for line in lines) and any("after epoch 1" in line for line in lines)
-    assert _same_params(resumed.params, uninterrupted.params)
+    assert any("checkpoint 2 is damaged" in line for line in lines) and any("after epoch 1" in line for line in lines)
+    assert same_params(resumed.params, uninterrupted.params)
 
 
 def _diverging(after_steps, what="loss"):
-    """A rule wrapper whose loss (or gradient) turns NaN after `after_steps` steps (counted in its state)."""
-    real = loop.build_rule
+    """Rules whose loss (or gradient) turns NaN after ``after_steps`` steps."""
 
-    def build_rule(name, *models_and_options):
-        inner = real(name, *models_and_options)
+    def alter(loss, grads, step):
+        broken = step >= after_steps
+        if what == "loss":
+            return jnp.where(broken, jnp.nan, loss), grads
+        return loss, jax.tree.map(lambda g: jnp.where(broken, jnp.nan, g), grads)
 
-        def apply(state, params, *args, key):
-            (loss, aux), grads, inner_state = inner.apply(state[0], params, *args, key=key)
-            broken = state[1] >= after_steps
-            if what == "loss":
-                loss = jnp.where(broken, jnp.nan, loss)
-            else:
-                grads = jax.tree.map(lambda g: jnp.where(broken, jnp.nan, g), grads)
-            return (loss, aux), grads, (inner_state, state[1] + 1)
-
-        def init(p, *args, key=None):
-            return inner.init(p, *args, key=key), jnp.zeros((), jnp.int32)
-
-        return Rule(init, apply, True, "diverging")
-
-    return build_rule
+    return altered_rules(alter)
 
 
 def test_nan_loss_stops_without_touching_the_last_good_checkpoint(tmp_path, monkeypatch):
-    good = _run(tmp_path, "good", epochs=1)
+    good = run(tmp_path, "good", epochs=1)
     monkeypatch.setattr(loop, "build_rule", _diverging(after_steps=4))
     with pytest.raises(
-        TrainingDiverged, match=r"loss became nan in epoch 2.*lower --lr.*checkpoint 1 .* is the last good one"
+        TrainingDiverged,
+        match=r"loss became nan in epoch 2.*data passed its checks.*lower --lr.*checkpoint 1 .* is the last good one",
     ):
-        _run(tmp_path, "bad")
+        run(tmp_path, "bad")
     checkpoints = Checkpoints(tmp_path / "bad" / "checkpoints")
     assert checkpoints.epochs() == [1]
     like = {
@@ -132,13 +99,13 @@ def test_nan_loss_stops_without_touching_the_last_good_checkpoint(tmp_path, monk
         "rule_state": (EmptyState(), jnp.zeros((), jnp.int32)),
     }
     state, record = checkpoints.restore(1, like)  # intact: the same parameters as a clean one-epoch run
-    assert _same_params(state["params"], good.params) and len(record["history"]) == 1
+    assert same_params(state["params"], good.params) and len(record["history"]) == 1
 
 
 def test_nan_parameters_after_the_last_step_of_an_epoch_are_not_saved(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "build_rule", _diverging(after_steps=3, what="grads"))  # the epoch's fourth and last step
     with pytest.raises(TrainingDiverged, match="parameters became NaN or infinite in epoch 1"):
-        _run(tmp_path, "bad")
+        run(tmp_path, "bad")
     assert Checkpoints(tmp_path / "bad" / "checkpoints").epochs() == []
 
 
@@ -288,5 +255,5 @@ def test_recurrent_model_runs_bptt_through_run_bptt_with_the_same_gradients(tmp_
     seen = []
     monkeypatch.setattr(loop, "build_model", lambda *a, **k: seen.append(k) or build_model(*a, **k))
     for rule in ("bptt", "fg-a"):  # forward gradients need snnjax.run's forward mode
-        _run(tmp_path, rule, model="rsnn", rule=rule, epochs=1, checkpoints=False)
+        run(tmp_path, rule, model="rsnn", rule=rule, epochs=1, checkpoints=False)
     assert [k["run_bptt"] for k in seen] == [True, False]

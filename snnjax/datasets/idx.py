@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from snnjax.datasets.checks import check_labels
+
 __all__ = ["IDX_SETS", "ImageData", "load_idx", "read_idx"]
 
 _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -45,7 +47,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (``.gz`` or raw) into a NumPy array.
 
     Raises:
-      ValueError: if the file is not IDX or is truncated.
+      ValueError: naming the file, if it is not IDX, is truncated or is a broken ``.gz``.
 
     Examples:
       >>> from snnjax.datasets import read_idx
@@ -54,8 +56,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
+        kind = "a gzip file" if path.suffix == ".gz" else "readable"
+        raise ValueError(f"{path} is not {kind} ({error}); replace it with the original IDX file.") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
     ndim = data[3]
@@ -88,7 +94,9 @@ def _find(name: str, stem: str, directory: str | os.PathLike | None) -> Path:
     )
 
 
-def load_idx(name: str, split: str = "train", directory: str | os.PathLike | None = None) -> ImageData:
+def load_idx(
+    name: str, split: str = "train", directory: str | os.PathLike | None = None, num_classes: int | None = None
+) -> ImageData:
     """Load ``split`` (``"train"`` or ``"test"``) of an MNIST-family set from IDX files.
 
     Args:
@@ -96,13 +104,15 @@ def load_idx(name: str, split: str = "train", directory: str | os.PathLike | Non
         MNIST file names (``train-images-idx3-ubyte[.gz]``, ...).
       split: ``"train"`` or ``"test"``.
       directory: the folder holding the files (see the module docstring for the search order).
+      num_classes: when given, every label must lie in ``[0, num_classes)``.
 
     Returns:
       :class:`ImageData` with uint8 images ``[N, 28, 28]`` and int32 labels ``[N]``.
 
     Raises:
       FileNotFoundError: naming where it looked and how to provide the files.
-      ValueError: for an unknown split or mismatched image and label counts.
+      ValueError: for an unknown split, mismatched image and label counts, or a label out of
+        range, naming the file.
 
     Examples:
       >>> from snnjax.datasets import load_idx
@@ -113,7 +123,11 @@ def load_idx(name: str, split: str = "train", directory: str | os.PathLike | Non
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     images_stem, labels_stem = _FILES[split]
     images = read_idx(_find(name, images_stem, directory))
-    labels = read_idx(_find(name, labels_stem, directory)).astype(np.int32)
+    labels_path = _find(name, labels_stem, directory)
+    labels = read_idx(labels_path)
+    if num_classes is not None:
+        check_labels(labels, num_classes, str(labels_path))
+    labels = labels.astype(np.int32)
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{name} {split}: {images.shape[0]} images but {labels.shape[0]} labels.")
     return ImageData(images, labels)

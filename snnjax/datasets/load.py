@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
+from snnjax.datasets.checks import check_inputs, check_labels
 from snnjax.datasets.idx import load_idx
 from snnjax.datasets.randman import randman
 from snnjax.datasets.shd import SHD_CLASSES, load_shd
@@ -60,6 +63,17 @@ def _randman(
     return Dataset(data.spikes[part], data.labels[part], num_classes, "spikes", "randman")
 
 
+def _check_options(name: str, loader: Callable, options: dict, fixed: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` for an option ``loader`` does not take (``fixed`` are set by :func:`load`)."""
+    takes = sorted(p for p in inspect.signature(loader).parameters if p not in fixed)
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown option{'s' * (len(unknown) > 1)} {', '.join(unknown)} (a data option, "
+            f"--data-option KEY=VALUE); it takes {', '.join(takes)}."
+        )
+
+
 def load(
     name: str,
     split: str = "train",
@@ -87,7 +101,8 @@ def load(
       :class:`Dataset`.
 
     Raises:
-      ValueError: for an unknown name, split or source.
+      ValueError: for an unknown name, split, source or option, a file that cannot be read, or
+        labels outside ``[0, num_classes)`` (naming the file).
       FileNotFoundError: for a missing set, saying how to get it.
 
     Examples:
@@ -103,16 +118,18 @@ def load(
     if source not in ("auto", "idx", "tfds"):
         raise ValueError(f"source must be 'auto', 'idx' or 'tfds', got {source!r}.")
     if name == "randman":
-        return _randman(split, seed, **options)
+        _check_options(name, randman, options, ("seed", "dtype"))
+        return _checked(_randman(split, seed, **options), "randman")
     if name == "shd":
-        data = load_shd(split, directory, **options)
+        _check_options(name, load_shd, options, ("split", "directory"))
+        data = load_shd(split, directory, **options)  # checks its labels, naming the file
         return Dataset(data.spikes, data.labels, SHD_CLASSES, "spikes", "shd")
     if options:
-        raise ValueError(f"{name}: unexpected options {sorted(options)}.")
+        raise ValueError(f"{name}: image sets take no data options, got {', '.join(sorted(options))}.")
     errors = []
     if source in ("auto", "idx") and name in IDX_READABLE:
         try:
-            images = load_idx(name, split, directory)
+            images = load_idx(name, split, directory, IMAGE_SETS[name])  # checks its labels, naming the file
             return Dataset(images.images, images.labels, IMAGE_SETS[name], "image", name)
         except FileNotFoundError as error:
             if source == "idx":
@@ -126,4 +143,10 @@ def load(
         images = load_tfds(name, split, directory if source == "tfds" else None)
     except (FileNotFoundError, ImportError) as error:
         raise FileNotFoundError(" Or: ".join([*errors, str(error)])) from None
-    return Dataset(images.images, images.labels, IMAGE_SETS[name], "image", name)
+    return _checked(Dataset(images.images, images.labels, IMAGE_SETS[name], "image", name), f"tfds {name} {split}")
+
+
+def _checked(data: Dataset, where: str) -> Dataset:
+    check_labels(data.labels, data.num_classes, where)
+    check_inputs(data.inputs, where)
+    return data

@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from snnjax.datasets.checks import check_labels
+
 __all__ = ["SHD_CHANNELS", "SHD_CLASSES", "SHD_URL", "SpikeData", "download_shd", "load_shd"]
 
 SHD_URL = "https://zenkelab.org/datasets"
@@ -129,7 +131,9 @@ def load_shd(
     with h5py.File(path, "r") as f:
         times = list(f["spikes"]["times"][:])
         units = list(f["spikes"]["units"][:])
-        labels = np.asarray(f["labels"][:], np.int32)
+        labels = np.asarray(f["labels"][:])
+    check_labels(labels, SHD_CLASSES, str(path))
+    labels = labels.astype(np.int32)
     return SpikeData(bin_spikes(times, units, steps, max_time, channels, binary), labels)
 
 

@@ -148,12 +148,17 @@ def with_recurrence(init: Callable[..., State], cell: Callable, recurrent: Array
 
 
 def check_state(state: State, shape: Sequence[int], where: str, resting: State | None = None) -> None:
-    """Raise ``ValueError`` unless every array in ``state`` has ``shape`` (``[B, ...]``), or, where
-    ``resting`` (the shapes of the neuron's ``init``) has the same structure, the shape it has there
-    (a :func:`snnjax.chain`'s later layers)."""
+    """Raise ``ValueError`` unless ``state`` has the structure of ``resting`` (the neuron's ``init``,
+    when given) and every array in it has the shape it has there, or else ``shape`` (``[B, ...]``)."""
+    if resting is not None and jax.tree.structure(resting) != jax.tree.structure(state):
+        raise ValueError(
+            f"{where}: state must have the structure of the neuron's resting state (its init), "
+            f"{_describe(resting)}; got {_describe(state)}."
+        )
     fields = state._asdict() if hasattr(state, "_asdict") else {str(i): s for i, s in enumerate(jax.tree.leaves(state))}
-    same = resting is not None and jax.tree.structure(resting) == jax.tree.structure(state)
-    expected = [tuple(r.shape) for r in jax.tree.leaves(resting)] if same else [tuple(shape)] * len(fields)
+    expected = (
+        [tuple(r.shape) for r in jax.tree.leaves(resting)] if resting is not None else [tuple(shape)] * len(fields)
+    )
     for (name, leaf), want in zip(fields.items(), expected):
         if tuple(jnp.shape(leaf)) != want:
             what = (
@@ -276,3 +281,12 @@ def apply_reset(v: jax.Array, z: jax.Array, amount: jax.Array, reset: str, detac
     if reset == "subtract":
         return v - z * amount
     return v * (1.0 - z)
+
+
+def _describe(state: Any) -> str:
+    """``LIFState(v, z)``, ``tuple of 2``, ``str``: a state's structure in a few words."""
+    if hasattr(state, "_fields"):
+        return f"{type(state).__name__}({', '.join(state._fields)})"
+    if isinstance(state, (tuple, list, dict)):
+        return f"{type(state).__name__} of {len(state)}"
+    return type(state).__name__

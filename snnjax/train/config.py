@@ -50,7 +50,9 @@ class Config:
       data_dir: where the data files are (IDX or HDF5 folder, tfds ``data_dir``).
       train_size, test_size: use only the first N examples of a split (quick runs).
       data_options: passed to the loader (Randman's ``num_classes``, ``samples_per_class``, ...).
-      resume: continue the run in ``out`` from its last complete checkpoint.
+      resume: continue the run in ``out`` from its last checkpoint that loads and checks out.
+      overwrite: replace a run already in ``out`` (its metrics, checkpoints and plots); without
+        it (or ``resume``) a folder holding a run is refused.
       checkpoints: write a checkpoint after every epoch.
       plots: write PNG plots at the end (needs matplotlib).
       progress: show a progress bar.
@@ -82,6 +84,7 @@ class Config:
     test_size: int | None = None
     data_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     resume: bool = False
+    overwrite: bool = False
     checkpoints: bool = True
     plots: bool = True
     progress: bool = True
@@ -124,6 +127,17 @@ def resolve(config: Config) -> Config:
     if filled["out"] is None:
         filled["out"] = f"runs/{config.dataset}-{filled['model']}-{config.rule}"
     c = Config(**filled)
+    if not (isinstance(c.seed, int) and not isinstance(c.seed, bool) and 0 <= c.seed < 2**32):
+        raise ValueError(f"seed (--seed) must be an integer in [0, {2**32 - 1}], got {c.seed!r}.")
+    if not isinstance(c.out, str) or not c.out.strip():
+        raise ValueError(f"out (--out) must name a folder, got {c.out!r}.")
+    if c.resume and not c.checkpoints:
+        raise ValueError(
+            "resume with checkpoints off (--resume --no-checkpoints): a resumed run keeps writing checkpoints; drop "
+            "--no-checkpoints."
+        )
+    if c.resume and c.overwrite:
+        raise ValueError("resume and overwrite (--resume --overwrite) contradict each other; pass one.")
     if c.model not in MODELS:
         raise ValueError(f"unknown model {c.model!r}; choose one of {', '.join(MODELS)}.")
     if c.rule not in RULES:
@@ -131,6 +145,10 @@ def resolve(config: Config) -> Config:
     if c.encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {c.encoding!r}; choose one of {', '.join(ENCODINGS)}.")
     is_image = c.dataset not in ("randman", "shd")
+    if not is_image and config.encoding not in (None, "none"):
+        raise ValueError(
+            f"encoding (--encoding {config.encoding}) turns images into spikes; {c.dataset} is spikes already: drop it."
+        )
     if c.model == "mlp" and (not is_image or c.encoding != "none"):
         raise ValueError(
             "model 'mlp' takes images without a time axis: use an image dataset with --encoding none, or a spiking "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +34,38 @@ from snnjax.train.models import build_model, build_rule, classifier_loss, count_
 __all__ = ["Result", "TrainingDiverged", "fit", "make_eval_step", "make_train_step"]
 
 # Fields that may change when a run is resumed; any other difference is an error.
-_RESUMABLE = ("epochs", "resume", "checkpoints", "plots", "progress", "out", "devices", "shard_params_above")
+_RESUMABLE = (
+    "epochs",
+    "resume",
+    "overwrite",
+    "checkpoints",
+    "plots",
+    "progress",
+    "out",
+    "devices",
+    "shard_params_above",
+)
+
+
+# Reached only with data that passed the loaders' checks (labels in range, inputs finite) and
+# parameters that are finite (a restored checkpoint is checked), so the step size is what is left.
+_LR_HINT = "the data passed its checks (labels in range, inputs finite), so the step is too large: lower --lr"
+
+
+def _drift(history: list[dict], lr: float) -> str | None:
+    """A warning when the last two or more epochs' training loss lies above the first epoch's."""
+    first = history[0]["train_loss"]
+    above = 0
+    for h in reversed(history[1:]):
+        if not h["train_loss"] > first:
+            break
+        above += 1
+    if above < 2:
+        return None
+    return (
+        f"the training loss ({history[-1]['train_loss']:.4f}) has been above its first-epoch value ({first:.4f}) for "
+        f"{above} epochs: the run drifts instead of learning; lower --lr (now {lr})."
+    )
 
 
 class TrainingDiverged(RuntimeError):
@@ -142,7 +175,32 @@ def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], j
     return jax.jit(evaluate)
 
 
-def _prepare_out(c: Config, lead: bool) -> Path:
+def _read_config(saved: Path) -> dict:
+    try:
+        before = json.loads(saved.read_text())
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) else error.args[0]
+        raise ValueError(
+            f"--resume: {saved} cannot be read ({reason}); restore it, or start a new run (--overwrite, or another "
+            "--out)."
+        ) from None
+    if not isinstance(before, dict):
+        raise ValueError(f"--resume: {saved} holds no run configuration (a JSON object); restore it.")
+    return before
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+# What a run leaves in its folder; a folder holding any of these (or checkpoints) holds a run.
+_RUN_FILES = ("metrics.jsonl", "curves.png", "raster.png", "rates.png")
+
+
+def _prepare_out(c: Config, lead: bool, log: Callable[[str], None]) -> Path:
     out = Path(c.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -154,9 +212,17 @@ def _prepare_out(c: Config, lead: bool) -> Path:
             f"cannot write to the output folder {out} ({error.strerror}); pass --out with a writable folder."
         ) from None
     saved = out / "config.json"
-    has_checkpoints = (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
-    if c.resume and saved.is_file():
-        before = json.loads(saved.read_text())
+    folder = out / "checkpoints"
+    held = [name for name in _RUN_FILES if (out / name).is_file() and (out / name).stat().st_size]
+    held += ["checkpoints/"] if folder.is_dir() and any(folder.iterdir()) else []
+    if c.resume:
+        if not saved.is_file():
+            what = f"it holds {', '.join(held)} but no config.json" if held else "it holds no run (no config.json)"
+            raise ValueError(
+                f"--resume: nothing to continue in {out}: {what}. Start a new run without --resume (with --overwrite "
+                "if the folder holds files)."
+            )
+        before = _read_config(saved)
         now = json.loads(json.dumps(dataclasses.asdict(c)))
         changed = sorted(k for k in now if k not in _RESUMABLE and before.get(k) != now[k])
         if changed:
@@ -164,13 +230,43 @@ def _prepare_out(c: Config, lead: bool) -> Path:
                 f"--resume: {', '.join(changed)} differ from the run in {out}; keep them or start a new run with "
                 "another --out."
             )
-    elif has_checkpoints and not c.resume:
+    elif held and not c.overwrite:
         raise ValueError(
-            f"{out} already holds a run's checkpoints; pass --resume to continue it, or --out for a new run."
+            f"{out} already holds a run ({', '.join(held)}); pass --resume to continue it, --overwrite to replace it, "
+            "or --out for a new run."
         )
-    if lead:
-        saved.write_text(json.dumps(dataclasses.asdict(c), indent=1))
+    elif held and lead:
+        for name in held:
+            shutil.rmtree(folder) if name == "checkpoints/" else (out / name).unlink()
+        log(f"note: --overwrite: removed the run that was in {out} ({', '.join(held)}).")
     return out
+
+
+def _resume(checkpoints, state: dict, out: Path, epochs: int, log: Callable[[str], None]) -> tuple[int, dict, list]:
+    """The epoch to continue after, the state and the history of the run in ``out``."""
+    found = checkpoints.restore_latest(state)  # raises when checkpoints exist but none loads
+    if found is None:
+        metrics = out / "metrics.jsonl"
+        finished = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+        if finished:
+            raise ValueError(
+                f"--resume: the run in {out} finished {finished} epochs but left no checkpoint to continue from "
+                "(was it run with --no-checkpoints?); start a new run with --overwrite, or another --out."
+            )
+        log(f"note: --resume: {out} has no checkpoint yet (the run stopped in its first epoch); starting at epoch 1.")
+        return 0, state, []
+    for problem in found.problems:
+        log(f"note: {problem}.")
+    if found.epoch > epochs:
+        raise ValueError(
+            f"--resume: the run in {out} has trained {found.epoch} epochs already; --epochs {epochs} asks for fewer. "
+            f"Pass --epochs N with N > {found.epoch} to train on."
+        )
+    if found.epoch == epochs:
+        log(f"note: --resume: the run in {out} has finished its {epochs} epochs; nothing to train (raise --epochs).")
+    else:
+        log(f"resuming {out} after epoch {found.epoch}")
+    return found.epoch, found.state, found.record["history"]
 
 
 def _load(c: Config, split: str):
@@ -269,7 +365,7 @@ def fit(
     lead = jax.process_index() == 0  # on several hosts, process 0 logs and writes the files; all train
     if not lead:
         log = lambda line: None  # noqa: E731
-    out = _prepare_out(c, lead)
+    out = _prepare_out(c, lead, log)
     train, test = _load(c, "train"), _load(c, "test")
     if c.batch_size > len(train.labels):
         raise ValueError(
@@ -306,16 +402,11 @@ def fit(
 
         checkpoints = Checkpoints(out / "checkpoints")
     if c.resume and checkpoints is not None:
-        found = checkpoints.restore_latest(state)
-        if found is not None:
-            start_epoch, state, record, problems = found
-            history = record["history"]
-            for problem in problems:
-                log(f"note: {problem}; resuming from the one before.")
-            log(f"resuming {out} after epoch {start_epoch}")
+        start_epoch, state, history = _resume(checkpoints, state, out, c.epochs, log)
     state = place.state(state)
-    if lead:
-        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    if lead:  # only now, with the run to continue found (or a new one begun), is the folder written
+        _write_atomically(out / "config.json", json.dumps(dataclasses.asdict(c), indent=1))
+        _write_atomically(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
     compile_start = time.perf_counter()
     example = place.batch(train.inputs[: c.batch_size]), place.batch(train.labels[: c.batch_size]), root
@@ -350,9 +441,13 @@ def fit(
                 f"epoch {epoch:3d}/{c.epochs}  loss {train_loss:.4f}  train acc {train_acc:.3f}  "
                 f"test acc {test_acc:.3f}  ({seconds:.1f} s, {seen / seconds:.0f} ex/s)"
             )
+            drift = _drift(history, c.lr)
+            if drift:
+                history[-1]["warning"] = drift
+                log(f"warning: {drift}")
             if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state["params"])):
                 raise TrainingDiverged(
-                    f"the parameters became NaN or infinite in epoch {epoch}; lower --lr (now {c.lr}); no checkpoint "
+                    f"the parameters became NaN or infinite in epoch {epoch}; {_LR_HINT} (now {c.lr}); no checkpoint "
                     "was written for it."
                 )
             if checkpoints is not None and c.checkpoints:
@@ -411,7 +506,7 @@ def _train_epoch(
                     else "no checkpoint was written"
                 )
                 raise TrainingDiverged(
-                    f"the loss became {mean_loss} in epoch {epoch}, step {i + 1}; lower --lr (now {c.lr}); {last}."
+                    f"the loss became {mean_loss} in epoch {epoch}, step {i + 1}; {_LR_HINT} (now {c.lr}); {last}."
                 )
             progress.update(
                 task,
