@@ -51,6 +51,24 @@ for name in ["fast_sigmoid", "sigmoid", "arctan", "triangle", "gaussian", "recta
     print(f"{name:13s}", jnp.round(g, 4))
 
 # %% [markdown]
+# ## What the surrogates look like
+#
+# The forward pass is the same exact step for every surrogate; the backward pass is the surrogate's derivative, here as `jax.grad` of `snnjax.spike` computes it.
+
+# %%
+import matplotlib.pyplot as plt
+
+v = jnp.linspace(-2.0, 2.0, 401)
+fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
+left.plot(v, snnjax.spike(v), color="black")
+left.set(title="forward: exact Heaviside", xlabel="membrane potential - threshold", ylabel="spike")
+for name in ["fast_sigmoid", "sigmoid", "arctan", "triangle", "gaussian", "multi_gaussian", "rectangular"]:
+    right.plot(v, jax.vmap(jax.grad(lambda x, name=name: snnjax.spike(x, name)))(v), label=name)
+right.set(title="backward: the surrogate derivative", xlabel="membrane potential - threshold")
+right.legend(fontsize=7)
+plt.show()
+
+# %% [markdown]
 # ## Four ways to attach the surrogate
 #
 # `custom_vjp` is reverse-mode only: forward-mode rules (forward gradients, FDFA) need one of the other three, and the error says so.

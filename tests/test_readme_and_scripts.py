@@ -310,6 +310,25 @@ def test_notebooks_are_paired_with_python_copies(name):
     )
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_are_committed_with_their_outputs_and_rendered(name):
+    """Built by ``notebooks/build.py``: every cell ran, every plot is there and in the gallery, and
+    the docs site lists the notebook under Tutorials."""
+    import json
+
+    path = ROOT / "notebooks" / name
+    code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), f"{name} has cells that did not run: notebooks/build.py"
+    images = [o for c in code for o in c["outputs"] if "image/png" in o.get("data", {})]
+    shows = ["".join(c["source"]).count("plt.show()") for c in code]
+    assert len(images) == sum(shows) and any(c["outputs"] for c in code)
+    stem = name.removesuffix(".ipynb")
+    assert len(list((ROOT / "docs" / "assets" / "gallery").glob(f"{stem}-*.png"))) == len(images)
+    assert path.stat().st_size < 300_000  # modest pictures, no large arrays printed
+    assert (ROOT / "docs" / "tutorials" / name).resolve() == path.resolve()
+    assert f"tutorials/{name}" in (ROOT / "mkdocs.yml").read_text()
+
+
 def test_train_runs_benchmark_smoke():
     """Two epochs of the demo's recurrent network on 1024 Randman samples: well above chance (1/10)."""
     payload = _run_benchmark(
