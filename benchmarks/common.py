@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import importlib.util
 import json
 import os
@@ -178,6 +179,19 @@ def summarise_over_steps(
     return growth, slowdown
 
 
+def measure_at(steps: int, functions: dict[str, Any], args: tuple, repeats: int) -> dict[str, dict[str, float]]:
+    """One T of a memory-against-T benchmark: compile each jitted function for ``args``, read XLA's
+    temporary memory, time them side by side, print one line; ``{name: {"temp_bytes", "median_s", ...}}``."""
+    compiled = {name: fn.lower(*args).compile() for name, fn in functions.items()}
+    memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
+    timings = time_side_by_side({name: functools.partial(c, *args) for name, c in compiled.items()}, repeats=repeats)
+    print(
+        f"T={steps:5d}  "
+        + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * timings[n]['median_s']:.1f} ms" for n in compiled)
+    )
+    return {name: {"temp_bytes": memory[name], **timings[name]} for name in compiled}
+
+
 def over_steps_parser(doc: str | None) -> argparse.ArgumentParser:
     """The command line of a memory-against-T benchmark: ``--steps``, ``--batch``, ``--repeats``, ``--no-write``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -189,12 +203,18 @@ def over_steps_parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def finish_over_steps(
-    name: str, args: Any, results: dict[str, dict[str, dict[str, float]]], title: str = ""
+    name: str,
+    args: Any,
+    results: dict[str, dict[str, dict[str, float]]],
+    title: str = "",
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The closing of a memory-against-T benchmark: summarise, build the payload, and unless
-    ``args.no_write`` write it, with its plot (:func:`plot_over_steps`) where matplotlib is installed."""
+    """The closing of a memory-against-T benchmark: summarise, build the payload (with ``extra``
+    results, if any), and unless ``args.no_write`` write it, with its plot (:func:`plot_over_steps`)
+    where matplotlib is installed."""
     growth, slowdown = summarise_over_steps(results)
     payload = {"config": vars(args), "results": results, "memory_growth": growth, "time_vs_forward": slowdown}
+    payload.update(extra or {})
     if not args.no_write:
         path = write_result(name, payload)
         print(f"wrote {path}")

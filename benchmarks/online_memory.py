@@ -16,7 +16,6 @@ is XLA's `memory_analysis().temp_size_in_bytes`; time is the median of interleav
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -82,16 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     for steps in args.steps:
         xs = (jax.random.uniform(jax.random.key(steps), (steps, args.batch, 100)) < 0.1).astype(jnp.float32) * 3
         labels = jnp.arange(args.batch) % 10
-        compiled = {name: fn.lower(params, xs, labels).compile() for name, fn in variants(net, xs, labels).items()}
-        memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
-        times = common.time_side_by_side(
-            {name: functools.partial(c, params, xs, labels) for name, c in compiled.items()}, repeats=args.repeats
-        )
-        results[str(steps)] = {name: {"temp_bytes": memory[name], **times[name]} for name in compiled}
-        print(
-            f"T={steps:5d}  "
-            + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * times[n]['median_s']:.1f} ms" for n in compiled)
-        )
+        results[str(steps)] = common.measure_at(steps, variants(net, xs, labels), (params, xs, labels), args.repeats)
     return common.finish_over_steps(
         "online_memory",
         args,

@@ -26,6 +26,7 @@ SUITE = (
     "forward_gradient_memory",
     "online_memory",
     "sfdfa_memory",
+    "recurrent_online",
     "sharding_throughput",
 )
 

@@ -15,7 +15,6 @@ keeps every step for its backward pass. Peak memory is XLA's
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
@@ -59,16 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     for steps in args.steps:
         net = SpikeTimeNet(SIZES, theta=(0.2, 0.7), window=WINDOW, dt=WINDOW / steps)
         params = init_weights(jax.random.key(0), net, scale=2.0)
-        compiled = {name: fn.lower(params, times, labels).compile() for name, fn in variants(net, params).items()}
-        memory = {name: c.memory_analysis().temp_size_in_bytes for name, c in compiled.items()}
-        timings = common.time_side_by_side(
-            {name: functools.partial(c, params, times, labels) for name, c in compiled.items()}, repeats=args.repeats
-        )
-        results[str(steps)] = {name: {"temp_bytes": memory[name], **timings[name]} for name in compiled}
-        print(
-            f"T={steps:5d}  "
-            + "  ".join(f"{n}: {memory[n] / 2**20:.2f} MiB {1e3 * timings[n]['median_s']:.1f} ms" for n in compiled)
-        )
+        results[str(steps)] = common.measure_at(steps, variants(net, params), (params, times, labels), args.repeats)
     title = (
         f"SFDFA against BP through spike times: {'-'.join(map(str, SIZES))}, B = {args.batch}, "
         f"{WINDOW} s window on T steps"

@@ -409,6 +409,17 @@ def test_sfdfa_memory_benchmark_smoke():
     assert growth["sfdfa online"] < 1.1 and growth["dfa online"] < 1.1 and growth["bp through spike times"] > 2
 
 
+def test_recurrent_online_benchmark_smoke():
+    payload = _run_benchmark(
+        "recurrent_online", ["--steps", "20", "80", "--batch", "2", "--repeats", "1", "--no-write"]
+    )
+    growth, cosine = payload["memory_growth"], payload["cosine_to_exact"]
+    assert growth["rtrl"] < 1.1 and growth["tbptt k=16"] < 1.1 and growth["e-prop"] < 1.1 and growth["bptt"] > 2
+    assert cosine["alif RTRL"]["layer mean"] > 0.9999  # exact
+    assert 0.9 < cosine["alif e-prop (symmetric)"]["layer mean"] < 0.9999
+    assert cosine["alif TBPTT(k=1)"]["recurrent kernel"] < cosine["alif TBPTT(k=32)"]["recurrent kernel"] < 1
+
+
 def test_plot_over_steps_writes_a_figure(tmp_path):
     pytest.importorskip("matplotlib")
     with _benchmarks_importable():

@@ -31,3 +31,12 @@ from snnjax.rules.sfdfa import SFDFAAux, SpikeCountLoss, sfdfa, spike_count_loss
 from snnjax.rules.shared_seed import shared_seed_forward_gradient  # noqa: E402
 
 __all__ += ["SFDFAAux", "SpikeCountLoss", "sfdfa", "shared_seed_forward_gradient", "spike_count_loss", "spike_time_bp"]
+from snnjax.rules.rtrl import rtrl  # noqa: E402
+
+__all__ += ["rtrl"]
+from snnjax.rules.tbptt import tbptt  # noqa: E402
+
+__all__ += ["tbptt"]
+from snnjax.rules.eprop import eprop  # noqa: E402
+
+__all__ += ["eprop"]

@@ -41,15 +41,14 @@ when the readout keeps no memory (a leaky integrator with :math:`\kappa = 0`; te
 so are FDFA's estimates, drawn with the same noise (:func:`snnjax.rules.feedback.draw_steps`).
 
 Limits: the network is the :func:`snnjax.rules.per_step_loss` of a chain of
-``(dense, neuron)`` pairs without recurrent weights (e-prop's approximation for those is not
-implemented here); the dense layers' kernels and biases are trained, and a neuron layer whose
-dynamics depend on the parameters is refused with a ``ValueError``; FA has no online form here
-(its error travels back through the layers above).
+``(dense, neuron)`` pairs without recurrent weights (for those, :func:`snnjax.rules.eprop`,
+:func:`snnjax.rules.rtrl` or :func:`snnjax.rules.tbptt`); the dense layers' kernels and biases
+are trained, and a neuron layer whose dynamics depend on the parameters is refused with a
+``ValueError``; FA has no online form here (its error travels back through the layers above).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -58,34 +57,9 @@ import jax.numpy as jnp
 from snnjax.rules import forward_mode
 from snnjax.rules.feedback import FeedbackState
 from snnjax.rules.protocol import Rule
-from snnjax.rules.stepped import dense_layers, start, to_params
+from snnjax.rules.stepped import dense_layers, local_jacobians, read_fields, start, to_params
 
 __all__ = ["online_dfa"]
-
-
-def _read_fields(step: Callable, state: Any, current: jax.Array) -> list[int]:
-    """The state arrays that ``step`` reads; the others (a LIF's stored spike) need no trace."""
-    closed = jax.make_jaxpr(step)(state, current)
-    jaxpr = closed.jaxpr
-    variables = [v for eqn in jaxpr.eqns for v in eqn.invars] + list(jaxpr.outvars)
-    used = {id(v) for v in variables if type(v).__name__ != "Literal"}
-    return [m for m, var in enumerate(jaxpr.invars[: len(state)]) if id(var) in used]
-
-
-def _local_jacobians(step: Callable, state: Any, current: jax.Array, fields: list[int]):
-    """Per-neuron derivatives of ``(state', out)`` with respect to the state arrays ``fields`` and the current.
-
-    Returns ``(new_state, out, d_state, d_current)``: ``d_state[i]`` is the tangent of
-    ``(state', out)`` along state array ``fields[i]`` (ones), ``d_current`` along the current.
-    Neurons are independent (no recurrence), so a tangent of ones gives every neuron's own derivative.
-    """
-    zeros = [jnp.zeros_like(f) for f in state]
-    (new_state, out), d_current = forward_mode.jvp(lambda i: step(state, i), (current,), (jnp.ones_like(current),))
-    d_state = []
-    for m in fields:
-        tangent = type(state)(*[jnp.ones_like(f) if n == m else z for n, (f, z) in enumerate(zip(state, zeros))])
-        d_state.append(forward_mode.jvp(lambda s: step(s, current), (state,), (tangent,))[1])
-    return new_state, out, d_state, d_current
 
 
 def online_dfa(
@@ -169,7 +143,7 @@ def online_dfa(
         # One [B, N_in, N] trace (and [B, N] for the bias) per state array: the neuron axis
         # stays innermost, so every update below is a vectorised elementwise pass.
         fields = [
-            _read_fields(neuron.step, s, jnp.zeros((batch, n_out), dtype))
+            read_fields(neuron.step, s, jnp.zeros((batch, n_out), dtype))
             for (_, neuron), s, (_, n_out) in zip(pairs, states0, sizes)
         ]
         traces0 = [
@@ -200,7 +174,7 @@ def online_dfa(
                 fdfa_carry = (tangents, [acc + jnp.einsum("bn,bc->nc", u, d_outs[-1]) for acc, u in zip(sums, noise)])
             local, x = [], x_t
             for l, (synapse, neuron) in enumerate(pairs):
-                local.append((x, *_local_jacobians(neuron.step, states[l], synapse(x), fields[l])))
+                local.append((x, *local_jacobians(neuron.step, states[l], synapse(x), fields[l])))
                 x = local[-1][2]
             y = x
             loss, error = jax.value_and_grad(lambda y: jnp.mean(loss_t(y, labels)) / steps)(y)

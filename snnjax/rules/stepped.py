@@ -27,9 +27,20 @@ import jax.numpy as jnp
 
 from snnjax.neurons.chain import Dense
 from snnjax.neurons.neuron import Neuron, run
+from snnjax.rules import forward_mode
 from snnjax.rules.graph import trace
 
-__all__ = ["Run", "SteppedLoss", "dense_layers", "per_step_loss", "start", "to_params"]
+__all__ = [
+    "Run",
+    "SteppedLoss",
+    "dense_layers",
+    "depends_on_params",
+    "local_jacobians",
+    "per_step_loss",
+    "read_fields",
+    "start",
+    "to_params",
+]
 
 
 class SteppedLoss(NamedTuple):
@@ -47,6 +58,20 @@ class SteppedLoss(NamedTuple):
         """``(loss, ys)`` for inputs ``xs`` ``[T, B, N_in]``: the network run as a whole, ``ys`` ``[T, B, C]``."""
         _, ys = run(self.network(params), xs)
         return jnp.mean(jax.vmap(self.loss_t, in_axes=(0, None))(ys, labels)), ys
+
+    def running_loss(self, params: Any, xs: jax.Array, labels: jax.Array) -> jax.Array:
+        """The same loss, summed in the scan's carry as the network runs: no ``[T, ...]`` array is
+        kept, which forward-mode rules (:func:`snnjax.rules.rtrl`) need for memory flat in ``T``."""
+        net = self.network(params)
+
+        def step(carry, x):
+            state, total = carry
+            state, y = net.step(state, x)
+            return (state, total + jnp.mean(self.loss_t(y, labels))), None
+
+        xs = jnp.asarray(xs)
+        (_, total), _ = jax.lax.scan(step, (net.init(xs.shape[1:], xs.dtype), jnp.zeros((), xs.dtype)), xs)
+        return total / xs.shape[0]
 
 
 def per_step_loss(network: Callable[[Any], Neuron], loss_t: Callable[[jax.Array, jax.Array], jax.Array]) -> SteppedLoss:
@@ -103,25 +128,32 @@ def dense_layers(loss_fn: Any, params: Any, rule: str) -> list[tuple[Dense, Neur
     for l, (d, neuron) in enumerate(pairs):
         if neuron.recurrence is not None:
             raise ValueError(
-                f"{rule}: neuron layer {l} (after dense layer {l}) is recurrent, which online rules here do not "
-                "support."
+                f"{rule}: neuron layer {l} (after dense layer {l}) is recurrent, which {rule} does not support; "
+                "train recurrent layers online with rules.eprop, rules.rtrl or rules.tbptt."
             )
-        n = d.kernel.shape[1]
-        graph = trace(
-            lambda p, s, x, l=l: (
-                sum(jnp.sum(v) for v in jax.tree.leaves(loss_fn.network(p).layers[2 * l + 1].step(s, x))),
-                None,
-            ),
-            params,
-            (neuron.init((1, n), d.kernel.dtype), jnp.zeros((1, n), d.kernel.dtype)),
-            rule,
-        )
-        if any(graph.param_losses):
+        if depends_on_params(loss_fn, params, 2 * l + 1, d.kernel.shape[1], d.kernel.dtype, rule):
             raise ValueError(
                 f"{rule}: neuron layer {l} (after dense layer {l}) depends on the parameters (a trainable decay or "
                 "threshold); online rules here train the dense layers only: make it fixed, or train offline."
             )
     return pairs
+
+
+def depends_on_params(
+    loss_fn: SteppedLoss, params: Any, index: int, size: int, dtype: Any, rule: str, cell: bool = False
+) -> bool:
+    """Whether layer ``index`` of ``loss_fn.network(params)`` (a neuron of ``size`` units) steps
+    differently with other parameters: a trainable decay or threshold; with ``cell``, the step
+    without its recurrent input (whose weights are the rule's to train)."""
+
+    def summed(p, s, x):
+        neuron = loss_fn.network(p).layers[index]
+        step = neuron.recurrence.cell if cell and neuron.recurrence is not None else neuron.step
+        return sum(jnp.sum(v) for v in jax.tree.leaves(step(s, x))), None
+
+    neuron = loss_fn.network(params).layers[index]
+    graph = trace(summed, params, (neuron.init((1, size), dtype), jnp.zeros((1, size), dtype)), rule)
+    return any(graph.param_losses)
 
 
 class Run(NamedTuple):
@@ -148,3 +180,28 @@ def to_params(loss_fn: SteppedLoss, params: Any, grads: list[tuple[jax.Array, ja
 
     _, pullback = jax.vjp(weights, params)
     return pullback([(g_w, None if d[1] is None else g_b) for (g_w, g_b), d in zip(grads, weights(params))])[0]
+
+
+def read_fields(step: Callable, state: Any, current: jax.Array) -> list[int]:
+    """The state arrays that ``step`` reads; the others (a LIF's stored spike) need no trace."""
+    closed = jax.make_jaxpr(step)(state, current)
+    jaxpr = closed.jaxpr
+    variables = [v for eqn in jaxpr.eqns for v in eqn.invars] + list(jaxpr.outvars)
+    used = {id(v) for v in variables if type(v).__name__ != "Literal"}
+    return [m for m, var in enumerate(jaxpr.invars[: len(state)]) if id(var) in used]
+
+
+def local_jacobians(step: Callable, state: Any, current: jax.Array, fields: list[int]):
+    """Per-neuron derivatives of ``(state', out)`` with respect to the state arrays ``fields`` and the current.
+
+    Returns ``(new_state, out, d_state, d_current)``: ``d_state[i]`` is the tangent of
+    ``(state', out)`` along state array ``fields[i]`` (ones), ``d_current`` along the current.
+    Neurons are independent (no recurrence), so a tangent of ones gives every neuron's own derivative.
+    """
+    zeros = [jnp.zeros_like(f) for f in state]
+    (new_state, out), d_current = forward_mode.jvp(lambda i: step(state, i), (current,), (jnp.ones_like(current),))
+    d_state = []
+    for m in fields:
+        tangent = type(state)(*[jnp.ones_like(f) if n == m else z for n, (f, z) in enumerate(zip(state, zeros))])
+        d_state.append(forward_mode.jvp(lambda s: step(s, current), (state,), (tangent,))[1])
+    return new_state, out, d_state, d_current
