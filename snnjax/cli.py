@@ -57,10 +57,13 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
             default="bptt",
             help=(
                 "learning rule: bptt, fg-w / fg-a (forward gradient, weight- / activity-perturbed), fa (feedback "
-                "alignment), dfa (direct FA), fdfa (forward DFA)"
+                "alignment), dfa (direct FA), fdfa (forward DFA); online, with a loss at every step (models snn, "
+                "rsnn): eprop / eprop-random (e-prop, symmetric / random feedback, one hidden layer), tbptt "
+                "(truncated BPTT)"
             ),
         )
         parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes, e.g. --hidden 400 400")
+        parser.add_argument("--window", type=int, default=16, help="tbptt: the truncation window in steps (default 16)")
         parser.add_argument(
             "--steps", type=int, help="time steps T (image encoding length, SHD bins, Randman raster length)"
         )
@@ -221,6 +224,7 @@ def _config(args: argparse.Namespace):
         checkpoints=not args.no_checkpoints,
         devices=args.devices,
         shard_params_above=args.shard_params_above,
+        window=args.window,
         **common,
     )
 

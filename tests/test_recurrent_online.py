@@ -326,7 +326,7 @@ def test_eprop_refuses_what_it_cannot_train():
         lambda p: snnjax.chain(snnjax.dense(p["in"]), snnjax.lif(0.9), snnjax.dense(p["out"]), snnjax.lif(0.9)), CE
     )
     with pytest.raises(ValueError, match="the readout must be linear with one decay"):
-        rules.eprop(spiking_readout)(params, _inputs(5), LABELS, state=rules.eprop(spiking_readout).init(params))
+        rules.eprop(spiking_readout).init(params)
     trainable = rules.per_step_loss(
         lambda p: snnjax.chain(
             snnjax.dense(p["in"]),

@@ -257,3 +257,45 @@ def test_recurrent_model_runs_bptt_through_run_bptt_with_the_same_gradients(tmp_
     for rule in ("bptt", "fg-a"):  # forward gradients need snnjax.run's forward mode
         run(tmp_path, rule, model="rsnn", rule=rule, epochs=1, checkpoints=False)
     assert [k["run_bptt"] for k in seen] == [True, False]
+
+
+def test_online_rules_train_the_recurrent_network_from_the_command(tmp_path, capsys):
+    """e-prop (both feedbacks) and truncated BPTT through `snnjax train`, on a loss at every step."""
+    common = [
+        "train",
+        "--model",
+        "rsnn",
+        "--hidden",
+        "16",
+        "--steps",
+        "50",
+        "--epochs",
+        "6",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--no-plots",
+        "--no-checkpoints",
+        "--data-option",
+        "num_classes=2",
+        "--data-option",
+        "units=20",
+        "--data-option",
+        "samples_per_class=100",
+    ]
+    for rule in ("eprop", "eprop-random", "tbptt"):
+        assert cli.main([*common, "--rule", rule, "--window", "5", "--out", str(tmp_path / rule)]) == 0
+        history = [json.loads(line) for line in (tmp_path / rule / "metrics.jsonl").read_text().splitlines()]
+        assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.1, (rule, history)
+        assert max(h["test_accuracy"] for h in history) >= 0.75, (rule, history)  # chance is 0.5
+    for argv, message in (
+        (["--rule", "eprop", "--model", "snn", "--hidden", "8", "8"], "eprop: the network must be snnjax.chain"),
+        (["--rule", "tbptt", "--model", "mlp", "--dataset", "mnist"], "rule 'tbptt' trains a network step by step"),
+        (["--rule", "tbptt", "--window", "0"], "window must be a positive integer, got 0"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["train", *argv, "--out", str(tmp_path / "refused"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and message in err and err.count("\n") == 1, err

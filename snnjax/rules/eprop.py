@@ -74,25 +74,27 @@ def _layers(loss_fn: Any, params: Any) -> tuple[Dense, Neuron, Dense, Neuron]:
     return layers
 
 
-def _readout_constants(readout: Neuron, size: int, dtype: Any) -> tuple[float, float]:
-    """``(kappa, g)`` of a linear readout ``y_t = kappa y_{t-1} + g I_t``, or a ``ValueError``."""
+def _readout_jacobians(readout: Neuron, size: int, dtype: Any, value: float) -> tuple[jax.Array, jax.Array]:
+    """``d y_t / d y_{t-1}`` and ``d y_t / d I_t`` of the readout at one point, flattened."""
+    state = jax.tree.map(lambda a: jnp.full_like(a, value), readout.init((1, size), dtype))
+    current = jnp.full((1, size), value, dtype)
+    ones = jax.tree.map(jnp.ones_like, state)
+    d_state = jax.jvp(lambda s: readout.step(s, current)[1], (state,), (ones,))[1]
+    d_current = jax.jvp(lambda i: readout.step(state, i)[1], (current,), (jnp.ones_like(current),))[1]
+    return d_state.ravel(), d_current.ravel()
 
-    def jacobians(value: float) -> tuple[np.ndarray, np.ndarray]:  # d y_t / d y_{t-1}, d y_t / d I_t at one point
-        state = jax.tree.map(lambda a: jnp.full_like(a, value), readout.init((1, size), dtype))
-        current = jnp.full((1, size), value, dtype)
-        ones = jax.tree.map(jnp.ones_like, state)
-        d_state = jax.jvp(lambda s: readout.step(s, current)[1], (state,), (ones,))[1]
-        d_current = jax.jvp(lambda i: readout.step(state, i)[1], (current,), (jnp.ones_like(current),))[1]
-        return np.asarray(d_state).ravel(), np.asarray(d_current).ravel()
 
-    with jax.ensure_compile_time_eval():  # the readout's constants are concrete even under jit
-        (kappa, g), (kappa2, g2) = jacobians(0.0), jacobians(1.7)  # the same at two points: linear
+def _check_readout(readout: Neuron, size: int, dtype: Any) -> None:
+    """Raise ``ValueError`` unless the readout is ``y_t = kappa y_{t-1} + g I_t`` with one ``kappa``
+    and one ``g`` (checked on concrete values, at ``init``)."""
+    (kappa, g), (kappa2, g2) = (
+        [np.asarray(a) for a in _readout_jacobians(readout, size, dtype, value)] for value in (0.0, 1.7)
+    )  # the same at two points: linear
     if not all(np.allclose(a, b[0]) for a, b in ((kappa, kappa), (g, g), (kappa2, kappa), (g2, g))):
         raise ValueError(
             "eprop: the readout must be linear with one decay for all outputs (snnjax.leaky_integrator with a scalar "
             "kappa): e-prop filters the eligibility traces with that decay."
         )
-    return float(kappa[0]), float(g[0])
 
 
 def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1.0) -> Rule:
@@ -114,8 +116,8 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
       ``[N, C]`` matrix; for ``"symmetric"``, none).
 
     Raises:
-      ValueError: for another network or an unknown ``feedback`` (naming it), or ``"random"``
-        initialised without a key.
+      ValueError: for another network, a readout that is not linear with one decay (at
+        ``init``), or an unknown ``feedback`` (naming it), or ``"random"`` initialised without a key.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, snnjax
@@ -137,7 +139,8 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         raise ValueError(f"eprop: feedback must be one of {', '.join(map(repr, FEEDBACKS))}, got {feedback!r}.")
 
     def init(params, *args, key=None):
-        _, _, d_out, _ = _layers(loss_fn, params)
+        _, _, d_out, readout = _layers(loss_fn, params)
+        _check_readout(readout, d_out.kernel.shape[1], d_out.kernel.dtype)
         if feedback == "symmetric":
             return FeedbackState((), jnp.zeros((), jnp.int32))
         if key is None:
@@ -152,7 +155,7 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         steps, batch = xs.shape[0], xs.shape[1]
         dtype = xs.dtype
         (n_in, n), classes = d_in.kernel.shape, d_out.kernel.shape[1]
-        kappa, gain = _readout_constants(readout, classes, dtype)
+        kappa, gain = (a[0] for a in _readout_jacobians(readout, classes, dtype, 0.0))  # checked at init
         recurrent = hidden.recurrence
         cell = hidden.step if recurrent is None else recurrent.cell
         b = d_out.kernel if feedback == "symmetric" else state.matrices[0]

@@ -8,10 +8,12 @@ from typing import Any
 from snnjax.datasets.batching import ENCODINGS
 from snnjax.datasets.load import DATASETS
 
-__all__ = ["Config", "DEFAULTS", "MODELS", "RULES", "resolve"]
+__all__ = ["Config", "DEFAULTS", "MODELS", "RULES", "STEPPED_RULES", "resolve"]
 
 MODELS = ("mlp", "snn", "rsnn", "conv")
-RULES = ("bptt", "fg-w", "fg-a", "fa", "dfa", "fdfa")
+RULES = ("bptt", "fg-w", "fg-a", "fa", "dfa", "fdfa", "eprop", "eprop-random", "tbptt")
+# Rules that train the network step by step, on a loss at every step (snnjax.rules.per_step_loss).
+STEPPED_RULES = ("eprop", "eprop-random", "tbptt")
 
 # The convolutional network's own defaults (its channels, fewer steps), where the run does not set them.
 CONV_DEFAULTS: dict[str, Any] = dict(hidden=(16, 32), steps=8)
@@ -38,7 +40,10 @@ class Config:
         ``conv`` (convolutional LIF, images only: ``hidden`` are its channels, default ``(16, 32)``,
         and ``steps`` defaults to 8); spiking models read out through leaky integrators, max over time.
       rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient), ``fg-a`` (activity-perturbed),
-        ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment) or ``fdfa`` (forward DFA).
+        ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment), ``fdfa`` (forward DFA),
+        or, online on a loss at every step (:data:`STEPPED_RULES`, models ``snn`` and ``rsnn``):
+        ``eprop`` (symmetric feedback), ``eprop-random`` (random feedback; one hidden layer for
+        both) and ``tbptt`` (truncated BPTT, ``window`` steps).
       epochs: passes over the training split.
       batch_size: examples per step.
       lr: Adam's learning rate.
@@ -60,6 +65,7 @@ class Config:
         split over them, which ``batch_size`` must allow; ``None`` runs on the default device.
       shard_params_above: with ``devices``, split parameters (and their Adam moments) of at
         least this many elements over the devices instead of replicating them.
+      window: ``tbptt``'s truncation window in steps.
 
     Examples:
       >>> from snnjax.train import Config, resolve
@@ -90,6 +96,7 @@ class Config:
     progress: bool = True
     devices: int | None = None
     shard_params_above: int | None = None
+    window: int = 16
 
 
 def _positive(name: str, value: Any) -> None:
@@ -154,6 +161,11 @@ def resolve(config: Config) -> Config:
             "model 'mlp' takes images without a time axis: use an image dataset with --encoding none, or a spiking "
             "model."
         )
+    if c.rule in STEPPED_RULES and c.model not in ("snn", "rsnn"):
+        raise ValueError(
+            f"rule {c.rule!r} trains a network step by step (a loss at every step): use --model snn or rsnn."
+        )
+    _positive("window", c.window)
     if c.model == "conv" and not is_image:
         raise ValueError(f"model 'conv' takes images; {c.dataset} is not an image dataset (use snn or rsnn).")
     if c.model != "mlp" and is_image and c.encoding == "none":

@@ -28,8 +28,15 @@ from jax.sharding import Mesh
 from snnjax import sharding
 from snnjax.datasets import batch_indices, encoding, load, prepare
 from snnjax.rules.protocol import Rule
-from snnjax.train.config import Config, resolve
-from snnjax.train.models import build_model, build_rule, classifier_loss, count_correct, logits_and_layers
+from snnjax.train.config import STEPPED_RULES, Config, resolve
+from snnjax.train.models import (
+    build_model,
+    build_rule,
+    classifier_loss,
+    count_correct,
+    logits_and_layers,
+    stepped_loss,
+)
 
 __all__ = ["Result", "TrainingDiverged", "fit", "make_eval_step", "make_train_step"]
 
@@ -137,6 +144,8 @@ def make_train_step(
         )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
+        if logits.ndim == 3:  # a stepped loss's readout [T, B, C]: classify by its maximum over time
+            logits = logits.max(axis=0)
         if mesh is not None:
             params, opt_state, rule_state = _constrain(mesh, shard_params_above, params, opt_state, rule_state)
         return params, opt_state, rule_state, loss, count_correct(logits, labels)
@@ -385,7 +394,8 @@ def fit(
         jax.ShapeDtypeStruct((c.batch_size,), jnp.int32),
     )
     feedback_key = jax.random.fold_in(root, 2**31 - 1)  # FA's and DFA's fixed matrices
-    rule = build_rule(c.rule, classifier_loss(graphdef, rest, spiking))
+    loss_fn = stepped_loss(model) if c.rule in STEPPED_RULES else classifier_loss(graphdef, rest, spiking)
+    rule = build_rule(c.rule, loss_fn, c.window)
     optimizer = optax.adam(c.lr)
     rule_state = rule.init(params, *example_args, key=feedback_key)
     state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule_state}

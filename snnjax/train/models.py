@@ -17,10 +17,10 @@ from flax import nnx
 
 import snnjax
 from snnjax import rules
-from snnjax.nn import LIF, LeakyIntegrator, Sequential
+from snnjax.nn import LIF, LeakyIntegrator, Sequential, network
 from snnjax.rules.protocol import Rule
 
-__all__ = ["MLP", "ConvSNN", "build_model", "build_rule", "classifier_loss"]
+__all__ = ["MLP", "ConvSNN", "build_model", "build_rule", "classifier_loss", "stepped_loss"]
 
 
 class MLP(nnx.Module):
@@ -179,12 +179,33 @@ def classifier_loss(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool) -> C
     return loss_fn
 
 
-def build_rule(name: str, loss_fn: Callable) -> Rule:
+def stepped_loss(model: nnx.Module) -> rules.SteppedLoss:
+    """The loss of ``model`` (an ``snn`` or ``rsnn`` :class:`snnjax.nn.Sequential`) stepped one time step
+    at a time, with a cross-entropy at every step: what the online rules are built from.
+
+    Its ``aux`` is the readout ``[T, B, C]``; the training step classifies by its maximum over time,
+    as :func:`classifier_loss` does.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from snnjax.train import build_model, stepped_loss
+      >>> model = build_model("rsnn", 4, 3, (8,), seed=0)
+      >>> loss, ys = stepped_loss(model)(nnx.state(model, nnx.Param), jnp.ones((5, 2, 4)), jnp.array([0, 2]))
+      >>> loss.shape, ys.shape
+      ((), (5, 2, 3))
+    """
+    return rules.per_step_loss(network(model), optax.softmax_cross_entropy_with_integer_labels)
+
+
+def build_rule(name: str, loss_fn: Callable, window: int = 16) -> Rule:
     """The rule ``name`` (one of ``snnjax.train.RULES``) built from ``loss_fn``.
 
     Args:
-      name: ``bptt``, ``fg-w``, ``fg-a``, ``fa``, ``dfa`` or ``fdfa``.
+      name: ``bptt``, ``fg-w``, ``fg-a``, ``fa``, ``dfa``, ``fdfa``, or, for a
+        :func:`stepped_loss`, ``eprop``, ``eprop-random`` or ``tbptt``.
       loss_fn: ``(params, *args) -> (loss, aux)``.
+      window: ``tbptt``'s window in steps.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -204,6 +225,9 @@ def build_rule(name: str, loss_fn: Callable) -> Rule:
         "fa": rules.fa,
         "dfa": rules.dfa,
         "fdfa": rules.fdfa,
+        "eprop": rules.eprop,
+        "eprop-random": lambda f: rules.eprop(f, feedback="random"),
+        "tbptt": lambda f: rules.tbptt(f, window),
     }
     if name not in builders:
         raise ValueError(f"unknown rule {name!r}; choose {', '.join(builders)}.")
