@@ -26,6 +26,7 @@ PUBLIC = [
     "snnjax.encoders",
     "snnjax.losses",
     "snnjax.decay",
+    "snnjax.nir",
 ]
 
 
