@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from tiny_runs import DATA_ARGV
 
 import snnjax
 import snnjax.nn as snn
@@ -245,12 +246,7 @@ def test_two_processes_train_like_one_device(tmp_path):
         "--no-progress",
         "--out",
         str(tmp_path / "two"),
-        "--data-option",
-        "num_classes=2",
-        "--data-option",
-        "units=5",
-        "--data-option",
-        "samples_per_class=20",
+        *DATA_ARGV,
     ]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the command gives each process 8 / 2 devices
     port = _free_port()

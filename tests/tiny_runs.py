@@ -16,21 +16,9 @@ TINY = dict(
     plots=False,
     data_options={"num_classes": 2, "units": 5, "samples_per_class": 20},
 )
-# The same run on the command line, less --hidden and --epochs.
-TINY_ARGV = [
-    "--steps",
-    "10",
-    "--batch-size",
-    "8",
-    "--no-progress",
-    "--no-plots",
-    "--data-option",
-    "num_classes=2",
-    "--data-option",
-    "units=5",
-    "--data-option",
-    "samples_per_class=20",
-]
+# TINY's data options on the command line, and the run's other options, less --hidden and --epochs.
+DATA_ARGV = [arg for key, value in TINY["data_options"].items() for arg in ("--data-option", f"{key}={value}")]
+TINY_ARGV = ["--steps", "10", "--batch-size", "8", "--no-progress", "--no-plots", *DATA_ARGV]
 QUIET = dict(log=lambda line: None)
 
 

@@ -90,7 +90,8 @@ def _check_readout(readout: Neuron, size: int, dtype: Any) -> None:
     (kappa, g), (kappa2, g2) = (
         [np.asarray(a) for a in _readout_jacobians(readout, size, dtype, value)] for value in (0.0, 1.7)
     )  # the same at two points: linear
-    if not all(np.allclose(a, b[0]) for a, b in ((kappa, kappa), (g, g), (kappa2, kappa), (g2, g))):
+    one_decay = np.allclose(kappa, kappa[0]) and np.allclose(g, g[0])
+    if not (one_decay and np.allclose(kappa2, kappa) and np.allclose(g2, g)):
         raise ValueError(
             "eprop: the readout must be linear with one decay for all outputs (snnjax.leaky_integrator with a scalar "
             "kappa): e-prop filters the eligibility traces with that decay."
@@ -164,7 +165,6 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         pres = [n_in, 1] + ([n] if recurrent is not None else [])  # W_in, b, W_rec (a bias has one input)
         traces0 = [[jnp.zeros((batch, p, n), dtype)] * len(fields) for p in pres]
         filtered0 = [jnp.zeros((batch, p, n), dtype) for p in pres]
-        zero = dict(hidden=[jnp.zeros((p, n), dtype) for p in pres], out=jnp.zeros((n, classes), dtype))
 
         def body(carry, x_t):
             s, r, traces, filtered, z_bar, one_bar, grads, loss_sum = carry
@@ -193,12 +193,14 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
                 new_filtered.append(bar)
             z_bar, one_bar = kappa * z_bar + z, kappa * one_bar + 1.0
             out = grads["out"] + gain * z_bar.T @ error
-            grads = dict(
-                hidden=new_hidden, out=out, out_bias=grads.get("out_bias", 0.0) + gain * one_bar * error.sum(0)
-            )
+            grads = dict(hidden=new_hidden, out=out, out_bias=grads["out_bias"] + gain * one_bar * error.sum(0))
             return (s_new, r, new_traces, new_filtered, z_bar, one_bar, grads, loss_sum + loss), y
 
-        grads0 = dict(zero, out_bias=jnp.zeros((classes,), dtype))
+        grads0 = dict(
+            hidden=[jnp.zeros((p, n), dtype) for p in pres],
+            out=jnp.zeros((n, classes), dtype),
+            out_bias=jnp.zeros((classes,), dtype),
+        )
         carry0 = (
             s0,
             r0,
@@ -217,11 +219,10 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
             return d_in.kernel, d_in.bias, rec, d_out.kernel, d_out.bias
 
         w_in, b_in, w_rec = grads["hidden"][0], grads["hidden"][1][0], grads["hidden"][2:] or [None]
-        found = weights(params)
+        found, pullback = jax.vjp(weights, params)
         cotangent = tuple(
             None if w is None else g for w, g in zip(found, (w_in, b_in, w_rec[0], grads["out"], grads["out_bias"]))
         )
-        _, pullback = jax.vjp(weights, params)
-        return (jnp.asarray(loss, dtype), ys), pullback(cotangent)[0], FeedbackState(state.matrices, state.step + 1)
+        return (loss, ys), pullback(cotangent)[0], FeedbackState(state.matrices, state.step + 1)
 
     return Rule(init=init, apply=apply, stateful=True, name=f"e-prop ({feedback})", loss_fn=loss_fn)

@@ -96,8 +96,13 @@ def fingerprint(tree: Any) -> str | None:
     """
     if any(isinstance(leaf, jax.Array) and not leaf.is_fully_addressable for leaf in jax.tree.leaves(tree)):
         return None
+    return _digest(_host_arrays(tree))
+
+
+def _digest(arrays: list[tuple[str, np.ndarray]]) -> str:
+    """SHA-256 over ``(path, array)`` pairs: each path, shape, dtype and the bytes."""
     digest = hashlib.sha256()
-    for path, array in _host_arrays(tree):
+    for path, array in arrays:
         digest.update(f"{path}|{array.shape}|{array.dtype}|".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
@@ -213,9 +218,10 @@ class Checkpoints:
         except Exception as error:
             raise _Damaged(f"its arrays do not load ({_first_line(error)})") from None
         state = out["state"]
-        if checksum is not None and fingerprint(state) not in (None, checksum):
+        arrays = _host_arrays(state)  # restored whole on this process: copied to the host once, for both checks
+        if checksum is not None and _digest(arrays) != checksum:
             raise _Corrupted("its arrays do not match the checksum saved with them")
-        bad = [p for p, a in _host_arrays(state) if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all()]
+        bad = [p for p, a in arrays if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all()]
         if bad:
             raise _Corrupted(f"it holds NaN or infinite values in {bad[0]}")
         return state, record
