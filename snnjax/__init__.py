@@ -10,6 +10,7 @@ import sys as _sys
 from snnjax import encoders, losses, neurons, ste, surrogates
 from snnjax.host import tune_host_allocator
 from snnjax.identities import bypass, inject, straight_through
+from snnjax.local_losses import group_local_loss
 from snnjax.neurons import decay, spike_time
 from snnjax.neurons.alif import ALIFState, alif
 from snnjax.neurons.bptt import run_bptt
@@ -61,6 +62,7 @@ __all__ = [
     "decay_from_tau",
     "dense",
     "encoders",
+    "group_local_loss",
     "heaviside",
     "iaf",
     "inject",

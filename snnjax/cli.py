@@ -47,8 +47,9 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
             "--model",
             choices=MODELS,
             help=(
-                "mlp (ReLU, images, no time), snn (feed-forward LIF), rsnn (recurrent LIF) or conv (convolutional "
-                "LIF, images; --hidden gives its channels); default per dataset"
+                "mlp (ReLU, images, no time), snn (feed-forward LIF), rsnn (recurrent LIF), conv (convolutional "
+                "LIF, images; --hidden gives its channels), mixer / spiking-mixer (Ren et al.'s LocalMixer, images; "
+                "--hidden gives one channel count per block); default per dataset"
             ),
         )
         parser.add_argument(
@@ -59,11 +60,20 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
                 "learning rule: bptt, fg-w / fg-a (forward gradient, weight- / activity-perturbed), fa (feedback "
                 "alignment), dfa (direct FA), fdfa (forward DFA); online, with a loss at every step (models snn, "
                 "rsnn): eprop / eprop-random (e-prop, symmetric / random feedback, one hidden layer), tbptt "
-                "(truncated BPTT)"
+                "(truncated BPTT); on the mixers' patch- and group-wise local losses: lg-bp, lg-fg-w, lg-fg-a; "
+                "forward gradient along a guessed direction: fg-guess-lg (the mixers' local losses' gradient), "
+                "fg-guess-dfa (DFA's)"
             ),
         )
         parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes, e.g. --hidden 400 400")
         parser.add_argument("--window", type=int, default=16, help="tbptt: the truncation window in steps (default 16)")
+        parser.add_argument(
+            "--directions", type=int, default=1, help="forward-gradient rules: directions K per step (default 1)"
+        )
+        parser.add_argument("--groups", type=int, default=16, help="mixers: channel groups G (default 16)")
+        parser.add_argument(
+            "--patches", type=int, default=1, help="mixers: patches per image side, P = patches^2 tokens (default 1)"
+        )
         parser.add_argument(
             "--steps", type=int, help="time steps T (image encoding length, SHD bins, Randman raster length)"
         )
@@ -225,6 +235,9 @@ def _config(args: argparse.Namespace):
         devices=args.devices,
         shard_params_above=args.shard_params_above,
         window=args.window,
+        directions=args.directions,
+        groups=args.groups,
+        patches=args.patches,
         **common,
     )
 

@@ -256,6 +256,25 @@ def test_fashion_mnist_benchmark_smoke(tmp_path):
     assert payload["results"]["lif"]["LG-FG-A"]["test_error"] < 80, payload["results"]
 
 
+def test_local_mixer_benchmark_and_variance_smoke(tmp_path):
+    """The Table 3 grid on a problem learnt in a few steps: BP and LG-FG-A well below chance's 90 %,
+    the report's table from the runs; the variance benchmark draws both weightings per G."""
+    from test_datasets import write_learnable_idx
+
+    write_learnable_idx(tmp_path)
+    argv = ["--directory", str(tmp_path), "--configs", "m1", "--methods", "BP", "LG-FG-A", "--seeds", "0"]
+    payload = _run_benchmark(
+        "local_mixer_fashion_mnist", argv + ["--epochs", "2", "--batch", "32", "--lrs", "3e-3", "--no-write"]
+    )
+    runs = {r["method"]: r["curve"][-1] for r in payload["runs"].values()}
+    assert runs["BP"]["test_error"] < 30 and runs["LG-FG-A"]["test_error"] < 60, runs
+    table = _benchmark("local_mixer_fashion_mnist")["report"](payload)
+    assert "| m1 | LG-FG-A | 2 | 0.003 | 1 |" in table, table
+    argv = ["--directory", str(tmp_path), "--groups", "1", "4", "--draws", "3", "--batch", "6", "--no-write"]
+    payload = _run_benchmark("local_loss_variance", argv + ["--channels", "16"])
+    assert set(payload["results"]) == {"1", "4"} and set(payload["results"]["4"]) == {"grouped", "summed"}
+
+
 def test_fashion_mnist_benchmark_local_losses_cut_the_blocks():
     """LG-BP: the first block learns from its own head's loss only (rules.block is the cut)."""
     import jax

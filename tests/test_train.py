@@ -192,6 +192,9 @@ def test_train_learns_an_image_set_from_idx_files_with_every_rule(tmp_path):
         ("mlp", "fa", None),
         ("snn", "dfa", "rate"),
         ("mlp", "fdfa", None),
+        ("mixer", "lg-fg-a", None),
+        ("spiking-mixer", "lg-bp", None),
+        ("mixer", "fg-guess-lg", None),
     )
     for model, rule, encoding in runs:
         result = fit(
@@ -202,6 +205,7 @@ def test_train_learns_an_image_set_from_idx_files_with_every_rule(tmp_path):
                 encoding=encoding,
                 steps=6,
                 lr=1e-2,
+                groups=4 if "mixer" in model else 16,
                 out=str(tmp_path / f"{model}-{rule}"),
             ),
             **QUIET,

@@ -40,8 +40,8 @@ def altered_rules(alter):
     (0, 1, ...) counted in the rule's state; monkeypatch it in to make a run diverge or drift."""
     real = loop.build_rule
 
-    def build_rule(name, *models_and_options):
-        inner = real(name, *models_and_options)
+    def build_rule(name, *models_and_options, **options):
+        inner = real(name, *models_and_options, **options)
 
         def apply(state, params, *args, key):
             (loss, aux), grads, inner_state = inner.apply(state[0], params, *args, key=key)

@@ -1,6 +1,6 @@
 """Learning rules, each a drop-in for ``jax.value_and_grad`` (see :mod:`snnjax.rules.protocol`)."""
 
-from snnjax.rules.block import block
+from snnjax.rules.block import block, grouped
 from snnjax.rules.bptt import bptt
 from snnjax.rules.feedback import FeedbackState, dfa, fa, fdfa
 from snnjax.rules.forward_gradient import forward_gradient
@@ -18,6 +18,7 @@ __all__ = [
     "fa",
     "fdfa",
     "forward_gradient",
+    "grouped",
 ]
 from snnjax.rules.activity import activity_forward_gradient  # noqa: E402
 
@@ -40,3 +41,6 @@ __all__ += ["tbptt"]
 from snnjax.rules.eprop import eprop  # noqa: E402
 
 __all__ += ["eprop"]
+from snnjax.rules.guessed import guessed_forward_gradient  # noqa: E402
+
+__all__ += ["guessed_forward_gradient"]

@@ -44,6 +44,14 @@ the mean over the batch of independent per-example losses (no batch statistics).
 :math:`\hat g_{z_l} = d^{(k)}_b u_{l,b} / B` for a layer in block :math:`k`. The rule checks it
 on the traced loss and raises if a layer's pre-activation reaches two local losses.
 
+**Patch- and group-wise losses** (Ren et al.'s): a block's local loss may be an array
+``[*tokens, G]`` per example (:func:`snnjax.group_local_loss`), with one directional
+derivative :math:`d^{(k)}_{b,p,g}` per element from the same ``jvp``. A layer marked
+:func:`snnjax.rules.grouped` takes, for the units of group :math:`g` at token :math:`p`,
+:math:`d^{(k)}_{b,p,g}` alone; an unmarked one takes their sum. Both are unbiased (the other
+elements' derivatives do not depend on the unit); the first leaves out the noise of every
+other group and token, which is what makes many groups lower the variance.
+
 Limits: the loss is evaluated twice (the ``jvp`` and the local objective's gradient), and like
 the forward pass the rule holds every layer's activity over time. Products inside a
 ``jax.custom_vjp`` function (:func:`snnjax.run_bptt`) cannot be perturbed: the rule raises.
@@ -70,19 +78,21 @@ _sg = jax.lax.stop_gradient
 RECURRENT = ("dynamics", "current")
 
 
-def _perturbed(site: Site, recurrent: str) -> bool:
-    """Whether the rule perturbs this site's pre-activation (module docstring, recurrent weights)."""
+def _perturbed(site: Site, recurrent: str, exact_output: bool) -> bool:
+    """Whether the rule perturbs this site's pre-activation (module docstring: recurrent weights, output layers)."""
+    if exact_output and site.output:
+        return False
     return not site.merged if recurrent == "current" else not site.recurrent
 
 
 class _Perturb(Handler):
     """Adds this step's noise to every perturbed pre-activation; passes the activations on (for the mask)."""
 
-    def __init__(self, name: str, mask: bool, recurrent: str):
-        self.name, self.mask, self.recurrent = name, mask, recurrent
+    def __init__(self, name: str, mask: bool, recurrent: str, exact_output: bool):
+        self.name, self.mask, self.recurrent, self.exact_output = name, mask, recurrent, exact_output
 
     def watches(self, site: Site):
-        if not _perturbed(site, self.recurrent):
+        if not _perturbed(site, self.recurrent, self.exact_output):
             return {}
         tags = {"pre": site.pre_activation}
         if self.mask and site.activation != site.pre_activation:
@@ -98,11 +108,11 @@ class _Perturb(Handler):
 class _Cut(Handler):
     """Stops the gradient after every perturbed pre-activation and collects it (the local objective)."""
 
-    def __init__(self, name: str, recurrent: str):
-        self.name, self.recurrent = name, recurrent
+    def __init__(self, name: str, recurrent: str, exact_output: bool):
+        self.name, self.recurrent, self.exact_output = name, recurrent, exact_output
 
     def watches(self, site: Site):
-        return {"pre": site.pre_activation} if _perturbed(site, self.recurrent) else {}
+        return {"pre": site.pre_activation} if _perturbed(site, self.recurrent, self.exact_output) else {}
 
     def value(self, site, tag, value, extra):
         return _sg(value), value
@@ -151,6 +161,34 @@ def _check_blocks(graph: Graph, rule: str) -> None:
             )
 
 
+def _coefficient(site: Site, d: jax.Array, shape: tuple[int, ...], groupwise: bool, rule: str) -> jax.Array:
+    r"""The directional derivatives that weigh a site's noise (of ``shape``): its local loss's, summed.
+
+    ``d`` is the example's local loss's (a scalar, or ``[*tokens, G]`` for token- and group-wise
+    losses). Marked :func:`snnjax.rules.grouped` (``[*tokens, H]`` per step), unit ``h`` of token
+    ``p`` takes ``d[p, h // (H/G)]`` alone (``groups=1``: token ``p`` takes ``d[p]`` summed over
+    the loss's groups); otherwise every element's derivative is summed.
+    """
+    if site.groups is None or not groupwise or jnp.ndim(d) == 0:
+        return jnp.sum(d)
+    groups, units = site.groups, shape[-1]
+    if groups == 1:  # token-wise only: a token's units take its groups' derivatives, summed
+        d = jnp.sum(d, axis=-1, keepdims=True)
+    if d.shape[-1] != groups:
+        raise ValueError(
+            f"{rule}: the pre-activation of {site.name} is marked grouped(groups={groups}), but its local loss "
+            f"has shape {tuple(d.shape)} per example: its last axis must be the {groups} groups."
+        )
+    per_unit = jnp.repeat(d, units // groups, axis=-1)
+    if jnp.broadcast_shapes(per_unit.shape, shape) != tuple(shape):
+        raise ValueError(
+            f"{rule}: the pre-activation of {site.name} (shape {tuple(shape)} per example with its steps) is "
+            f"marked grouped, but its local loss's tokens {tuple(d.shape[:-1])} are not its trailing axes "
+            "before the units."
+        )
+    return jnp.broadcast_to(per_unit, shape)
+
+
 def _rebuild_aux(per_example: Any, full: Any, rule: str) -> Any:
     """The batch's ``aux`` from the examples' (stacked on a leading axis, batch axis of size 1)."""
 
@@ -177,6 +215,8 @@ def activity_forward_gradient(
     batch_axes: int | None | tuple[int | None, ...] = None,
     mask: bool = True,
     recurrent: str = "dynamics",
+    groupwise: bool = True,
+    exact_output: bool = False,
 ) -> Rule:
     r"""Forward gradient by activity perturbation (FG-A; LG-FG-A with local losses).
 
@@ -190,6 +230,13 @@ def activity_forward_gradient(
         ``[T, B, N]`` with labels ``[B]``: ``(1, 0)``).
       mask: zero the estimate where the layer's activation has zero derivative (dead ReLUs).
       recurrent: how recurrent weights learn, ``"dynamics"`` or ``"current"`` (module docstring).
+      groupwise: weigh a layer marked :func:`snnjax.rules.grouped` by its own token's and
+        group's loss only; ``False`` weighs it by its block's summed derivative, like any other
+        (unbiased too, with more variance: for comparison).
+      exact_output: leave the output layers (whose result reaches the loss through no other
+        layer: the classifier, Ren et al.'s local heads) unperturbed; they learn from their
+        exact gradient, back-propagated through the loss alone, as Ren et al. train them, and
+        their noise no longer adds to the other layers' estimates.
 
     Returns:
       A :class:`snnjax.rules.Rule`, ``(loss, aux), grads = rule(params, *args, key=key)``.
@@ -218,6 +265,9 @@ def activity_forward_gradient(
     forward_mode.check_options(num_directions, distribution, "activity_forward_gradient")
     if not isinstance(mask, bool):
         raise ValueError(f"activity_forward_gradient: mask must be True or False, got {mask!r}.")
+    for option, value in (("groupwise", groupwise), ("exact_output", exact_output)):
+        if not isinstance(value, bool):
+            raise ValueError(f"activity_forward_gradient: {option} must be True or False, got {value!r}.")
     if recurrent not in RECURRENT:
         raise ValueError(f"activity_forward_gradient: recurrent must be one of {RECURRENT}, got {recurrent!r}.")
     rule = "activity_forward_gradient"
@@ -236,16 +286,16 @@ def activity_forward_gradient(
             example = one(example)
             graph = trace(loss_fn, params, example, rule)
             _check_blocks(graph, rule)
-            handler = _Perturb(rule, mask, recurrent)
+            handler = _Perturb(rule, mask, recurrent, exact_output)
 
             def run(eps):
                 (loss, aux), collected = evaluate(graph, params, example, handler, eps)
                 acts = {i: v for (tag, i), v in collected.items() if tag == "act"}
-                return (jnp.stack(jax.tree.leaves(loss)), acts), aux
+                return (tuple(jax.tree.leaves(loss)), acts), aux
 
             def direction(k):
                 k = jax.random.fold_in(k, b)
-                perturbed = [s for s in graph.sites if _perturbed(s, recurrent)]
+                perturbed = [s for s in graph.sites if _perturbed(s, recurrent, exact_output)]
                 noise = {
                     ("pre", s.index): forward_mode.draw(
                         jax.random.fold_in(k, s.index),
@@ -259,14 +309,16 @@ def activity_forward_gradient(
                 (losses, _), (d, d_acts), aux = forward_mode.jvp(run, (zeros,), (noise,), has_aux=True)
                 signals = {}
                 for s in perturbed:
-                    coefficient = d[s.losses[0]] if s.losses else jnp.zeros_like(d[0])
-                    g = coefficient * noise[("pre", s.index)]
+                    u = noise[("pre", s.index)]
+                    coefficient = _coefficient(s, d[s.losses[0]], u.shape, groupwise, rule) if s.losses else 0.0
+                    g = coefficient * u
                     if s.index in d_acts:  # zero where the activation passes no tangent
                         g = jnp.where(d_acts[s.index].reshape(g.shape) != 0, g, 0.0)
                     signals[s.index] = g
                 return losses, aux, signals
 
             losses, aux, signals = jax.vmap(direction, out_axes=(None, None, 0))(jax.random.split(key, num_directions))
+            losses = jnp.stack([jnp.sum(leaf) for leaf in losses])
             return losses, aux, {i: jnp.mean(g, axis=0) for i, g in signals.items()}
 
         batched = [(a, ax) for a, ax in zip(args, axes) if ax is not None and jax.tree.leaves(a)]
@@ -279,7 +331,7 @@ def activity_forward_gradient(
             def local(signal, *example):
                 example = one(example)
                 graph = trace(loss_fn, p, example, rule)
-                (loss, _), pre = evaluate(graph, p, example, _Cut(rule, recurrent))
+                (loss, _), pre = evaluate(graph, p, example, _Cut(rule, recurrent, exact_output))
                 return total(loss) + sum(jnp.vdot(_sg(signal[i]), pre[("pre", i)]) for i in signal)
 
             return jnp.sum(jax.vmap(local, in_axes=(0, *axes))(signals, *args)) / batch

@@ -1,4 +1,4 @@
-r"""The one marker a model may need: where a local-loss block ends.
+r"""The markers a model may need: where a local-loss block ends, and which local loss a group feeds.
 
 Every rule finds a model's weight products, hidden layers and output by itself
 (:mod:`snnjax.rules.graph`). What it cannot find is where a model trained with local losses
@@ -13,6 +13,21 @@ With no rule active (a plain forward pass, ``jax.grad``, ``jax.jvp``) :func:`blo
 identity, values and derivatives alike. Every rule reads it the same way, as a cut that stops
 both cotangents and tangents (:math:`\operatorname{sg}`), so the layers after it see ``h`` as
 an input: the block before it learns from its own local loss only.
+
+A block's local loss may be an array of losses, one per token and group (Ren et al.'s
+patch- and group-wise losses, :func:`snnjax.group_local_loss`), shaped
+``[*tokens, G]`` for one example. A layer whose pre-activation ``z`` (``[*tokens, H]`` for one
+example and step) feeds, group by group, only its own token's and group's loss says so with
+:func:`grouped`:
+
+.. code-block:: python
+
+    z = snnjax.rules.grouped(layer(x), groups=G)   # z[..., p, gH/G:(g+1)H/G] reaches loss[p, g] only
+
+so that activity perturbation (:func:`snnjax.rules.activity_forward_gradient`) weighs that
+group's noise by that loss's directional derivative alone, not the block's sum. It is a
+promise about the model (a per-group normalisation keeps it, a layer norm over all channels
+breaks it); every other rule reads :func:`grouped` as the identity.
 """
 
 from __future__ import annotations
@@ -20,10 +35,11 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-__all__ = ["block", "block_p"]
+__all__ = ["block", "block_p", "grouped", "grouped_p"]
 
 block_p = Primitive("snnjax_block")
 """The marker's primitive: an identity that a rule's trace of the loss can see."""
@@ -50,3 +66,44 @@ def block(h: Any) -> Any:
       6.0
     """
     return jax.tree.map(block_p.bind, h)
+
+
+grouped_p = Primitive("snnjax_grouped")
+"""The group marker's primitive: an identity carrying the number of groups."""
+grouped_p.def_impl(lambda x, *, groups: x)
+grouped_p.def_abstract_eval(lambda aval, *, groups: aval)
+ad.deflinear2(grouped_p, lambda cotangent, x, *, groups: [cotangent])
+batching.defvectorized(grouped_p)
+mlir.register_lowering(grouped_p, lambda ctx, x, *, groups: [x])
+
+
+def grouped(z: jax.Array, groups: int = 1) -> jax.Array:
+    r"""Declare that a layer's pre-activation feeds its block's local losses token by token, group by group.
+
+    For one example (and one time step), ``z`` is ``[*tokens, H]``: its last axis splits into
+    ``groups`` contiguous groups of ``H / groups`` units, and ``z[*p, g-th group]`` reaches only
+    element ``[*p, g]`` of its block's local loss (``[*tokens, G]``, or ``[G]`` for one loss per
+    group over all tokens). ``groups=1`` declares token-wise losses only (patch-wise).
+
+    Args:
+      z: the pre-activation, right after the layer's product and bias: ``[B, *tokens, H]``,
+        ``[T, B, *tokens, H]`` inside a network stepped over time.
+      groups: ``G``, a divisor of ``H``.
+
+    Returns:
+      ``z`` unchanged.
+
+    Raises:
+      ValueError: if ``groups`` is not a positive int dividing ``z``'s last axis.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax import rules
+      >>> rules.grouped(jnp.ones((2, 4, 8)), groups=4).shape  # 2 examples, 4 tokens, 4 groups of 2 units
+      (2, 4, 8)
+    """
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"grouped: groups must be an int >= 1, got {groups!r}.")
+    if jnp.ndim(z) < 1 or jnp.shape(z)[-1] % groups:
+        raise ValueError(f"grouped: groups={groups} must divide the last axis of z, of shape {jnp.shape(z)}.")
+    return grouped_p.bind(z, groups=groups)

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from snnjax.rules import forward_mode
 from snnjax.rules.graph import evaluate, trace
+from snnjax.rules.guessed import guessed_forward_gradient
 from snnjax.rules.protocol import Rule, stateless, total
 
 __all__ = ["combine", "directional_derivatives", "forward_gradient"]
@@ -37,6 +38,7 @@ def forward_gradient(
     num_directions: int = 1,
     *,
     distribution: str = "gaussian",
+    guess: Rule | None = None,
 ) -> Rule:
     r"""Forward gradient by weight perturbation, a drop-in for ``jax.value_and_grad``.
 
@@ -54,6 +56,9 @@ def forward_gradient(
       num_directions: ``K``, directions averaged per call; evaluated with ``jax.vmap``, so the
         loss is traced once and the primal is computed once.
       distribution: ``"gaussian"`` or ``"rademacher"`` entries of :math:`v`.
+      guess: a rule whose gradient is the direction instead of noise (a local loss's
+        :func:`snnjax.rules.bptt`, :func:`snnjax.rules.dfa`): the gradient projected on it,
+        biased, :func:`snnjax.rules.guessed_forward_gradient` (``num_directions`` must be 1).
 
     Returns:
       A :class:`snnjax.rules.Rule`: ``(loss, aux), grads = rule(params, *args, key=key)``.
@@ -75,6 +80,10 @@ def forward_gradient(
     if not callable(loss_fn):
         raise ValueError("forward_gradient: loss_fn must be a callable (params, *args) -> (loss, aux).")
     forward_mode.check_options(num_directions, distribution, "forward_gradient")
+    if guess is not None:
+        if num_directions != 1:
+            raise ValueError("forward_gradient: a guess is one direction; leave num_directions at 1.")
+        return guessed_forward_gradient(loss_fn, guess)
 
     def apply(state, params, *args, key=None):
         key = forward_mode.require_key(key, "forward_gradient")
@@ -82,7 +91,7 @@ def forward_gradient(
 
         def objective(p):
             loss, aux = evaluate(graph, p, args)[0] if graph.blocks else loss_fn(p, *args)
-            return jnp.stack(jax.tree.leaves(loss)), aux
+            return jnp.stack([jnp.sum(leaf) for leaf in jax.tree.leaves(loss)]), aux
 
         losses, aux, derivatives, v = derivatives_along(objective, params, key, num_directions, distribution)
         # [K] per leaf: the directional derivatives of the losses the leaf reaches, summed

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, jaxprs_in_params
 
-from snnjax.rules.block import block_p
+from snnjax.rules.block import block_p, grouped_p
 
 __all__ = ["Graph", "Handler", "Site", "evaluate", "trace"]
 
@@ -95,6 +95,8 @@ class Site(NamedTuple):
         layer's whole input current at the step (the feed-forward current added in).
       activation: the last value of the chain of elementwise steps after :math:`o` (the layer's
         activation: a ReLU's output, say), a :class:`Value`; :math:`o` itself if none follows.
+      groups: ``G`` if the model marked the pre-activation with :func:`snnjax.rules.grouped`
+        (its token ``p``, group ``g`` reaches only element ``[p, g]`` of its local loss), else ``None``.
     """
 
     index: int
@@ -116,6 +118,7 @@ class Site(NamedTuple):
     where: str
     pre_activation: Value
     activation: Value
+    groups: int | None = None
 
     @property
     def name(self) -> str:
@@ -295,13 +298,23 @@ class _Found:
     currents: dict = dataclasses.field(default_factory=dict)  # recurrent site's path -> variables its current adds
 
 
-def _walk(jaxpr: Jaxpr, start, path: tuple[int, ...], forward: bool, bits: dict, added: list | None = None):
+def _walk(
+    jaxpr: Jaxpr,
+    start,
+    path: tuple[int, ...],
+    forward: bool,
+    bits: dict,
+    added: list | None = None,
+    groups: list | None = None,
+):
     """The end of the single-consumer chain from ``start`` (output 0 of the equation at ``path``),
     as ``(Value, variable)``: through the bias (an addition of something that does not depend on
-    the data) and reshapes (``forward=False``: the pre-activation), or through every elementwise
+    the data), reshapes and transposes (``forward=False``: the pre-activation), or through every elementwise
     step (``forward=True``: the activation). With ``added`` (a recurrent product), the
     pre-activation also takes in what this step's input adds, another layer's current at the same
-    step, and those variables are appended to ``added``: the layer's whole input current."""
+    step, and those variables are appended to ``added``: the layer's whole input current. A
+    :func:`snnjax.rules.grouped` marker ends the pre-activation, its group count appended to
+    ``groups``; the activation's walk passes it."""
     consumers: dict = {}
     for i, eqn in enumerate(jaxpr.eqns):
         for a in eqn.invars:
@@ -316,8 +329,13 @@ def _walk(jaxpr: Jaxpr, start, path: tuple[int, ...], forward: bool, bits: dict,
         if len(eqn.outvars) != 1 or math.prod(eqn.outvars[0].aval.shape) != math.prod(var.aval.shape):
             break
         name = eqn.primitive.name
-        if name in _RESHAPES or name == "convert_element_type":
+        if name in _RESHAPES or name in ("convert_element_type", "transpose"):  # einsum's output transposes
             pass
+        elif name == grouped_p.name:  # the model marked the pre-activation: it ends here
+            if not forward:
+                if groups is not None:
+                    groups.append(eqn.params["groups"])
+                return Value(path[:-1] + (i,), 0, _struct(eqn.outvars[0])), eqn.outvars[0]
         elif name in ("add", "sub") and not forward:
             others = [a for a in eqn.invars if a is not var]
             if any(_read(bits, a) & _D for a in others):
@@ -423,7 +441,9 @@ def _forward(jaxpr, in_bits, path, loops, within, in_loop, found: _Found) -> lis
             bits[v] = b
     for here, out in chains:
         added = [] if found.sites[here]["recurrent"] else None
-        found.sites[here]["pre_activation"], pre_var = _walk(jaxpr, out, here, False, bits, added)
+        groups: list = []
+        found.sites[here]["pre_activation"], pre_var = _walk(jaxpr, out, here, False, bits, added, groups)
+        found.sites[here]["groups"] = groups[-1] if groups else None
         found.sites[here]["activation"], act_var = _walk(jaxpr, out, here, True, bits)
         found.ends[here] = (pre_var, act_var)
         if added:
@@ -515,7 +535,9 @@ def _indices(mask: int) -> tuple[int, ...]:
 def trace(loss_fn: Callable, params: Any, args: tuple, rule: str = "rule") -> Graph:
     """Trace ``loss_fn(params, *args) -> (loss, aux)`` once, abstractly, and find its sites.
 
-    ``loss`` is a scalar, or a tuple (or list) of scalar local losses whose sum is the objective.
+    ``loss`` is a scalar, or a tuple (or list) of local losses whose sum is the objective: each
+    a scalar, or an array of losses (one per token and group, :func:`snnjax.rules.grouped`)
+    whose elements all count.
 
     Args:
       loss_fn: the loss.
@@ -559,8 +581,9 @@ def trace(loss_fn: Callable, params: Any, args: tuple, rule: str = "rule") -> Gr
     loss_shapes = jax.tree.leaves(shapes[0])
     if not loss_shapes:
         raise ValueError(f"{rule}: loss_fn returned no loss.")
+    local = isinstance(shapes[0], (tuple, list))  # local losses may be arrays: one per token and group
     for s in loss_shapes:
-        if s.shape != () or not jnp.issubdtype(s.dtype, jnp.floating):
+        if (s.shape != () and not local) or not jnp.issubdtype(s.dtype, jnp.floating):
             raise ValueError(
                 f"{rule}: loss_fn must return a floating-point scalar loss (or a tuple of scalar local losses), "
                 f"got shape {s.shape} and dtype {s.dtype}; reduce per-example losses with jnp.mean."

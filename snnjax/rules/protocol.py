@@ -20,6 +20,8 @@ functions. A rule that needs the model's layers (feedback alignment, activity pe
 finds them by itself in the traced loss (:mod:`snnjax.rules.graph`). ``loss`` is a
 floating-point scalar; a model trained with local losses returns a tuple of them (one per
 block, the blocks separated by :func:`snnjax.rules.block`), and the objective is their sum.
+A local loss in the tuple may be an array, one loss per token and group (Ren et al.'s
+patch- and group-wise losses, :func:`snnjax.group_local_loss`); every element counts.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def stateless(apply: Callable, name: str, loss_fn: Callable | None) -> Rule:
 
 
 def total(loss: Any) -> jax.Array:
-    """The objective of a loss: the scalar itself, or the sum of a tuple of local losses.
+    """The objective of a loss: the scalar itself, or the sum of a tuple of local losses (all their elements).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -89,4 +91,6 @@ def total(loss: Any) -> jax.Array:
       3.5
     """
     leaves = jax.tree.leaves(loss)
-    return leaves[0] if len(leaves) == 1 else jnp.sum(jnp.stack(leaves))
+    if len(leaves) == 1 and jnp.ndim(leaves[0]) == 0:
+        return leaves[0]
+    return jnp.sum(jnp.stack([jnp.sum(leaf) for leaf in leaves]))

@@ -12,7 +12,7 @@ Examples:
 
 from snnjax.train.config import DEFAULTS, MODELS, RULES, Config, resolve
 from snnjax.train.loop import Result, TrainingDiverged, fit, make_eval_step, make_train_step
-from snnjax.train.models import MLP, ConvSNN, build_model, build_rule, classifier_loss, stepped_loss
+from snnjax.train.models import MLP, ConvSNN, build_model, build_rule, classifier_loss, local_loss, stepped_loss
 
 __all__ = [
     "Config",
@@ -26,6 +26,7 @@ __all__ = [
     "build_model",
     "build_rule",
     "classifier_loss",
+    "local_loss",
     "stepped_loss",
     "fit",
     "make_eval_step",

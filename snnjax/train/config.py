@@ -8,15 +8,35 @@ from typing import Any
 from snnjax.datasets.batching import ENCODINGS
 from snnjax.datasets.load import DATASETS
 
-__all__ = ["Config", "DEFAULTS", "MODELS", "RULES", "STEPPED_RULES", "resolve"]
+__all__ = [
+    "Config",
+    "DEFAULTS",
+    "GUESSED_RULES",
+    "LOCAL_RULES",
+    "MIXERS",
+    "MODELS",
+    "RULES",
+    "STEPPED_RULES",
+    "resolve",
+]
 
-MODELS = ("mlp", "snn", "rsnn", "conv")
-RULES = ("bptt", "fg-w", "fg-a", "fa", "dfa", "fdfa", "eprop", "eprop-random", "tbptt")
+MODELS = ("mlp", "snn", "rsnn", "conv", "mixer", "spiking-mixer")
+RULES = (
+    "bptt", "fg-w", "fg-a", "fa", "dfa", "fdfa", "eprop", "eprop-random", "tbptt", "lg-bp", "lg-fg-w", "lg-fg-a",
+    "fg-guess-lg", "fg-guess-dfa",
+)  # fmt: skip
 # Rules that train the network step by step, on a loss at every step (snnjax.rules.per_step_loss).
 STEPPED_RULES = ("eprop", "eprop-random", "tbptt")
+# Rules on the blocks' local losses (Ren et al.), for the LocalMixer models; fg-guess-lg guesses with them.
+LOCAL_RULES = ("lg-bp", "lg-fg-w", "lg-fg-a")
+GUESSED_RULES = ("fg-guess-lg", "fg-guess-dfa")
+FORWARD_RULES = ("fg-w", "fg-a", "lg-fg-w", "lg-fg-a")
+MIXERS = ("mixer", "spiking-mixer")
 
 # The convolutional network's own defaults (its channels, fewer steps), where the run does not set them.
 CONV_DEFAULTS: dict[str, Any] = dict(hidden=(16, 32), steps=8)
+# LocalMixer's: Ren et al.'s M/1/16 (two blocks of 256 channels), the spiking one over 4 steps; its own input coding.
+MIXER_DEFAULTS: dict[str, Any] = dict(hidden=(256, 256), steps=4)
 
 # Per data set: the network and input coding that train well in a few minutes on a CPU.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -39,11 +59,17 @@ class Config:
       model: ``mlp`` (ReLU, images only), ``snn`` (feed-forward LIF), ``rsnn`` (recurrent LIF) or
         ``conv`` (convolutional LIF, images only: ``hidden`` are its channels, default ``(16, 32)``,
         and ``steps`` defaults to 8); spiking models read out through leaky integrators, max over time.
+        ``mixer`` and ``spiking-mixer`` are :class:`snnjax.nn.LocalMixer` (images only, encoding
+        ``none``: the spiking one takes the image as a constant current for ``steps`` steps,
+        default 4): one block per ``hidden`` entry, all equal (the channels), default ``(256, 256)``.
       rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient), ``fg-a`` (activity-perturbed),
         ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment), ``fdfa`` (forward DFA),
         or, online on a loss at every step (:data:`STEPPED_RULES`, models ``snn`` and ``rsnn``):
         ``eprop`` (symmetric feedback), ``eprop-random`` (random feedback; one hidden layer for
-        both) and ``tbptt`` (truncated BPTT, ``window`` steps).
+        both) and ``tbptt`` (truncated BPTT, ``window`` steps), or, on the mixers' local losses
+        (:data:`LOCAL_RULES`): ``lg-bp``, ``lg-fg-w``, ``lg-fg-a``; or the forward gradient along a
+        guessed direction (:func:`snnjax.rules.guessed_forward_gradient`, each layer on its own
+        guess): ``fg-guess-lg`` (the mixers' local losses' gradient) or ``fg-guess-dfa`` (DFA's).
       epochs: passes over the training split.
       batch_size: examples per step.
       lr: Adam's learning rate.
@@ -66,6 +92,9 @@ class Config:
       shard_params_above: with ``devices``, split parameters (and their Adam moments) of at
         least this many elements over the devices instead of replicating them.
       window: ``tbptt``'s truncation window in steps.
+      directions: ``K``, the forward-gradient rules' directions per step (their estimates averaged).
+      groups: the mixers' channel groups ``G`` (a divisor of the channels).
+      patches: the mixers' patches per image side (``P = patches^2`` tokens).
 
     Examples:
       >>> from snnjax.train import Config, resolve
@@ -97,6 +126,9 @@ class Config:
     devices: int | None = None
     shard_params_above: int | None = None
     window: int = 16
+    directions: int = 1
+    groups: int = 16
+    patches: int = 1
 
 
 def _positive(name: str, value: Any) -> None:
@@ -128,8 +160,10 @@ def resolve(config: Config) -> Config:
     }
     if filled["model"] == "conv":
         filled.update({k: v for k, v in CONV_DEFAULTS.items() if getattr(config, k) is None})
+    if filled["model"] in MIXERS:
+        filled.update({k: v for k, v in MIXER_DEFAULTS.items() if getattr(config, k) is None})
     filled["hidden"] = tuple(filled["hidden"])
-    if filled["model"] == "mlp" and config.encoding is None:
+    if filled["model"] in ("mlp", *MIXERS) and config.encoding is None:
         filled["encoding"] = "none"
     if filled["out"] is None:
         filled["out"] = f"runs/{config.dataset}-{filled['model']}-{config.rule}"
@@ -166,9 +200,33 @@ def resolve(config: Config) -> Config:
             f"rule {c.rule!r} trains a network step by step (a loss at every step): use --model snn or rsnn."
         )
     _positive("window", c.window)
+    for name in ("directions", "groups", "patches"):
+        _positive(name, getattr(c, name))
+    if c.rule in (*LOCAL_RULES, "fg-guess-lg") and c.model not in MIXERS:
+        raise ValueError(
+            f"rule {c.rule!r} uses the blocks' local losses: use --model mixer or spiking-mixer (LocalMixer)."
+        )
+    if c.directions != 1 and c.rule not in FORWARD_RULES:
+        raise ValueError(f"directions (--directions {c.directions}) is for {', '.join(FORWARD_RULES)}, not {c.rule!r}.")
+    if c.model in MIXERS:
+        if not is_image or c.encoding != "none":
+            raise ValueError(f"model {c.model!r} takes images with --encoding none (it codes them itself).")
+        if len(set(c.hidden)) != 1:
+            raise ValueError(
+                f"model {c.model!r}: --hidden gives one channel count per block, all equal; got {c.hidden}."
+            )
+        if c.hidden[0] % c.groups or c.hidden[0] // c.groups < 2:
+            raise ValueError(
+                f"groups (--groups {c.groups}) must divide the mixer's channels, {c.hidden[0]}, into groups of 2 "
+                "or more."
+            )
+    elif (c.groups, c.patches) != (16, 1):
+        raise ValueError(
+            "groups and patches (--groups, --patches) are the mixer's: use --model mixer or spiking-mixer."
+        )
     if c.model == "conv" and not is_image:
         raise ValueError(f"model 'conv' takes images; {c.dataset} is not an image dataset (use snn or rsnn).")
-    if c.model != "mlp" and is_image and c.encoding == "none":
+    if c.model not in ("mlp", *MIXERS) and is_image and c.encoding == "none":
         raise ValueError(f"model {c.model!r} runs over time: pick --encoding rate, latency or current for {c.dataset}.")
     for name in ("epochs", "batch_size", "steps"):
         _positive(name, getattr(c, name))

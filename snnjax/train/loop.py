@@ -28,12 +28,13 @@ from jax.sharding import Mesh
 from snnjax import sharding
 from snnjax.datasets import batch_indices, encoding, load, prepare
 from snnjax.rules.protocol import Rule
-from snnjax.train.config import STEPPED_RULES, Config, resolve
+from snnjax.train.config import LOCAL_RULES, MIXERS, STEPPED_RULES, Config, resolve
 from snnjax.train.models import (
     build_model,
     build_rule,
     classifier_loss,
     count_correct,
+    local_loss,
     logits_and_layers,
     stepped_loss,
 )
@@ -380,13 +381,16 @@ def fit(
         raise ValueError(
             f"batch_size {c.batch_size} is larger than the {len(train.labels)} training examples; lower --batch-size."
         )
-    spiking = c.model != "mlp"
+    spiking = c.model in ("snn", "rsnn", "conv")  # read out over time: logits are the readout's maximum
     inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
     image = (*train.inputs.shape[1:3], train.inputs.shape[3] if train.inputs.ndim > 3 else 1)
-    model = build_model(c.model, inputs, train.num_classes, c.hidden, c.seed, image=image, run_bptt=c.rule == "bptt")
+    model = build_model(
+        c.model, inputs, train.num_classes, c.hidden, c.seed, image=image, run_bptt=c.rule == "bptt",
+        groups=c.groups, patches=c.patches, steps=c.steps,
+    )  # fmt: skip
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     encode = encoding(c.encoding, c.steps)
-    flatten = c.model != "conv"
+    flatten = c.model not in ("conv", *MIXERS)
     prepare_fn = lambda x, key: prepare(x, train.kind, encode, key, flatten=flatten)  # noqa: E731
     root = jax.random.key(c.seed)
     example_args = (
@@ -394,8 +398,14 @@ def fit(
         jax.ShapeDtypeStruct((c.batch_size,), jnp.int32),
     )
     feedback_key = jax.random.fold_in(root, 2**31 - 1)  # FA's and DFA's fixed matrices
-    loss_fn = stepped_loss(model) if c.rule in STEPPED_RULES else classifier_loss(graphdef, rest, spiking)
-    rule = build_rule(c.rule, loss_fn, c.window)
+    if c.rule in STEPPED_RULES:
+        loss_fn = stepped_loss(model)
+    elif c.rule in LOCAL_RULES:
+        loss_fn = local_loss(graphdef, rest)
+    else:
+        loss_fn = classifier_loss(graphdef, rest, spiking)
+    guess = local_loss(graphdef, rest) if c.rule == "fg-guess-lg" else None
+    rule = build_rule(c.rule, loss_fn, c.window, c.directions, exact_output=c.model in MIXERS, guess_loss_fn=guess)
     optimizer = optax.adam(c.lr)
     rule_state = rule.init(params, *example_args, key=feedback_key)
     state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule_state}

@@ -17,10 +17,10 @@ from flax import nnx
 
 import snnjax
 from snnjax import rules
-from snnjax.nn import LIF, LeakyIntegrator, Sequential, network
+from snnjax.nn import LIF, LeakyIntegrator, LocalMixer, Sequential, network
 from snnjax.rules.protocol import Rule
 
-__all__ = ["MLP", "ConvSNN", "build_model", "build_rule", "classifier_loss", "stepped_loss"]
+__all__ = ["MLP", "ConvSNN", "build_model", "build_rule", "classifier_loss", "local_loss", "stepped_loss"]
 
 
 class MLP(nnx.Module):
@@ -119,8 +119,15 @@ def build_model(
     *,
     image: tuple[int, int, int] | None = None,
     run_bptt: bool = False,
+    groups: int = 16,
+    patches: int = 1,
+    steps: int = 4,
 ) -> nnx.Module:
-    """``mlp``, ``snn`` (feed-forward LIF layers), ``rsnn`` (recurrent LIF layers) or ``conv`` (:class:`ConvSNN`).
+    """``mlp``, ``snn`` (feed-forward LIF layers), ``rsnn`` (recurrent LIF layers), ``conv`` (:class:`ConvSNN`),
+    ``mixer`` or ``spiking-mixer`` (:class:`snnjax.nn.LocalMixer`).
+
+    The mixers take ``image``, one block per entry of ``hidden`` (its channels), ``groups``
+    and ``patches`` per side; the spiking one runs ``steps`` steps of LIF neurons.
 
     The LIF layers of ``snn`` and ``rsnn`` use :math:`\\beta = 0.95`, threshold 1 and a
     fast-sigmoid surrogate of slope 10; the readout is ``classes`` leaky integrators with
@@ -141,12 +148,17 @@ def build_model(
     if name == "mlp":
         return MLP(sizes, rngs=rngs)
     surrogate = snnjax.surrogates.fast_sigmoid(slope=10.0)
+    if name in ("conv", "mixer", "spiking-mixer") and image is None:
+        raise ValueError(f"model {name!r} takes images: pass image=(H, W, C).")
+    if name in ("mixer", "spiking-mixer"):
+        spiking = dict(spiking=True, num_steps=steps) if name == "spiking-mixer" else {}
+        return LocalMixer(
+            image, classes, patches=patches, channels=hidden[0], blocks=len(hidden), groups=groups, rngs=rngs, **spiking
+        )
     if name == "conv":
-        if image is None:
-            raise ValueError("model 'conv' takes images: pass image=(H, W, C).")
         return ConvSNN(image, tuple(hidden), classes, rngs=rngs, surrogate=surrogate)
     if name not in ("snn", "rsnn"):
-        raise ValueError(f"unknown model {name!r}; choose mlp, snn, rsnn or conv.")
+        raise ValueError(f"unknown model {name!r}; choose mlp, snn, rsnn, conv, mixer or spiking-mixer.")
     layers = []
     recurrent = name == "rsnn"
     for a, b in zip(sizes[:-2], sizes[1:-1]):
@@ -179,6 +191,27 @@ def classifier_loss(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool) -> C
     return loss_fn
 
 
+def local_loss(graphdef: nnx.GraphDef, rest: nnx.State) -> Callable:
+    """``loss_fn(params, x, labels) -> ((block losses..., classifier loss), logits)`` of a
+    :class:`snnjax.nn.LocalMixer`: its blocks' patch- and group-wise local losses, the blocks cut.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from snnjax.train import build_model, local_loss
+      >>> net = build_model("mixer", 16, 3, (8, 8), seed=0, image=(4, 4, 1), groups=2)
+      >>> graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+      >>> losses, logits = local_loss(graphdef, rest)(params, jnp.ones((2, 4, 4)), jnp.array([0, 2]))
+      >>> [l.shape for l in losses], logits.shape
+      ([(1, 2), (1, 2), ()], (2, 3))
+    """
+
+    def loss_fn(params, x, labels):
+        return nnx.merge(graphdef, params, rest).losses(x, labels)
+
+    return loss_fn
+
+
 def stepped_loss(model: nnx.Module) -> rules.SteppedLoss:
     """The loss of ``model`` (an ``snn`` or ``rsnn`` :class:`snnjax.nn.Sequential`) stepped one time step
     at a time, with a cross-entropy at every step: what the online rules are built from.
@@ -198,14 +231,27 @@ def stepped_loss(model: nnx.Module) -> rules.SteppedLoss:
     return rules.per_step_loss(network(model), optax.softmax_cross_entropy_with_integer_labels)
 
 
-def build_rule(name: str, loss_fn: Callable, window: int = 16) -> Rule:
+def build_rule(
+    name: str,
+    loss_fn: Callable,
+    window: int = 16,
+    directions: int = 1,
+    exact_output: bool = False,
+    guess_loss_fn: Callable | None = None,
+) -> Rule:
     """The rule ``name`` (one of ``snnjax.train.RULES``) built from ``loss_fn``.
 
     Args:
       name: ``bptt``, ``fg-w``, ``fg-a``, ``fa``, ``dfa``, ``fdfa``, or, for a
-        :func:`stepped_loss`, ``eprop``, ``eprop-random`` or ``tbptt``.
+        :func:`stepped_loss`, ``eprop``, ``eprop-random`` or ``tbptt``, or, for a
+        :func:`local_loss`, ``lg-bp``, ``lg-fg-w`` or ``lg-fg-a``.
       loss_fn: ``(params, *args) -> (loss, aux)``.
       window: ``tbptt``'s window in steps.
+      directions: the forward-gradient rules' ``num_directions``.
+      exact_output: activity perturbation leaves the output layers to their exact gradient
+        (:func:`snnjax.rules.activity_forward_gradient`); ``lg-fg-a`` always does, as Ren et al.
+      guess_loss_fn: ``fg-guess-lg``'s local loss (:func:`local_loss`), whose gradient is the
+        guessed direction of ``loss_fn``'s forward gradient; ``fg-guess-dfa`` guesses with DFA.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -220,8 +266,13 @@ def build_rule(name: str, loss_fn: Callable, window: int = 16) -> Rule:
     """
     builders = {
         "bptt": rules.bptt,
-        "fg-w": rules.forward_gradient,
-        "fg-a": rules.activity_forward_gradient,
+        "fg-w": lambda f: rules.forward_gradient(f, directions),
+        "fg-a": lambda f: rules.activity_forward_gradient(f, directions, exact_output=exact_output),
+        "lg-bp": rules.bptt,
+        "lg-fg-w": lambda f: rules.forward_gradient(f, directions),
+        "lg-fg-a": lambda f: rules.activity_forward_gradient(f, directions, exact_output=True),
+        "fg-guess-dfa": lambda f: rules.guessed_forward_gradient(f, rules.dfa(f), per_leaf=True),
+        "fg-guess-lg": lambda f: rules.guessed_forward_gradient(f, rules.bptt(_needs(guess_loss_fn)), per_leaf=True),
         "fa": rules.fa,
         "dfa": rules.dfa,
         "fdfa": rules.fdfa,
@@ -232,6 +283,12 @@ def build_rule(name: str, loss_fn: Callable, window: int = 16) -> Rule:
     if name not in builders:
         raise ValueError(f"unknown rule {name!r}; choose {', '.join(builders)}.")
     return builders[name](loss_fn)
+
+
+def _needs(guess_loss_fn: Callable | None) -> Callable:
+    if guess_loss_fn is None:
+        raise ValueError("rule 'fg-guess-lg' guesses with a local loss: pass guess_loss_fn (snnjax.train.local_loss).")
+    return guess_loss_fn
 
 
 def logits_and_layers(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):

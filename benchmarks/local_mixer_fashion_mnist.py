@@ -1,0 +1,299 @@
+"""Ren et al.'s Table 3 on Fashion-MNIST: LocalMixer trained by BP, FA, DFA, FG-W, FG-A and their
+local-loss versions (LG-BP, LG-FG-W, LG-FG-A), 3 seeds each, the learning rate from a validation split.
+
+    python benchmarks/local_mixer_fashion_mnist.py                          # every config, resumes
+    python benchmarks/local_mixer_fashion_mnist.py --configs m1 --methods BP LG-FG-A --seeds 0
+    python benchmarks/local_mixer_fashion_mnist.py --report                 # the table and the curves
+
+Fashion-MNIST from the Debian IDX files (`dataset-fashion-mnist`, or `$SNNJAX_DATA`): 54 000
+images to train on, the other 6 000 to pick the learning rate, the 10 000 test images to report.
+Each run trains `snnjax.nn.LocalMixer` with Adam (cosine decay to 0, batch 128) and records the
+validation and test error after every epoch. The learning rate is picked per config and method
+from `--lrs` by seed 0's final validation error; seeds 1 and 2 then train at that rate. Every
+finished run is written at once to `benchmarks/results/local_mixer_fashion_mnist.json` and
+skipped when the script is run again, so the grid can be stopped and resumed.
+
+The rules, all built from the loss alone (`snnjax.rules`):
+- BP, FA, DFA, FG-W, FG-A: the classifier's cross-entropy, the network uncut;
+- LG-*: each block cut by `rules.block`, its own patch- and group-wise local losses
+  (`snnjax.group_local_loss`, Ren et al.'s feature aggregation), plus the classifier's loss;
+- FG-A and LG-FG-A perturb every pre-activation, each group's noise weighted by its own loss
+  (`rules.grouped`), and train the local heads and the classifier on their exact gradients, as
+  Ren et al. do (`exact_output=True`); FG-W perturbs every weight, heads included;
+- FG-guess-LG / FG-guess-DFA (Fournier et al. 2023): the global loss's forward gradient along a
+  guessed direction, each layer projected on its own guess (`rules.guessed_forward_gradient`,
+  `per_leaf=True`): LG-BP's gradient of the local losses (the heads learn from it), or DFA's.
+  Biased: only the gradient's component along the guess is kept.
+
+Configs (Ren et al.'s notation size/patches per side/groups):
+- `m1`: their MNIST M/1/16, one patch (no token mixing), 2 blocks of 256 channels, 16 groups;
+- `m4`: deeper, 4 x 4 patches of 7 x 7 pixels with token mixing, 4 blocks of 128 channels, 16 groups;
+- `m1-snn`: `m1` spiking, LIF neurons over 4 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+sys.path.insert(0, str(Path(__file__).parent))
+import common  # noqa: E402
+
+from snnjax import rules  # noqa: E402
+from snnjax.datasets import load_idx  # noqa: E402
+from snnjax.nn import LocalMixer  # noqa: E402
+
+NAME = "local_mixer_fashion_mnist"
+CONFIGS = {
+    "m1": dict(patches=1, channels=256, blocks=2, groups=16),
+    "m4": dict(patches=4, channels=128, blocks=4, groups=16),
+    "m1-snn": dict(patches=1, channels=256, blocks=2, groups=16, spiking=True, num_steps=4, beta=0.9, threshold=1.0),
+}
+METHODS = ("BP", "FA", "DFA", "FG-W", "FG-A", "LG-BP", "LG-FG-W", "LG-FG-A", "FG-guess-LG", "FG-guess-DFA")
+# Ren et al. (2023), Table 3, test error % on MNIST, M/1/16.
+REN_MNIST_M116 = {"BP": 2.41, "FA": 2.90, "DFA": 3.17, "FG-W": 8.56, "FG-A": 3.76, "LG-FG-A": 2.55}
+
+
+def model(config: str, seed: int) -> LocalMixer:
+    return LocalMixer((28, 28, 1), 10, rngs=nnx.Rngs(seed), **CONFIGS[config])
+
+
+def build(method: str, graphdef: nnx.GraphDef):
+    """The rule for ``method``, built from the model's global or local loss."""
+
+    def global_loss(params, images, labels):
+        logits = nnx.merge(graphdef, params)(images)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), logits
+
+    def local_loss(params, images, labels):
+        return nnx.merge(graphdef, params).losses(images, labels)
+
+    if method == "FG-guess-LG":  # the global loss along the local losses' gradient, layer by layer
+        return rules.guessed_forward_gradient(global_loss, rules.bptt(local_loss), per_leaf=True)
+    if method == "FG-guess-DFA":  # ... along DFA's direction
+        return rules.guessed_forward_gradient(global_loss, rules.dfa(global_loss), per_leaf=True)
+    loss = local_loss if method.startswith("LG-") else global_loss
+    kind = method.removeprefix("LG-")
+    return {
+        "BP": lambda: rules.bptt(loss),
+        "FA": lambda: rules.fa(loss),
+        "DFA": lambda: rules.dfa(loss),
+        "FG-W": lambda: rules.forward_gradient(loss),
+        "FG-A": lambda: rules.activity_forward_gradient(loss, exact_output=True),
+    }[kind]()
+
+
+def load(directory: str | None):
+    def norm(images):
+        return ((images / 255.0 - 0.2860) / 0.3530).astype(np.float32)  # Fashion-MNIST's mean and std
+
+    train, test = load_idx("fashion_mnist", "train", directory), load_idx("fashion_mnist", "test", directory)
+    x, y = norm(train.images.reshape(-1, 28, 28)), train.labels.astype(np.int32)
+    split = int(0.9 * len(y))  # 54 000 / 6 000 of Fashion-MNIST's 60 000
+    return {
+        "train": (x[:split], y[:split]),
+        "val": (x[split:], y[split:]),
+        "test": (norm(test.images.reshape(-1, 28, 28)), test.labels.astype(np.int32)),
+    }
+
+
+def error(predict, params, data) -> float:
+    x, y = data
+    wrong = sum(int(jnp.sum(predict(params, x[i : i + 1000]) != y[i : i + 1000])) for i in range(0, len(y), 1000))
+    return 100.0 * wrong / len(y)
+
+
+def train_one(config: str, method: str, seed: int, lr: float, epochs: int, batch: int, data, limit: int | None):
+    net = model(config, seed)
+    graphdef, params = nnx.split(net, nnx.Param)
+    rule = build(method, graphdef)
+    x, y = data["train"]
+    if limit:
+        x, y = x[:limit], y[:limit]
+    steps = epochs * (len(y) // batch)
+    optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps))
+    key = jax.random.key(seed)
+    state = rule.init(params, x[:batch], y[:batch], key=jax.random.fold_in(key, 1))
+    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, opt_state, state, images, labels, key):
+        (loss, _), grads, state = rule.apply(state, params, images, labels, key=key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, state, loss
+
+    predict = jax.jit(lambda p, images: jnp.argmax(nnx.merge(graphdef, p)(images), axis=-1))
+    rng = np.random.default_rng(seed)
+    curve, start = [], time.perf_counter()
+    for epoch in range(epochs):
+        order, losses = rng.permutation(len(y)), []
+        for i in range(0, len(order) - batch + 1, batch):
+            key, sub = jax.random.split(key)
+            idx = order[i : i + batch]
+            params, opt_state, state, loss = step(params, opt_state, state, x[idx], y[idx], sub)
+            losses.append(loss)
+        curve.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": float(np.mean(np.asarray(jax.device_get(losses)))),
+                "val_error": error(predict, params, data["val"]),
+                "test_error": error(predict, params, data["test"]),
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        print(f"  {config} {method} seed {seed} lr {lr:g} epoch {epoch + 1}: {curve[-1]}", flush=True)
+    return curve
+
+
+def _path() -> Path:
+    """The results file, per platform (``-cpu``, ``-gpu``), as every benchmark names it."""
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    return common.RESULTS / f"{NAME}-{jax.devices()[0].platform}.json"
+
+
+def _write(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def run_grid(args) -> dict:
+    path = _path()
+    done = json.loads(path.read_text()) if path.exists() and not args.no_write else {"runs": {}}
+    done["environment"] = common.environment()
+    done["protocol"] = {
+        "epochs": args.epochs, "batch": args.batch, "lrs": args.lrs, "train": 54000, "val": 6000, "test": 10000,
+        "train_size": args.train_size, "optimizer": "adam, cosine decay to 0",
+    }  # fmt: skip
+    data = load(args.directory)
+    for config in args.configs:
+        for method in args.methods:
+            for seed in args.seeds:
+                lrs = args.lrs
+                if seed != 0:  # the rate seed 0 validated best
+                    picked = [
+                        r for r in done["runs"].values() if (r["config"], r["method"], r["seed"]) == (config, method, 0)
+                    ]
+                    if not picked:
+                        print(f"{config} {method}: seed 0 has not picked a learning rate; skipping seed {seed}")
+                        continue
+                    lrs = [min(picked, key=lambda r: r["curve"][-1]["val_error"])["lr"]]
+                for lr in lrs:
+                    run_id = f"{config}/{method}/seed{seed}/lr{lr:g}/epochs{args.epochs}"
+                    if run_id in done["runs"]:
+                        continue
+                    curve = train_one(config, method, seed, lr, args.epochs, args.batch, data, args.train_size)
+                    done["runs"][run_id] = {"config": config, "method": method, "seed": seed, "lr": lr, "curve": curve}
+                    if not args.no_write:
+                        _write(path, done)
+    return done
+
+
+def report(results: dict) -> str:
+    """The table: per config and method (its longest runs), the test error at the rate seed 0
+    validated best, mean and spread over the seeds."""
+    lines = [
+        "| config | method | epochs | lr | seeds | test error % (mean ± std) | val error % | Ren et al. MNIST M/1/16 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows: dict = {}
+    for r in results["runs"].values():
+        rows.setdefault((r["config"], r["method"]), []).append(r)
+    for config in CONFIGS:
+        for method in METHODS:
+            runs = rows.get((config, method))
+            if not runs:
+                continue
+            epochs = max(len(r["curve"]) for r in runs)
+            runs = [r for r in runs if len(r["curve"]) == epochs]
+            seed0 = [r for r in runs if r["seed"] == 0]
+            lr = min(seed0, key=lambda r: r["curve"][-1]["val_error"])["lr"] if seed0 else runs[0]["lr"]
+            picked = [r for r in runs if r["lr"] == lr]
+            test = np.array([r["curve"][-1]["test_error"] for r in picked])
+            val = np.array([r["curve"][-1]["val_error"] for r in picked])
+            ren = REN_MNIST_M116.get(method)
+            lines.append(
+                f"| {config} | {method} | {epochs} | {lr:g} | {len(picked)} | {test.mean():.2f} ± {test.std():.2f} | "
+                f"{val.mean():.2f} | {'-' if ren is None else f'{ren:.2f}'} |"
+            )
+    return "\n".join(lines)
+
+
+def picked_curves(results: dict) -> dict:
+    """``{config: {method: mean test error per epoch}}`` over the seeds at each method's picked rate."""
+    out: dict = {}
+    rows: dict = {}
+    for r in results["runs"].values():
+        rows.setdefault((r["config"], r["method"]), []).append(r)
+    for (config, method), runs in rows.items():
+        epochs = max(len(r["curve"]) for r in runs)
+        runs = [r for r in runs if len(r["curve"]) == epochs]
+        seed0 = [r for r in runs if r["seed"] == 0] or runs
+        lr = min(seed0, key=lambda r: r["curve"][-1]["val_error"])["lr"]
+        curves = np.array([[e["test_error"] for e in r["curve"]] for r in runs if r["lr"] == lr])
+        out.setdefault(config, {})[method] = curves.mean(axis=0).tolist()
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    """Test error against epochs, one panel per config, one line per method (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = picked_curves(results)
+    configs = [c for c in CONFIGS if c in curves]
+    fig, axes = plt.subplots(1, len(configs), figsize=(4.6 * len(configs), 3.6), squeeze=False)
+    for ax, config in zip(axes[0], configs):
+        for i, method in enumerate(m for m in METHODS if m in curves[config]):
+            y = curves[config][method]
+            style = "--" if method.startswith(("LG-", "FG-guess")) else "-"  # local or guided: dashed
+            ax.plot(range(1, len(y) + 1), y, style, color=f"C{i % 10}", label=method, lw=1.3)
+        ax.set_title(config, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test error %")
+        ax.set_ylim(bottom=8, top=min(40, ax.get_ylim()[1]))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
+    parser.add_argument("--train-size", type=int, default=None, help="train on the first N images only (quick checks)")
+    parser.add_argument("--directory", default=None, help="folder of the IDX files")
+    parser.add_argument("--report", action="store_true", help="print the table from the results so far")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    if args.report:
+        results = json.loads(_path().read_text())
+        print(report(results))
+        plot(results, _path().with_suffix(".png"))
+        print(f"wrote {_path().with_suffix('.png')}")
+        return results
+    results = run_grid(args)
+    print(report(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
