@@ -155,6 +155,25 @@ def test_activity_perturbation_masks_dead_relus():
     np.testing.assert_array_equal(np.asarray(masked["w1"][:, 0]), np.asarray(unmasked["w1"][:, 0]))
 
 
+def test_activity_perturbation_masks_the_right_units_when_the_activation_is_transposed():
+    """A token-mixing layer reads the ReLU's output transposed: the mask must stay on the units it
+    belongs to, so a live unit's estimate is the unmasked one and a dead unit's is zero."""
+
+    def loss_fn(p, x, y):
+        h = jax.nn.relu(x @ p["w1"] + p["b1"][None, :])  # [B, 6]: 2 tokens of 3 channels
+        mixed = jnp.swapaxes(h.reshape(-1, 2, 3), 1, 2).reshape(-1, 6)  # read channel-major
+        return jnp.mean(jnp.sum((mixed @ p["w2"] - y) ** 2, axis=-1)), None
+
+    b1 = jnp.array([0.5, -100.0, 0.5, 0.5, 0.5, 0.5])  # unit 1 is off for every example
+    params = {"w1": jnp.full((4, 6), 0.1), "b1": b1, "w2": jnp.ones((6, 2))}
+    y = jnp.zeros((6, 2))
+    masked = rules.activity_forward_gradient(loss_fn)(params, X, y, key=jax.random.key(0))[1]
+    unmasked = rules.activity_forward_gradient(loss_fn, mask=False)(params, X, y, key=jax.random.key(0))[1]
+    assert float(jnp.abs(masked["w1"][:, 1]).max()) == 0.0
+    live = np.array([0, 2, 3, 4, 5])
+    np.testing.assert_array_equal(np.asarray(masked["w1"])[:, live], np.asarray(unmasked["w1"])[:, live])
+
+
 def test_activity_perturbation_is_unbiased_for_a_scanned_spiking_network():
     loss_fn, params = snn_loss("inject")
     comparison = snnjax.compare_gradients(
@@ -245,6 +264,7 @@ def test_local_activity_gradient_refuses_a_block_without_its_cut():
         (lambda: rules.forward_gradient(mlp_loss, distribution="uniform"), "distribution must be one of"),
         (lambda: rules.bptt(lambda p, x: jnp.sum(x @ p))(jnp.ones((4, 2)), X), "must return a pair"),
         (lambda: rules.bptt(lambda p, x: (x @ p, None))(jnp.ones((4, 2)), X), "scalar loss"),
+        (lambda: rules.bptt(lambda p, x: ((jnp.sum(x @ p, axis=1),), None))(jnp.ones((4, 2)), X), "scalar loss"),
         (
             lambda: rules.activity_forward_gradient(lambda p, x: (jnp.mean(x * p[0, 0]), None), batch_axes=0)(
                 jnp.ones((4, 2)), X, key=jax.random.key(0)

@@ -201,7 +201,8 @@ def test_group_wise_activity_perturbation_is_unbiased_for_local_backprop_with_le
     )
     grouped = _draws(rules.activity_forward_gradient(loss_fn), params, 2)
     summed = _draws(rules.activity_forward_gradient(loss_fn, groupwise=False), params, 2)
-    for estimates in (grouped, summed):
+    exact = _draws(rules.activity_forward_gradient(loss_fn, exact_output=True), params, 1)  # as the command runs it
+    for estimates in (grouped, summed, exact):
         assert _bias_ratio(estimates, true) < 1.5
         assert _bias_ratio([2.0 * e for e in estimates], true) > 1.5  # the test has power
     variance = [np.stack(e).var(axis=0).sum() for e in (grouped, summed)]
@@ -245,6 +246,8 @@ def test_every_rule_trains_the_mixer_from_its_loss(spiking):
         "LG-FG-A": rules.activity_forward_gradient(local_loss, exact_output=True),
         "FA": rules.fa(global_loss),
         "DFA": rules.dfa(global_loss),
+        "FG-guess-LG": rules.guessed_forward_gradient(global_loss, rules.bptt(local_loss), per_leaf=True),
+        "FG-guess-DFA": rules.guessed_forward_gradient(global_loss, rules.dfa(global_loss)),
     }
     if spiking:
         built = {name: built[name] for name in ("LG-BP", "FG-W", "LG-FG-A", "DFA")}

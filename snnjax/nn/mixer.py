@@ -33,6 +33,9 @@ blocks after the first have no token map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -57,6 +60,7 @@ def _lead(bias: jax.Array, like: jax.Array) -> jax.Array:
 
 
 def _dense(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> nnx.Param:
+    """He-initialised weights: :math:`\\mathcal N(0, 2 / \text{fan-in})`."""
     return nnx.Param(jax.random.normal(key, shape) * (2.0 / fan_in) ** 0.5)
 
 
@@ -74,7 +78,7 @@ class _Block(nnx.Module):
         self.group = _dense(k[2], (groups, c, c), c)
         self.group_bias = nnx.Param(jnp.zeros((groups, c)))
 
-    def __call__(self, x: jax.Array, act) -> jax.Array:
+    def __call__(self, x: jax.Array, act: Callable[[jax.Array], jax.Array]) -> jax.Array:
         """``x`` ``[..., P, C_in]`` -> ``[..., P, C]``; ``act`` the nonlinearity (a ReLU, or LIF neurons over time)."""
         g = self.groups
         h = x
@@ -176,14 +180,16 @@ class LocalMixer(nnx.Module):
         return jnp.broadcast_to(x, (self.num_steps, *x.shape)) if self.spiking else x
 
     def _act(self, z: jax.Array) -> jax.Array:
+        """The nonlinearity: a ReLU, or LIF neurons scanned over the leading time axis."""
         if not self.spiking:
             return jax.nn.relu(z)
         return snnjax.run(snnjax.lif(self.beta, threshold=self.threshold), z)[1]
 
     def _rates(self, h: jax.Array) -> jax.Array:
+        """A block's output as the heads read it: spikes averaged over time (the ANN's as they are)."""
         return h.mean(axis=0) if self.spiking else h
 
-    def __call__(self, images: jax.Array, *, local: bool = False, record: bool = False):
+    def __call__(self, images: jax.Array, *, local: bool = False, record: bool = False) -> Any:
         """Logits ``[B, K]``; with ``local`` also each block's output (rates when spiking) ``[B, P, C]``, the
         blocks cut; with ``record`` the logits and the list of block outputs (the blocks uncut)."""
         x, outputs = self.tokens(images), []

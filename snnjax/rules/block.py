@@ -32,6 +32,7 @@ breaks it); every other rule reads :func:`grouped` as the identity.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import jax
@@ -102,8 +103,13 @@ def grouped(z: jax.Array, groups: int = 1) -> jax.Array:
       >>> rules.grouped(jnp.ones((2, 4, 8)), groups=4).shape  # 2 examples, 4 tokens, 4 groups of 2 units
       (2, 4, 8)
     """
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+    try:
+        count = operator.index(groups)
+    except TypeError:
+        count = 0
+    if isinstance(groups, bool) or count < 1:
         raise ValueError(f"grouped: groups must be an int >= 1, got {groups!r}.")
+    groups = count
     if jnp.ndim(z) < 1 or jnp.shape(z)[-1] % groups:
         raise ValueError(f"grouped: groups={groups} must divide the last axis of z, of shape {jnp.shape(z)}.")
     return grouped_p.bind(z, groups=groups)

@@ -329,8 +329,8 @@ def _walk(
         if len(eqn.outvars) != 1 or math.prod(eqn.outvars[0].aval.shape) != math.prod(var.aval.shape):
             break
         name = eqn.primitive.name
-        if name in _RESHAPES or name in ("convert_element_type", "transpose"):  # einsum's output transposes
-            pass
+        if name in _RESHAPES or name == "convert_element_type" or (name == "transpose" and not forward):
+            pass  # the pre-activation also passes a transpose (einsum's output); the activation keeps its layout
         elif name == grouped_p.name:  # the model marked the pre-activation: it ends here
             if not forward:
                 if groups is not None:
@@ -528,6 +528,14 @@ def _merged(found: _Found) -> set:
     return merged
 
 
+def _marks_groups(jaxpr: Jaxpr) -> bool:
+    """Whether a :func:`snnjax.rules.grouped` marker is anywhere in the loss."""
+    return any(
+        eqn.primitive.name == grouped_p.name or any(_marks_groups(sub) for sub in jaxprs_in_params(eqn.params))
+        for eqn in jaxpr.eqns
+    )
+
+
 def _indices(mask: int) -> tuple[int, ...]:
     return tuple(k for k in range(mask.bit_length()) if mask >> k & 1)
 
@@ -581,11 +589,13 @@ def trace(loss_fn: Callable, params: Any, args: tuple, rule: str = "rule") -> Gr
     loss_shapes = jax.tree.leaves(shapes[0])
     if not loss_shapes:
         raise ValueError(f"{rule}: loss_fn returned no loss.")
-    local = isinstance(shapes[0], (tuple, list))  # local losses may be arrays: one per token and group
+    # local losses may be arrays, one per token and group, where the loss marks groups (group_local_loss does)
+    local = isinstance(shapes[0], (tuple, list)) and _marks_groups(closed.jaxpr)
     for s in loss_shapes:
         if (s.shape != () and not local) or not jnp.issubdtype(s.dtype, jnp.floating):
             raise ValueError(
-                f"{rule}: loss_fn must return a floating-point scalar loss (or a tuple of scalar local losses), "
+                f"{rule}: loss_fn must return a floating-point scalar loss (or a tuple of scalar local losses, or of "
+                "snnjax.group_local_loss arrays), "
                 f"got shape {s.shape} and dtype {s.dtype}; reduce per-example losses with jnp.mean."
             )
     num_losses = len(loss_shapes)

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from snnjax.rules import forward_mode
-from snnjax.rules.graph import trace
+from snnjax.rules.graph import evaluate, trace
 from snnjax.rules.protocol import Rule, total
 
 __all__ = ["guessed_forward_gradient"]
@@ -71,6 +71,8 @@ def guessed_forward_gradient(loss_fn: Callable[..., tuple[Any, Any]], guess: Rul
       >>> g  # projected on itself: the gradient
       Array([2., 4.], dtype=float32)
     """
+    if not callable(loss_fn):
+        raise ValueError("guessed_forward_gradient: loss_fn must be a callable (params, *args) -> (loss, aux).")
     if not isinstance(guess, Rule):
         raise ValueError(f"guessed_forward_gradient: guess must be a snnjax.rules.Rule, got {type(guess).__name__}.")
     if not isinstance(per_leaf, bool):
@@ -80,12 +82,14 @@ def guessed_forward_gradient(loss_fn: Callable[..., tuple[Any, Any]], guess: Rul
         guess_key = None if key is None else jax.random.fold_in(key, 1)
         _, v, state = guess.apply(state, params, *args, key=guess_key)
 
-        def objective(p):
-            loss, aux = loss_fn(p, *args)
+        graph = trace(loss_fn, params, args, "guessed_forward_gradient")
+
+        def objective(p):  # the loss as every rule reads it: each rules.block a cut
+            loss, aux = evaluate(graph, p, args)[0] if graph.blocks else loss_fn(p, *args)
             return total(loss), aux
 
         leaves, treedef = jax.tree.flatten(v)
-        reached = [bool(r) for r in trace(loss_fn, params, args, "guessed_forward_gradient").param_losses]
+        reached = [bool(r) for r in graph.param_losses]
         if per_leaf:  # one tangent per leaf: that leaf's guess, zeros elsewhere
 
             def along(k):
@@ -99,8 +103,7 @@ def guessed_forward_gradient(loss_fn: Callable[..., tuple[Any, Any]], guess: Rul
             grads = [_scale(d, jnp.vdot(u, u), u) for d, u in zip(ds, leaves)]
         else:
             loss, d, aux = forward_mode.jvp(objective, (params,), (v,), has_aux=True)
-            norm = sum(jnp.vdot(u, u) for u, r in zip(leaves, reached) if r)
-            v = jax.tree.unflatten(treedef, [u if r else jnp.zeros_like(u) for u, r in zip(leaves, reached)])
+            norm = sum(jnp.vdot(u, u) for u, r in zip(leaves, reached) if r)  # unreached leaves move no loss
             grads = [_scale(d, norm, u) for u in leaves]
         grads = [g if r else u for g, u, r in zip(grads, leaves, reached)]  # unreached: the guess itself
         return (loss, aux), jax.tree.unflatten(treedef, grads), state

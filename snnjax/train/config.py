@@ -70,6 +70,8 @@ class Config:
         (:data:`LOCAL_RULES`): ``lg-bp``, ``lg-fg-w``, ``lg-fg-a``; or the forward gradient along a
         guessed direction (:func:`snnjax.rules.guessed_forward_gradient`, each layer on its own
         guess): ``fg-guess-lg`` (the mixers' local losses' gradient) or ``fg-guess-dfa`` (DFA's).
+        On the mixers, ``fg-a`` and ``lg-fg-a`` train the heads and the classifier on their
+        exact gradient (``exact_output``), as Ren et al. do.
       epochs: passes over the training split.
       batch_size: examples per step.
       lr: Adam's learning rate.
