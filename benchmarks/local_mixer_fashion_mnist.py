@@ -261,16 +261,17 @@ def plot(results: dict, path: Path) -> None:
     configs = [c for c in CONFIGS if c in curves]
     fig, axes = plt.subplots(1, len(configs), figsize=(4.6 * len(configs), 3.6), squeeze=False)
     for ax, config in zip(axes[0], configs):
-        for i, method in enumerate(m for m in METHODS if m in curves[config]):
+        for method in (m for m in METHODS if m in curves[config]):
             y = curves[config][method]
             style = "--" if method.startswith(("LG-", "FG-guess")) else "-"  # local or guided: dashed
-            ax.plot(range(1, len(y) + 1), y, style, color=f"C{i % 10}", label=method, lw=1.3)
+            color = f"C{METHODS.index(method) % 10}"  # one colour per method in every panel
+            ax.plot(range(1, len(y) + 1), y, style, color=color, label=method, lw=1.3)
         ax.set_title(config, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("test error %")
         ax.set_ylim(bottom=8, top=min(40, ax.get_ylim()[1]))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
