@@ -36,30 +36,17 @@ reaches its own loss only. Both are output layers; the block's layers before the
 from __future__ import annotations
 
 import math
-import operator
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from snnjax.rules.block import grouped
+from snnjax.rules.block import group_count, grouped
 
 __all__ = ["group_local_loss"]
 
 _sg = jax.lax.stop_gradient
-
-
-def _count(groups: Any, where: str) -> int:
-    """``groups`` as a Python int >= 1 (NumPy and JAX integer scalars too), else one clear error."""
-    try:
-        value = operator.index(groups)
-    except TypeError:
-        value = 0
-    if isinstance(groups, bool) or value < 1:
-        raise ValueError(f"{where}: groups must be an int >= 1, got {groups!r}.")
-    return value
 
 
 def group_local_loss(
@@ -102,7 +89,7 @@ def group_local_loss(
       ((3, 4), 1.6094)
     """
     x, w, b, labels = (jnp.asarray(a) for a in (features, kernel, bias, labels))
-    groups = _count(groups, "group_local_loss")
+    groups = group_count(groups, "group_local_loss")
     if w.ndim not in (2, 3):
         raise ValueError(f"group_local_loss: kernel must be [C, K] or [G, C/G, K], got shape {w.shape}.")
     if x.ndim < 2 or x.shape[-1] % groups:

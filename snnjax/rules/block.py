@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-__all__ = ["block", "block_p", "grouped", "grouped_p"]
+__all__ = ["block", "block_p", "group_count", "grouped", "grouped_p"]
 
 block_p = Primitive("snnjax_block")
 """The marker's primitive: an identity that a rule's trace of the loss can see."""
@@ -78,6 +78,24 @@ batching.defvectorized(grouped_p)
 mlir.register_lowering(grouped_p, lambda ctx, x, *, groups: [x])
 
 
+def group_count(groups: Any, where: str) -> int:
+    """``groups`` as a Python int >= 1 (NumPy and JAX integer scalars too); else one line naming ``where``.
+
+    Examples:
+      >>> import numpy as np
+      >>> from snnjax.rules.block import group_count
+      >>> group_count(np.int64(4), "grouped")
+      4
+    """
+    try:
+        value = operator.index(groups)
+    except TypeError:
+        value = 0
+    if isinstance(groups, bool) or value < 1:
+        raise ValueError(f"{where}: groups must be an int >= 1, got {groups!r}.")
+    return value
+
+
 def grouped(z: jax.Array, groups: int = 1) -> jax.Array:
     r"""Declare that a layer's pre-activation feeds its block's local losses token by token, group by group.
 
@@ -103,13 +121,7 @@ def grouped(z: jax.Array, groups: int = 1) -> jax.Array:
       >>> rules.grouped(jnp.ones((2, 4, 8)), groups=4).shape  # 2 examples, 4 tokens, 4 groups of 2 units
       (2, 4, 8)
     """
-    try:
-        count = operator.index(groups)
-    except TypeError:
-        count = 0
-    if isinstance(groups, bool) or count < 1:
-        raise ValueError(f"grouped: groups must be an int >= 1, got {groups!r}.")
-    groups = count
+    groups = group_count(groups, "grouped")
     if jnp.ndim(z) < 1 or jnp.shape(z)[-1] % groups:
         raise ValueError(f"grouped: groups={groups} must divide the last axis of z, of shape {jnp.shape(z)}.")
     return grouped_p.bind(z, groups=groups)
