@@ -258,3 +258,5 @@ def test_every_rule_trains_the_mixer_from_its_loss(spiking):
         assert jax.tree.structure(grads) == jax.tree.structure(params) and logits.shape == (B, K), name
         assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves), name
         assert float(jnp.abs(grads["blocks"][0]["dense"][...]).max()) > 0, name  # the first layer learns
+        if "FG-A" in name:  # every perturbed layer gets an estimate (the token mix reads its noise transposed)
+            assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads["blocks"])), name

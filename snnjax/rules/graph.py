@@ -93,8 +93,9 @@ class Site(NamedTuple):
       pre_activation: the layer's pre-activation, a :class:`Value`: :math:`o` followed by the
         bias and reshapes (:math:`o` itself if nothing follows); for a recurrent product, the
         layer's whole input current at the step (the feed-forward current added in).
-      activation: the last value of the chain of elementwise steps after :math:`o` (the layer's
-        activation: a ReLU's output, say), a :class:`Value`; :math:`o` itself if none follows.
+      activation: the last value of the chain of elementwise steps (and reshapes) after the
+        pre-activation (the layer's activation: a ReLU's output, say), a :class:`Value`; the
+        pre-activation itself if none follows.
       groups: ``G`` if the model marked the pre-activation with :func:`snnjax.rules.grouped`
         (its token ``p``, group ``g`` reaches only element ``[p, g]`` of its local loss), else ``None``.
     """
@@ -306,6 +307,7 @@ def _walk(
     bits: dict,
     added: list | None = None,
     groups: list | None = None,
+    at: Value | None = None,
 ):
     """The end of the single-consumer chain from ``start`` (output 0 of the equation at ``path``),
     as ``(Value, variable)``: through the bias (an addition of something that does not depend on
@@ -314,14 +316,15 @@ def _walk(
     pre-activation also takes in what this step's input adds, another layer's current at the same
     step, and those variables are appended to ``added``: the layer's whole input current. A
     :func:`snnjax.rules.grouped` marker ends the pre-activation, its group count appended to
-    ``groups``; the activation's walk passes it."""
+    ``groups``; the activation's walk passes it. ``at``: the :class:`Value` of ``start`` when it is
+    not output 0 of the equation at ``path`` (the activation's walk starts at the pre-activation)."""
     consumers: dict = {}
     for i, eqn in enumerate(jaxpr.eqns):
         for a in eqn.invars:
             if not isinstance(a, Literal):
                 consumers.setdefault(a, []).append(i)
     outvars = set(v for v in jaxpr.outvars if not isinstance(v, Literal))
-    var, end = start, Value(path, 0, _struct(start))
+    var, end = start, at or Value(path, 0, _struct(start))
     fresh = _H | _F
     while var not in outvars and len(consumers.get(var, ())) == 1:
         i = consumers[var][0]
@@ -444,7 +447,8 @@ def _forward(jaxpr, in_bits, path, loops, within, in_loop, found: _Found) -> lis
         groups: list = []
         found.sites[here]["pre_activation"], pre_var = _walk(jaxpr, out, here, False, bits, added, groups)
         found.sites[here]["groups"] = groups[-1] if groups else None
-        found.sites[here]["activation"], act_var = _walk(jaxpr, out, here, True, bits)
+        pre = found.sites[here]["pre_activation"]  # the activation follows it (a rule's noise enters there)
+        found.sites[here]["activation"], act_var = _walk(jaxpr, pre_var, pre.path, True, bits, at=pre)
         found.ends[here] = (pre_var, act_var)
         if added:
             found.currents[here] = added
