@@ -110,9 +110,9 @@ def group_local_loss(
             f"for {size} channels in {groups} groups, got {list(w.shape)} and {list(b.shape)}."
         )
     tokens = x.shape[1:-1]
-    p = math.prod(tokens)
+    p, token_axes = math.prod(tokens), tuple(range(1, 1 + len(tokens)))
     x = x.reshape(x.shape[:-1] + (groups, c))  # [B, *tokens, G, c]
-    pooled = jnp.mean(x, axis=tuple(range(1, 1 + len(tokens))))  # [B, G, c]
+    pooled = jnp.mean(x, axis=token_axes)  # [B, G, c]
     w_g = w.reshape(groups, c, -1)  # [G, c, K]
     if aggregate:  # [B, K]: one head over all groups
         logits = _sg(pooled).reshape(pooled.shape[0], -1) @ w + b[None]
@@ -125,11 +125,11 @@ def group_local_loss(
     # The feature path: a zero-valued change of token p's (or every token's) group g, through the stopped head.
     delta = x - _sg(x)
     if patches:
-        delta, share, scale = delta, share * p, 1.0 / p
+        share, scale = share * p, 1.0 / p
         head = head.reshape(head.shape[:1] + (1,) * len(tokens) + head.shape[1:])
         base = _sg(logits).reshape(logits.shape[:1] + (1,) * len(tokens) + logits.shape[1:])
     else:
-        delta, scale, base = jnp.mean(delta, axis=tuple(range(1, 1 + len(tokens)))), 1.0, _sg(logits)
+        delta, scale, base = jnp.mean(delta, axis=token_axes), 1.0, _sg(logits)
     if aggregate:
         base = jnp.expand_dims(base, -2)  # the one head's logits, for every group
     change = jnp.einsum("...gc,gck->...gk", delta, _sg(w_g))  # [B, (*tokens,) G, K], zero-valued
