@@ -19,6 +19,7 @@ from snnjax.neurons.cuba import CubaLIFState, cuba_lif
 from snnjax.neurons.decay import decay_from_tau, sigmoid_decay, softplus_decay, tau_from_decay
 from snnjax.neurons.lif import LIFState, iaf, lif
 from snnjax.neurons.neuron import Neuron, Recurrence, Spiking, run
+from snnjax.neurons.parallel import PSNState, parallel_lif, run_parallel, sliding_psn
 from snnjax.neurons.readout import LeakyIntegratorState, leaky_integrator
 from snnjax.rules.compare import Comparison, compare_gradients
 from snnjax.spikes import DEFAULT_SURROGATE, FORWARD_MODE_METHODS, METHODS, heaviside, spike
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_SURROGATE",
     "FORWARD_MODE_METHODS",
     "LIFState",
+    "PSNState",
     "LeakyIntegratorState",
     "METHODS",
     "Neuron",
@@ -70,9 +72,12 @@ __all__ = [
     "lif",
     "losses",
     "neurons",
+    "parallel_lif",
     "run",
     "run_bptt",
+    "run_parallel",
     "sigmoid_decay",
+    "sliding_psn",
     "softplus_decay",
     "spike",
     "spike_time",

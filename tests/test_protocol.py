@@ -1,8 +1,9 @@
-"""One protocol for every rule: each built from the loss alone, on four plain NNX models.
+"""One protocol for every rule: each built from the loss alone, on five plain NNX models.
 
 The models are ordinary NNX modules, not ``snnjax.nn.Sequential``: an MLP, a convolutional SNN
 (2-D and 1-D convolutions, average and max pooling, flattening), a recurrent SNN (an ALIF layer
-with recurrent weights) and a network of a neuron written here, following the ``Neuron``
+with recurrent weights), a network of the parallel neurons (sliding PSN, reset-free LIF) and a
+network of a neuron written here, following the ``Neuron``
 protocol, with a trainable parameter of its own. Every rule is checked against an independent
 computation: ``jax.grad`` (FA with B = W, DFA with B = the Jacobian), statistics (FG-W, FG-A
 unbiased), and hand-written versions of what FA, DFA and FG-A do to a convolution and to
@@ -107,6 +108,26 @@ class UserSNN(nnx.Module):
         return snnjax.run(snnjax.leaky_integrator(jax.nn.sigmoid(self.kappa[...])), self.l2(z))[1]
 
 
+class ParallelSNN(nnx.Module):
+    """The parallel neurons: a sliding PSN (trainable filter and threshold), then a reset-free LIF
+    (trainable decay), each run over the whole sequence at once."""
+
+    def __init__(self, rngs):
+        self.l1, self.l2, self.l3 = (
+            nnx.Linear(6, 8, rngs=rngs),
+            nnx.Linear(8, 8, rngs=rngs),
+            nnx.Linear(8, 3, rngs=rngs),
+        )
+        self.psn = snn.SlidingPSN(8, k=3, threshold=0.5)
+        self.plif = snn.ParallelLIF(8, beta=0.7, threshold=0.8, trainable_decay=True)
+        self.readout = snn.LeakyIntegrator(3, kappa=0.8)
+
+    def __call__(self, xs):
+        _, z = self.psn.run(self.l1(xs) * 2.0)
+        _, z = self.plif.run(self.l2(z) * 2.0)
+        return self.readout.run(self.l3(z))[1]
+
+
 def _loss(module: nnx.Module, spiking: bool):
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
 
@@ -127,6 +148,7 @@ MODELS = {
     "conv": (ConvSNN, True, lambda: _inputs((T, B, 8, 8, 1), 11)),
     "recurrent": (RecurrentSNN, True, lambda: _inputs((T, B, 6), 12)),
     "user": (UserSNN, True, lambda: _inputs((T, B, 6), 13)),
+    "parallel": (ParallelSNN, True, lambda: _inputs((T, B, 6), 14)),
 }
 RULES = {
     "bptt": rules.bptt,

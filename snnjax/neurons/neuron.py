@@ -57,12 +57,16 @@ class Neuron(NamedTuple):
         (:class:`Recurrence`); ``None`` otherwise, or when the step does not say.
       layers: for a :func:`snnjax.chain`, its layers in order (neurons and per-step
         functions); ``()`` for a single neuron.
+      parallel: for a neuron whose steps do not feed back (no reset), ``(state, xs [T, B, ...])
+        -> (final_state, ys [T, B, ...])`` computing the whole sequence at once, which
+        :func:`snnjax.run_parallel` calls (:mod:`snnjax.neurons.parallel`); ``None`` otherwise.
     """
 
     init: Callable[..., State]
     step: Callable[[State, jax.Array], tuple[State, jax.Array]]
     recurrence: Recurrence | None = None
     layers: tuple = ()
+    parallel: Callable[[State, jax.Array], tuple[State, jax.Array]] | None = None
 
 
 def run(

@@ -61,6 +61,19 @@ with :math:`\varepsilon^s_j = \sum_z e^{t_j^z/\tau_s}` and the reset correction
 spikes on earlier ones through the reset). :math:`E` and :math:`R` change only where a neuron
 spikes: each step gathers the rows of the neurons that fired, updates them and scatters them
 back (``chunk`` rows at a time), so a step costs :math:`O(\text{spikes} \cdot N_{in})`.
+
+**The released code's grades** (``released_grades``): the CUDA kernel that Bacho & Chu's
+released code loads (``compute_spike_times_std_new.cu``) does not differentiate spike times.
+It gives spike :math:`k` of neuron :math:`i` the grade
+
+.. math::
+
+    g_{i,k} = \sum_{j \in P_{i,k}} w_{ij}\, g_j + [k = 0]\, v_i,
+
+with :math:`P_{i,k}` the input spikes since the neuron's previous spike (up to :math:`t_k`),
+input spikes' grades zero, and the perturbation :math:`v_i` on the first spike only: no
+:math:`F_k`, no kernel factor, and an input spike that arrives after the neuron's last spike is
+lost. On the grid, an input spike counts from the step it is delivered in.
 """
 
 from __future__ import annotations
@@ -211,12 +224,15 @@ class SpikeTimeRun(NamedTuple):
       diagnostics: a :class:`Diagnostics`.
       eligibility: with ``eligibility=True``, :math:`E = \sum_k \partial t_k / \partial w`
         through each neuron's own spikes, ``[B, N_l, N_{l-1}]`` per layer; else ``None``.
+      grades: with ``released_grades``, each neuron's summed grades :math:`\sum_k g_{i,k}` as
+        the released code computes them (module docstring), ``[B, N_l]`` per layer; else ``None``.
     """
 
     counts: tuple[jax.Array, ...]
     time_sums: tuple[jax.Array, ...]
     diagnostics: Diagnostics
     eligibility: tuple[jax.Array, ...] | None = None
+    grades: tuple[jax.Array, ...] | None = None
 
 
 def init_weights(key: jax.Array, net: SpikeTimeNet, scale: float = 1.0) -> tuple[jax.Array, ...]:
@@ -403,6 +419,7 @@ def simulate(
     fix: bool = False,
     eligibility: bool = False,
     chunk: int = 128,
+    released_grades: Sequence[jax.Array] | None = None,
 ) -> SpikeTimeRun:
     r"""Run the network over its window; differentiable in ``weights`` and ``shifts``.
 
@@ -420,6 +437,9 @@ def simulate(
         the exact :math:`	au / (I - artheta)` (module docstring).
       eligibility: also carry the eligibility traces (module docstring), with the same ``fix``.
       chunk: spiking neurons whose eligibility rows are updated per inner iteration.
+      released_grades: the perturbations :math:`v` ``[B, N_l]`` per hidden layer: also carry
+        the grades of the released code (module docstring), returned in ``grades``. They are
+        plain values, not derivatives (use ``shifts`` and ``jax.jvp`` for those).
 
     Returns:
       A :class:`SpikeTimeRun`.
@@ -443,26 +463,46 @@ def simulate(
     shifts = [jnp.zeros((batch, n), times.dtype) for n in net.sizes[1:-1]] if shifts is None else list(shifts)
     if len(shifts) != hidden:
         raise ValueError(f"simulate: expected {hidden} shift arrays (one per hidden layer), got {len(shifts)}.")
+    graded = released_grades is not None
+    if graded and len(released_grades) != hidden:
+        raise ValueError(
+            f"simulate: expected {hidden} released_grades arrays (one per hidden layer), got {len(released_grades)}."
+        )
+    seeds = [*released_grades, jnp.zeros((batch, net.sizes[-1]), jnp.float32)] if graded else None
     in_step = input_step(net, times)
     pairs = list(zip(net.sizes[:-1], net.sizes[1:]))
     layers0 = [
         LayerState(*(jnp.zeros((batch, n), jnp.float32) for n in (n_in, n_in, n_out, n_out, n_out)))
         for n_in, n_out in pairs
     ]
-    emitted0 = [(jnp.zeros((batch, n), jnp.float32), jnp.zeros((batch, n), bool)) for n in net.sizes[1:-1]]
+    emitted0 = [
+        (jnp.zeros((batch, n), jnp.float32), jnp.zeros((batch, n), bool), jnp.zeros((batch, n), jnp.float32))
+        for n in net.sizes[1:-1]
+    ]
     traces0 = [(jnp.zeros((batch * n_out, n_in), jnp.float32),) * 2 for n_in, n_out in pairs] if eligibility else None
+    grades0 = [(jnp.zeros((batch, n), jnp.float32),) * 2 for n in net.sizes[1:]] if graded else None
 
     def body(carry, n):
-        layers, emitted, traces, diag = carry
-        incoming = [(times, in_step == n - 1), *emitted]
-        new_layers, new_emitted, new_traces = [], [], []
+        layers, emitted, traces, grading, diag = carry
+        incoming = [(times, in_step == n - 1, None), *emitted]
+        new_layers, new_emitted, new_traces, new_grading = [], [], [], []
         for l, (w, st) in enumerate(zip(weights, layers)):
             threshold, tau = net.thresholds[l], net.tau
-            t_in, mask = incoming[l]
+            t_in, mask, g_in = incoming[l]
             pre_s, pre_m = st.pre_s + deliver(t_in, mask, net.tau_s), st.pre_m + deliver(t_in, mask, tau)
-            a, b = jnp.split(jnp.concatenate([pre_s, pre_m]) @ w, 2)
+            if graded and l > 0:  # the delivered spikes' grades ride along in the same product
+                a, b, dir_b = jnp.split(jnp.concatenate([pre_s, pre_m, g_in]) @ w, 3)
+            else:
+                a, b = jnp.split(jnp.concatenate([pre_s, pre_m]) @ w, 2)
+                dir_b = None
             b = b - threshold * st.reset
             c = crossing(net, l, a, b, st.count, n)
+            grade = None
+            if graded:
+                pending, total = grading[l]
+                pending = pending + jax.lax.stop_gradient(dir_b) if dir_b is not None else pending
+                grade = jnp.where(c.spiked, pending + jnp.where(st.count == 0, seeds[l], 0.0), 0.0)
+                new_grading.append((jnp.where(c.spiked, 0.0, pending), total + grade))
             current = jax.lax.stop_gradient(a / (c.x * c.x))
             factor = jnp.where(c.exact, tau / jnp.where(c.exact, current if fix else current - threshold, 1.0), 0.0)
             t, x = _timed(a, b, c.x, factor, tau)
@@ -483,12 +523,15 @@ def simulate(
                     )
                 )
             if l < hidden:  # what the next layer receives at the next step
-                new_emitted.append((jnp.where(c.spiked, t + shifts[l], 0.0), c.spiked))
+                new_emitted.append(
+                    (jnp.where(c.spiked, t + shifts[l], 0.0), c.spiked, grade if graded else emitted[l][2])
+                )
             diag = diag.at[l].add(jnp.stack([jnp.sum(f, dtype=jnp.float32) for f in (c.violation, c.forced, c.capped)]))
-        return (new_layers, new_emitted, new_traces if traces is not None else None, diag), None
+        carry = (new_layers, new_emitted, new_traces if traces is not None else None, new_grading if graded else None)
+        return (*carry, diag), None
 
-    carry0 = (layers0, emitted0, traces0, jnp.zeros((len(weights), 3), jnp.float32))
-    (layers, _, traces, diag), _ = jax.lax.scan(body, carry0, jnp.arange(net.steps))
+    carry0 = (layers0, emitted0, traces0, grades0, jnp.zeros((len(weights), 3), jnp.float32))
+    (layers, _, traces, grading, diag), _ = jax.lax.scan(body, carry0, jnp.arange(net.steps))
     elig = (
         None if traces is None else tuple(e.reshape(batch, n_out, n_in) for (e, _), (n_in, n_out) in zip(traces, pairs))
     )
@@ -497,4 +540,5 @@ def simulate(
         tuple(st.time_sum for st in layers),
         Diagnostics(diag[:, 0], diag[:, 1], diag[:, 2]),
         elig,
+        tuple(total for _, total in grading) if graded else None,
     )

@@ -3,6 +3,7 @@
 from snnjax.nn.mixer import LocalMixer
 from snnjax.nn.network import network
 from snnjax.nn.neurons import ALIF, IAF, LIF, CubaLIF, Decay, LeakyIntegrator, NeuronCell
+from snnjax.nn.parallel import ParallelLIF, SlidingPSN
 from snnjax.nn.sequential import Sequential
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "LeakyIntegrator",
     "LocalMixer",
     "NeuronCell",
+    "ParallelLIF",
     "Sequential",
+    "SlidingPSN",
     "network",
 ]

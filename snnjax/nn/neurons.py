@@ -34,6 +34,7 @@ from snnjax.neurons.bptt import run_bptt
 from snnjax.neurons.cuba import cuba_lif
 from snnjax.neurons.lif import lif
 from snnjax.neurons.neuron import Neuron, Spiking, run
+from snnjax.neurons.parallel import run_parallel
 from snnjax.neurons.readout import leaky_integrator
 
 __all__ = ["Decay", "NeuronCell", "LIF", "IAF", "CubaLIF", "ALIF", "LeakyIntegrator"]
@@ -124,6 +125,7 @@ class NeuronCell(nnx.RNNCellBase):
     factory: Callable[..., Neuron]
     decays: dict[str, float] = {}
     fixed: dict[str, float] = {}
+    parallel: bool = False  # run() uses snnjax.run_parallel (the neurons of snnjax.neurons.parallel)
 
     def __init__(
         self,
@@ -207,9 +209,12 @@ class NeuronCell(nnx.RNNCellBase):
         """Scan a whole sequence ``xs`` ``[T, B, features]``; returns ``(final_carry, outs [T, B, features])``.
 
         Runs :func:`snnjax.run` (with the layer's ``unroll`` and ``remat``), or
-        :func:`snnjax.run_bptt` when the layer was built with ``run_bptt=True``.
+        :func:`snnjax.run_bptt` when the layer was built with ``run_bptt=True``, or
+        :func:`snnjax.run_parallel` for the parallel layers (:mod:`snnjax.nn.parallel`).
         """
         self._check_features(tuple(jnp.shape(xs)), "xs")
+        if type(self).parallel:
+            return run_parallel(self.neuron(), xs, carry)
         if self.run_bptt:
             return run_bptt(self.neuron(), xs, carry, unroll=self.unroll)
         return run(self.neuron(), xs, carry, unroll=self.unroll, remat=self.remat)

@@ -29,9 +29,20 @@ from snnjax.rules.stepped import SteppedLoss, per_step_loss  # noqa: E402
 
 __all__ += ["SteppedLoss", "online_activity_forward_gradient", "online_dfa", "per_step_loss"]
 from snnjax.rules.sfdfa import SFDFAAux, SpikeCountLoss, sfdfa, spike_count_loss, spike_time_bp  # noqa: E402
+from snnjax.rules.sfdfa_presets import SFDFA_PRESETS, SFDFAPreset, sfdfa_preset  # noqa: E402
 from snnjax.rules.shared_seed import shared_seed_forward_gradient  # noqa: E402
 
-__all__ += ["SFDFAAux", "SpikeCountLoss", "sfdfa", "shared_seed_forward_gradient", "spike_count_loss", "spike_time_bp"]
+__all__ += [
+    "SFDFAAux",
+    "SFDFA_PRESETS",
+    "SFDFAPreset",
+    "SpikeCountLoss",
+    "sfdfa",
+    "sfdfa_preset",
+    "shared_seed_forward_gradient",
+    "spike_count_loss",
+    "spike_time_bp",
+]
 from snnjax.rules.rtrl import rtrl  # noqa: E402
 
 __all__ += ["rtrl"]

@@ -24,7 +24,8 @@ network, as every rule is; :func:`spike_time_bp` takes the same loss.
 **Updates.** Spike-count loss :math:`\frac12 \sum_c (n_c - n^*_c)^2`, :math:`\delta_c = n^*_c - n_c`;
 output :math:`g_{jc} = \operatorname{mean}_b \delta_c E_{cj}`; hidden error
 :math:`e_i = \sum_c B_{ic} \delta_c + \lambda (\bar n^* - \operatorname{mean}_b n_i)` (the
-firing-rate regulariser is added, not substituted as the released code does in one place),
+firing-rate regulariser is added; the released code overwrites :math:`B\delta` with it, which
+``hidden_error="rate"`` reproduces),
 :math:`g_{ji} = \operatorname{mean}_b e_i E_{ij}`. The returned ``grads`` are descent directions
 for optax (Adam in the paper).
 """
@@ -51,8 +52,9 @@ class SFDFAAux(NamedTuple):
     Attributes:
       counts: spike counts ``[B, N_l]`` per non-input layer; the last is the prediction's input.
       diagnostics: the grid's :class:`~snnjax.spike_time.Diagnostics`.
-      grades: per layer, the sum of each neuron's spike grades ``[B, N_l]`` (without its own
-        shift :math:`v_i`); zeros for DFA, BP and the loss itself.
+      grades: per layer, the sum of each neuron's spike grades ``[B, N_l]``: exact ones without
+        its own shift :math:`v_i`, or the released code's (with :math:`v_i` on the first spike);
+        zeros for DFA, BP and the loss itself.
     """
 
     counts: tuple[jax.Array, ...]
@@ -155,6 +157,26 @@ def _rate_signals(lambdas: Sequence[float], rate_target: float, counts: Sequence
     return [lam * (rate_target - jnp.mean(n_l, axis=0, keepdims=True)) for lam, n_l in zip(lambdas, counts)]
 
 
+def _feedback_update(
+    matrices: Sequence[jax.Array],
+    shifts: Sequence[jax.Array],
+    counts: Sequence[jax.Array],
+    output_grades: jax.Array,
+    rate: float,
+) -> tuple[jax.Array, ...]:
+    r"""SFDFA's feedback step, :math:`B_{ic} \leftarrow B_{ic} - \eta_B (B_{ic} - \operatorname{mean}_b D_c v_i)`.
+
+    The mean is over the examples where hidden neuron :math:`i` fired; :math:`B` stays where it never did.
+    """
+    new = []
+    for m, v, n_l in zip(matrices, shifts, counts):
+        active = (n_l > 0).astype(jnp.float32)
+        estimate = jnp.einsum("bi,bc->ic", active * v, output_grades)
+        seen = jnp.sum(active, axis=0)[:, None]
+        new.append(m - rate * (seen * m - estimate) / jnp.maximum(seen, 1.0))
+    return tuple(new)
+
+
 def _check(net: SpikeTimeNet, params: Sequence[jax.Array], times: jax.Array, labels: jax.Array, name: str) -> None:
     shapes = tuple((n_in, n_out) for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:]))
     if tuple(tuple(jnp.shape(w)) for w in params) != shapes:
@@ -177,6 +199,11 @@ def _loss_of(loss_fn: Any, name: str) -> SpikeCountLoss:
     return loss_fn
 
 
+GRADES = ("exact", "released")
+ORDERS = ("errors_first", "feedback_first")
+HIDDEN_ERRORS = ("feedback", "rate")
+
+
 def sfdfa(
     loss_fn: SpikeCountLoss,
     *,
@@ -186,10 +213,16 @@ def sfdfa(
     regularizer: float | Sequence[float] = 0.3,
     rate_target: float = 0.4,
     chunk: int = 128,
+    grades: str = "exact",
+    order: str = "errors_first",
+    hidden_error: str = "feedback",
 ) -> Rule:
     r"""SFDFA (or DFA) on an exact-time spiking network, online (module docstring).
 
-    The defaults of the regulariser are the reference code's for Fashion-MNIST.
+    The defaults of the regulariser are the reference code's for Fashion-MNIST only; other data
+    sets use other values (:func:`snnjax.rules.sfdfa_preset` has the reference's settings per
+    data set). ``grades``, ``order`` and ``hidden_error`` choose between the paper's rule (the
+    defaults) and what the released code computes.
 
     Args:
       loss_fn: :func:`spike_count_loss` of the network (at least one hidden layer).
@@ -203,6 +236,16 @@ def sfdfa(
       rate_target: target mean spike count per hidden neuron and example.
       chunk: spiking neurons whose eligibility rows are updated per inner iteration (any value
         is exact; it sets speed).
+      grades: ``"exact"``: the directional derivatives of the spike times along shifts
+        :math:`v_i` of every spike (``jax.jvp``); ``"released"``: the released kernel's
+        :math:`g = \sum w\, g_{pre} + [k = 0]\, v` (:mod:`snnjax.spike_time`), a different
+        scale for :math:`B` against the regulariser.
+      order: ``"errors_first"``: the errors use :math:`B` before this step's update;
+        ``"feedback_first"``: :math:`B` is updated first, as the released training loop does.
+      hidden_error: ``"feedback"``: :math:`e_i = \sum_c B_{ic}\delta_c + \lambda(\bar n^* -
+        \operatorname{mean}_b n_i)`, the paper's rule; ``"rate"``: the regulariser alone, as the
+        released ``LIFLayer`` computes it (it overwrites :math:`B\delta`, so :math:`B` is learned
+        but never reaches the weights, for SFDFA and DFA alike).
 
     Returns:
       A stateful :class:`~snnjax.rules.Rule` with a :class:`~snnjax.rules.FeedbackState`
@@ -233,6 +276,13 @@ def sfdfa(
         raise ValueError("sfdfa: the network needs at least one hidden layer.")
     if chunk < 1:
         raise ValueError(f"sfdfa: chunk must be >= 1, got {chunk}.")
+    for option, value, choices in (("grades", grades, GRADES), ("order", order, ORDERS)):
+        if value not in choices:
+            raise ValueError(f"sfdfa: {option} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+    if hidden_error not in HIDDEN_ERRORS:
+        raise ValueError(
+            f"sfdfa: hidden_error must be one of {', '.join(map(repr, HIDDEN_ERRORS))}, got {hidden_error!r}."
+        )
     hidden = len(net.sizes) - 2
     lambdas = _per_hidden(regularizer, net, "sfdfa")
     classes = net.sizes[-1]
@@ -254,36 +304,36 @@ def sfdfa(
         _check(net, params, times, labels, "sfdfa")
         batch = times.shape[0]
 
-        def run(shifts):
-            out = simulate(net, params, times, shifts, fix=fix, eligibility=True, chunk=chunk)
+        def run(shifts, seeds=None):
+            out = simulate(net, params, times, shifts, fix=fix, eligibility=True, chunk=chunk, released_grades=seeds)
             return out.time_sums, out
 
-        if grades_on:
-            if key is None:
-                raise ValueError("sfdfa: feedback='sfdfa' needs key= for the hidden perturbations.")
-            shifts = perturbations(key, net, batch)
-            _, grades, out = jax.jvp(run, (tuple(jnp.zeros_like(v) for v in shifts),), (shifts,), has_aux=True)
-        else:
+        if not grades_on:
             shifts, out = None, run(None)[1]
-            grades = tuple(jnp.zeros_like(c) for c in out.counts)
+            grade_sums = tuple(jnp.zeros_like(c) for c in out.counts)
+        elif key is None:
+            raise ValueError("sfdfa: feedback='sfdfa' needs key= for the hidden perturbations.")
+        elif grades == "exact":
+            shifts = perturbations(key, net, batch)
+            _, grade_sums, out = jax.jvp(run, (tuple(jnp.zeros_like(v) for v in shifts),), (shifts,), has_aux=True)
+        else:
+            shifts = perturbations(key, net, batch)
+            out = run(None, shifts)[1]
+            grade_sums = out.grades
         counts = out.counts
         delta = loss_fn.targets(labels) - counts[-1]
         loss = losses.spike_count_mse(counts[-1][None], labels, loss_fn.target_true, loss_fn.target_false)
-        errors = [delta @ m.T + r for m, r in zip(state.matrices, _rate_signals(lambdas, rate_target, counts))] + [
-            delta
-        ]
-        grads = tuple(jnp.einsum("bi,bij->ji", e, elig) / batch for e, elig in zip(errors, out.eligibility))
         matrices = state.matrices
-        if grades_on:
-            new = []
-            for m, v, n_l in zip(matrices, shifts, counts):
-                active = (n_l > 0).astype(jnp.float32)
-                estimate = jnp.einsum("bi,bc->ic", active * v, grades[-1])
-                seen = jnp.sum(active, axis=0)[:, None]
-                new.append(m - feedback_rate * (seen * m - estimate) / jnp.maximum(seen, 1.0))
-            matrices = tuple(new)
-        aux = SFDFAAux(counts, out.diagnostics, tuple(grades))
-        return (loss, aux), grads, FeedbackState(matrices, state.step + 1)
+        updated = _feedback_update(matrices, shifts, counts, grade_sums[-1], feedback_rate) if grades_on else matrices
+        used = updated if order == "feedback_first" else matrices
+        rates = _rate_signals(lambdas, rate_target, counts)
+        if hidden_error == "rate":
+            errors = [jnp.broadcast_to(r, (batch, r.shape[1])) for r in rates] + [delta]
+        else:
+            errors = [delta @ m.T + r for m, r in zip(used, rates)] + [delta]
+        grads = tuple(jnp.einsum("bi,bij->ji", e, elig) / batch for e, elig in zip(errors, out.eligibility))
+        aux = SFDFAAux(counts, out.diagnostics, tuple(grade_sums))
+        return (loss, aux), grads, FeedbackState(updated, state.step + 1)
 
     return Rule(init=init, apply=apply, stateful=True, name=feedback.upper(), loss_fn=loss_fn)
 
