@@ -23,7 +23,8 @@ from typing import Any
 
 import jax
 
-RESULTS = Path(__file__).parent / "results"
+# Where results go: benchmarks/results, or $SNNJAX_RESULTS (the GPU suite's --smoke writes there, never here).
+RESULTS = Path(os.environ.get("SNNJAX_RESULTS") or Path(__file__).parent / "results")
 HOST_ALLOCATOR = {"tuned": False}
 
 
@@ -162,6 +163,16 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}-{jax.devices()[0].platform}.json"
     path.write_text(json.dumps({"benchmark": name, "environment": env, **payload}, indent=2) + "\n")
     return path
+
+
+def merge_result(path: Path, payload: dict[str, Any], key: str) -> None:
+    """Write ``payload`` to ``path``, its ``key`` entries added to those on disk (read again just before:
+    runs written side by side, or by an earlier run, are kept), atomically."""
+    on_disk = json.loads(path.read_text()) if path.exists() else {}
+    payload = {**payload, key: {**on_disk.get(key, {}), **payload.get(key, {})}}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def summarise_over_steps(

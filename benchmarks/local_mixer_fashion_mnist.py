@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -165,11 +164,7 @@ def _path() -> Path:
 
 def _write(path: Path, payload: dict) -> None:
     """Add this process's runs to the file's (read again: several grids may run side by side), atomically."""
-    on_disk = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    payload["runs"] = {**on_disk["runs"], **payload["runs"]}
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    common.merge_result(path, payload, "runs")
 
 
 def run_grid(args) -> dict:

@@ -1,10 +1,12 @@
 """The README's example, the main job and the benchmarks run as written (tiny sizes)."""
 
 import contextlib
+import json
 import re
 import runpy
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -401,25 +403,59 @@ def test_feedback_alignment_benchmark_jacobian_network_is_the_model(model):
     np.testing.assert_allclose(jacobians[1], net.layers[-2 if spiking else -1].kernel[...], rtol=1e-5, atol=1e-6)
 
 
-def test_sfdfa_fashion_mnist_benchmark_runs_each_rule():
-    import argparse
+TINY_SFDFA = ["--train-size", "32", "--test-size", "16", "--batch", "8", "--hidden", "12", "10", "--dt", "5e-3"]
 
-    from snnjax.spike_time import SpikeTimeNet
 
-    module = _benchmark("sfdfa_fashion_mnist")
-    rng = np.random.default_rng(0)
-    train = (rng.integers(0, 256, (8, 16)).astype(np.uint8), rng.integers(0, 3, 8))
-    test = (rng.integers(0, 256, (4, 16)).astype(np.uint8), rng.integers(0, 3, 4))
-    args = argparse.Namespace(lr=3e-3, epochs=1, batch=4, every=1)
-    net = SpikeTimeNet((16, 6, 3), theta=(0.2, 0.7), dt=1e-2)
-    results = {name: {"0": module["run"](name, 0, net, train, test, args)} for name in ("sfdfa", "dfa", "bp")}
-    assert [len(r["0"]["angles"]) for r in results.values()] == [2, 2, 0]
-    summary = module["summarise"](results)
-    assert set(summary) == {"sfdfa", "dfa", "bp"}
-    for name, row in summary.items():  # the summary is the runs' own last and best test accuracies
-        history = results[name]["0"]["history"]
-        assert row["final_mean"] == history[-1]["test_accuracy"] and row["seeds"] == 1
-        assert row["best_mean"] == max(h["test_accuracy"] for h in history)
+@pytest.fixture(scope="module")
+def tiny_fashion(tmp_path_factory):
+    """IDX files in Fashion-MNIST's layout (the Debian package may be missing)."""
+    from test_datasets import write_learnable_idx
+
+    folder = tmp_path_factory.mktemp("fashion")
+    write_learnable_idx(folder, sizes=(("train", 32), ("t10k", 16)))
+    return str(folder)
+
+
+def test_gpu_suite_smoke_runs_every_part_and_summarises(tiny_fashion, tmp_path):
+    """`python benchmarks/gpu_suite.py --smoke`: each part as its own process at tiny sizes, results in a
+    directory of its own (never benchmarks/results), one summary, the files copied where asked."""
+    out = tmp_path / "out"
+    summary = _run_benchmark(
+        "gpu_suite", ["--smoke", "--data-dir", tiny_fashion, "--results", str(tmp_path / "res"), "--copy-to", str(out)]
+    )
+    parts = summary["parts"]
+    assert list(parts) == ["peers", "fgi", "sfdfa", "parallel"]
+    for name, part in parts.items():
+        assert part["status"] == "ok", (name, part)
+        assert part["files"] and all(str(tmp_path / "res") in f for f in part["files"]), (name, part["files"])
+        assert part["headline"] and "unreadable" not in part["headline"], (name, part["headline"])
+    sfdfa = json.loads(next(Path(f) for f in parts["sfdfa"]["files"] if f.endswith(".json")).read_text())
+    assert list(sfdfa["summary"]) == ["sfdfa", "sfdfa-released", "dfa", "bp"]  # three seeds at once in the suite
+    for name, per_seed in sfdfa["results"].items():
+        assert per_seed["status"] == "finished" and len(per_seed["0"]["angles"]) == (0 if name == "bp" else 1)
+    rates = [sfdfa["results"]["dfa"][s]["history"][0]["hidden_rates"] for s in ("0", "1")]
+    assert rates[0] != rates[1]  # each seed its own network
+    parallel = json.loads(next(Path(f) for f in parts["parallel"]["files"] if f.endswith(".json")).read_text())
+    names = {n.split("/", 1)[1] for n in parallel["results"]["32"]}
+    assert {"lif (sequential)", "parallel_lif", "sliding_psn", "parallel_lif stepped"} <= names
+    with tarfile.open(out / "gpu_suite_results.tar.gz") as tar:
+        assert set(tar.getnames()) >= {Path(f).name for p in parts.values() for f in p["files"]}
+
+
+def test_sfdfa_benchmark_continues_a_run_step_for_step_and_refuses_another_runs_checkpoint(tiny_fashion, tmp_path):
+    base = [*TINY_SFDFA, "--data-dir", tiny_fashion, "--epochs", "2", "--seeds", "3", "--rules", "sfdfa-released"]
+    whole = _run_benchmark("sfdfa_fashion_mnist", [*base, "--no-write"])["results"]["sfdfa-released"]
+    ckpt = ["--checkpoint", str(tmp_path)]
+    cut = _run_benchmark("sfdfa_fashion_mnist", [*base, *ckpt, "--budget-s", "1e-9", "--no-write"])
+    assert cut["results"]["sfdfa-released"]["status"] == "out of budget"  # stopped after its first step
+    assert cut["results"]["sfdfa-released"]["step"] == 1
+    resumed = _run_benchmark("sfdfa_fashion_mnist", [*base, *ckpt, "--no-write"])["results"]["sfdfa-released"]
+    assert resumed["status"] == "finished"
+    for a, b in zip(resumed["3"]["history"], whole["3"]["history"]):
+        assert (a["test_accuracy"], a["train_loss"]) == (b["test_accuracy"], b["train_loss"])
+    assert resumed["3"]["angles"] == whole["3"]["angles"]
+    with pytest.raises(SystemExit, match="--checkpoint: .* was made with other settings \\(lr\\)"):
+        _run_benchmark("sfdfa_fashion_mnist", [*base, *ckpt, "--lr", "1e-3", "--no-write"])
 
 
 def test_sfdfa_memory_benchmark_smoke():

@@ -33,7 +33,7 @@ in the same order as the step, so both forms agree bit for bit.
 from the LIF of :func:`snnjax.lif`; Fang et al. let the learned filter and threshold make up for
 it. Recurrent weights would feed spikes back and are not offered. Reverse mode through
 :func:`run_parallel` stores the whole sequence's scan tree, :math:`O(T)` memory as BPTT does.
-``docs/concepts/neurons.md`` says when the parallel form is the faster choice.
+``docs/howto/speed.md`` says when the parallel form is the faster choice.
 """
 
 from __future__ import annotations
