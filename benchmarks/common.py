@@ -156,11 +156,16 @@ def library_groups(names: Any) -> dict[str, str]:
     return {n: "torch" if any(k in n for k in ("torch", "norse")) else "jax" for n in names}
 
 
+def result_path(name: str) -> Path:
+    """``results/<name>-<platform>.json`` (``-cpu``, ``-gpu``), its folder made."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    return RESULTS / f"{name}-{jax.devices()[0].platform}.json"
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write ``payload`` with the environment to ``results/<name>-<platform>.json`` and return the path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
     env = environment()
-    path = RESULTS / f"{name}-{jax.devices()[0].platform}.json"
+    path = result_path(name)
     path.write_text(json.dumps({"benchmark": name, "environment": env, **payload}, indent=2) + "\n")
     return path
 

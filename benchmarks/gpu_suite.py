@@ -1,40 +1,30 @@
 """Every GPU measurement in one prepared command, each part within its own time budget.
 
-    python benchmarks/gpu_suite.py                   # on a GPU: about 9 minutes, results under benchmarks/results
-    python benchmarks/gpu_suite.py --smoke           # every part at tiny sizes on the CPU (< 2 min), in a temp dir
+    python benchmarks/gpu_suite.py                   # on a GPU: every part, within --total-s (570 s)
+    python benchmarks/gpu_suite.py --smoke           # every part at tiny sizes on the CPU, in a temp dir
     python benchmarks/gpu_suite.py --parts sfdfa --budget sfdfa=500   # one part, another budget
 
 The parts run in this order, each as its own process (a part that overruns its budget is
-stopped, the next one still runs) writing its JSON as soon as it has something, with the
-device's platform in the name (``-gpu.json`` on a GPU):
+stopped with its process group, the next one still runs), each writing its JSON as it goes,
+with the device's platform in the name (``-gpu.json`` on a GPU):
 
 (a) ``peers``: snnjax against spyx, snnTorch and Norse at n = 4096, 8192 and 16384
     (`peers.py`), with peak device memory;
 (b) ``fgi``: the FGI table at T = 28 ... 784 against eager PyTorch and `torch.compile` (`fgi_table.py`);
-(c) ``sfdfa``: SFDFA (exact and released grades), DFA and BP through spike times on the full
-    Fashion-MNIST protocol, 3 seeds at once (`sfdfa_fashion_mnist.py`), for as many steps as the
-    budget allows, up to 50 epochs, checkpointed in ``--checkpoint`` so that the next GPU run
-    continues it;
+(c) ``sfdfa``: on the full Fashion-MNIST protocol, 3 seeds at once (`sfdfa_fashion_mnist.py`):
+    SFDFA with exact and with the released code's grades, the released code's own training
+    (``rate-only``), DFA and BP through spike times, each for its share of the budget, up to 50
+    epochs, checkpointed in ``--checkpoint``: a later run with that directory continues them;
 (d) ``parallel``: the parallel neurons against the sequential LIF and snnTorch's LeakyParallel,
     T = 100 ... 8000 (`parallel_neurons.py`).
 
 It needs the ``bench`` extra (torch, snntorch, norse, spyx: a peer that is missing is reported
-as skipped) and the Fashion-MNIST IDX files (``--data-dir``, or where snnjax finds them). At the
-end it prints one summary table and writes it with each part's status to ``gpu_suite-<platform>.json``;
-``--copy-to DIR`` also packs every result file written into ``DIR/gpu_suite_results.tar.gz`` (the
-device tool returns only a few files, from ``$OUT``); ``bash benchmarks/gpu_prepare.sh`` prepares
-the wheels and data a machine without internet needs and prints the command to run there.
-
-**The budget**, planned from CPU measurements (``docs/benchmarks.md``) before any GPU was lent:
-the peers' n = 16384 step and the FGI table's six lengths each take seconds on a GPU, so their
-budgets (120 s each) are mostly compilation, ``torch.compile`` included. SFDFA is the long part:
-on the 2-core CPU one training step of the 784-400-400-10 network (batch 50, 200 grid steps)
-takes about 0.4 s per seed, 8 minutes per epoch of 60,000 images. On a GPU the step is a
-sequential scan of small products, bound by launch latency rather than arithmetic, so the three
-seeds of a ``vmap`` cost about what one does; at an assumed 50 ms per step (not yet measured) an
-epoch of each of the four variants takes 1 minute, and the 240 s budget gives each variant about
-one epoch. The 50-epoch protocol therefore needs many GPU runs: each continues from the
-checkpoints (``--checkpoint``) the last one left.
+as skipped) and the Fashion-MNIST IDX files (``--data-dir``, or where snnjax finds them). After
+every part it prints and writes the summary (``gpu_suite-<platform>.json``); ``--copy-to DIR``
+also packs every result file written so far into ``DIR/gpu_suite_results.tar.gz`` (the device
+tool returns only a few files, from ``$OUT``). ``bash benchmarks/gpu_prepare.sh`` prepares the
+wheels and data a machine without internet needs and prints the command to run there. How the
+budgets were planned, and what one run reaches, is in ``docs/benchmarks.md`` ("The GPU suite").
 """
 
 from __future__ import annotations
@@ -42,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -62,36 +53,37 @@ class Part(NamedTuple):
     budget_s: float
 
 
+SFDFA_VARIANTS = ["sfdfa", "sfdfa-released", "rate-only", "dfa", "bp"]
 TINY_SFDFA = ["--train-size", "32", "--test-size", "16", "--batch", "8", "--hidden", "12", "10", "--dt", "5e-3"]
 PARTS: dict[str, Part] = {
     "peers": Part(
         "peers.py",
         ["--sizes", "4096", "8192", "16384", "--repeats", "3"],
         ["--sizes", "32", "--steps", "10", "--repeats", "1", "--no-compile"],
-        120,
+        100,
     ),
     "fgi": Part(
         "fgi_table.py",
         ["--repeats", "3"],
         ["--steps", "8", "--batch", "4", "--hidden", "8", "--repeats", "1", "--compile-max-steps", "0"],
-        120,
+        100,
     ),
     "sfdfa": Part(
         "sfdfa_fashion_mnist.py",
         ["--train-size", "60000", "--test-size", "10000", "--epochs", "50", "--seeds", "0", "1", "2", "--every", "50"]
-        + ["--rules", "sfdfa", "sfdfa-released", "dfa", "bp", "--name", "sfdfa_protocol"],
-        [*TINY_SFDFA, "--epochs", "1", "--seeds", "0", "1", "--rules", "sfdfa", "sfdfa-released", "dfa", "bp"]
-        + ["--name", "sfdfa_protocol"],
-        240,
+        + ["--rules", *SFDFA_VARIANTS, "--name", "sfdfa_protocol"],
+        [*TINY_SFDFA, "--epochs", "1", "--seeds", "0", "1", "--rules", *SFDFA_VARIANTS, "--name", "sfdfa_protocol"],
+        300,
     ),
     "parallel": Part(
         "parallel_neurons.py",
         ["--steps", "100", "500", "2000", "8000", "--repeats", "3", "--batch", "16", "--features", "256"],
         ["--steps", "16", "32", "--repeats", "1"],
-        60,
+        50,
     ),
 }
-GRACE_S = 20  # for a part's start and its last write, beyond its budget
+GRACE_S = 15  # for a part's start and its last write, beyond its budget (within the total)
+RESERVE_S = 10  # kept at the end of the total for the summary and the archive
 SMOKE_BUDGET_S = 90.0
 
 
@@ -108,23 +100,30 @@ def _budgets(pairs: list[str]) -> dict[str, float]:
     return out
 
 
-def run_part(name: str, part: Part, args: argparse.Namespace, results: Path, budget: float) -> dict[str, Any]:
-    """Run one part as a subprocess with ``$SNNJAX_RESULTS`` set; its status, seconds and new result files."""
+def run_part(
+    name: str, part: Part, args: argparse.Namespace, results: Path, budget: float, timeout: float
+) -> dict[str, Any]:
+    """Run one part as a subprocess with ``$SNNJAX_RESULTS`` set, stopped (with its process group) after
+    ``timeout`` seconds; its status, seconds and new result files."""
     argv = list(part.smoke if args.smoke else part.full)
     if name == "sfdfa":
         # the training loop stops itself inside the budget (leaving time to save and write), and checkpoints
-        argv += ["--budget-s", str(max(budget - 30, 0.5 * budget)), "--checkpoint", str(args.checkpoint)]
+        train_s = max(min(budget, timeout - GRACE_S) - 30, 0.5 * budget)  # time to evaluate and save after
+        argv += ["--budget-s", f"{train_s:.0f}", "--checkpoint", str(args.checkpoint)]
         if args.data_dir:
             argv += ["--data-dir", args.data_dir]
     command = [sys.executable, str(HERE / part.script), *argv]
     env = {**os.environ, "SNNJAX_RESULTS": str(results), "PYTHONUNBUFFERED": "1"}
     before = {p: p.stat().st_mtime for p in results.glob("*")}
-    print(f"\n=== {name}: {' '.join(command[1:])} (budget {budget:.0f} s)", flush=True)
+    print(f"\n=== {name}: {' '.join(command[1:])} (budget {budget:.0f} s, stopped after {timeout:.0f} s)", flush=True)
     start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, start_new_session=True)
     try:
-        rc = subprocess.run(command, env=env, timeout=budget + GRACE_S).returncode
+        rc = process.wait(timeout=timeout)
         status = "ok" if rc == 0 else f"failed (exit {rc})"
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # compile workers too (torch.compile), not only the child
+        process.wait()
         status = "stopped at its budget"
     seconds = time.perf_counter() - start
     written = sorted(str(p) for p in results.glob("*") if p.suffix != ".tmp" and before.get(p) != p.stat().st_mtime)
@@ -187,6 +186,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--results", help="where results go (default: benchmarks/results; --smoke: a temp dir)")
     parser.add_argument("--checkpoint", help="SFDFA's checkpoints (default: runs/gpu_suite/checkpoints)")
     parser.add_argument("--copy-to", metavar="DIR", help="also pack every result file written into DIR/*.tar.gz")
+    parser.add_argument(
+        "--total-s", type=float, default=570.0, help="wall seconds for the whole suite (the device tool allows 600)"
+    )
     args = parser.parse_args(argv)
     budgets = {name: SMOKE_BUDGET_S if args.smoke else part.budget_s for name, part in PARTS.items()}
     budgets.update(_budgets(args.budget))
@@ -195,31 +197,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results.mkdir(parents=True, exist_ok=True)
     if args.checkpoint is None:
         args.checkpoint = str(Path(scratch) / "checkpoints" if scratch else HERE.parent / "runs/gpu_suite/checkpoints")
-    parts = {}
-    for name in args.parts:
-        parts[name] = run_part(name, PARTS[name], args, results, budgets[name])
-        parts[name]["headline"] = _headline(name, parts[name]["files"])
     sys.path.insert(0, str(HERE))
     import common
 
     os.environ["SNNJAX_RESULTS"] = str(results)
     common.RESULTS = results
-    summary = {"parts": parts, "smoke": args.smoke, "command": "python benchmarks/gpu_suite.py " + " ".join(argv or [])}
-    path = common.write_result("gpu_suite", summary)
-    print("\n=== summary")
-    print(f"{'part':9s} {'status':22s} {'seconds':>8s}  headline")
-    for name, p in parts.items():
-        print(f"{name:9s} {p['status']:22s} {p['seconds']:8.0f}  {p['headline']}")
+    command = "python benchmarks/gpu_suite.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    began, parts, path = time.perf_counter(), {}, None
+    for name in args.parts:
+        left = args.total_s - (time.perf_counter() - began) - RESERVE_S
+        if left < 10:
+            parts[name] = {"status": "skipped: no time left", "seconds": 0.0, "files": [], "headline": ""}
+            continue
+        parts[name] = run_part(name, PARTS[name], args, results, budgets[name], min(budgets[name] + GRACE_S, left))
+        parts[name]["headline"] = _headline(name, parts[name]["files"])
+        path = finish(parts, args, command, common)  # after every part: a suite stopped later keeps these
     print(f"wrote {path}")
+    return {"parts": parts, "smoke": args.smoke, "command": command}
+
+
+def finish(parts: dict[str, Any], args: argparse.Namespace, command: str, common: Any) -> Path:
+    """Write the summary so far (and with ``--copy-to`` the archive of every result file written)."""
+    path = common.write_result("gpu_suite", {"parts": parts, "smoke": args.smoke, "command": command})
+    print(f"\n=== summary so far\n{'part':9s} {'status':22s} {'seconds':>8s}  headline")
+    for name, p in parts.items():
+        print(f"{name:9s} {p['status']:22s} {p['seconds']:8.0f}  {p['headline']}", flush=True)
     if args.copy_to:
         target = Path(args.copy_to)
         target.mkdir(parents=True, exist_ok=True)
         archive = target / "gpu_suite_results.tar.gz"
-        with tarfile.open(archive, "w:gz") as tar:
+        with tarfile.open(archive.with_suffix(".tmp"), "w:gz") as tar:
             for file in sorted({f for p in parts.values() for f in p["files"]} | {str(path)}):
                 tar.add(file, arcname=Path(file).name)
-        print(f"wrote {archive} (every result file written, for a transfer that takes few files)")
-    return summary
+        archive.with_suffix(".tmp").replace(archive)
+    return path
 
 
 if __name__ == "__main__":

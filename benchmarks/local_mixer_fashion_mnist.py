@@ -158,8 +158,7 @@ def train_one(config: str, method: str, seed: int, lr: float, epochs: int, batch
 
 def _path() -> Path:
     """The results file, per platform (``-cpu``, ``-gpu``), as every benchmark names it."""
-    common.RESULTS.mkdir(parents=True, exist_ok=True)
-    return common.RESULTS / f"{NAME}-{jax.devices()[0].platform}.json"
+    return common.result_path(NAME)
 
 
 def _write(path: Path, payload: dict) -> None:

@@ -13,8 +13,9 @@ temporary memory of the training call:
 - ``parallel_lif stepped`` / ``parallel_lif``: the reset-free LIF (`snnjax.parallel_lif`) scanned
   step by step, and computed at once by `snnjax.run_parallel` (`jax.lax.associative_scan`);
 - ``sliding_psn stepped`` / ``sliding_psn``: Fang et al.'s sliding PSN with k = 8, both forms;
-- ``snntorch LeakyParallel``: snnTorch's reset-free LIF layer (its own Linear inside, `torch.nn.RNN`),
-  eager PyTorch, where snnTorch is installed (the ``bench`` extra).
+- ``snntorch LeakyParallel``: snnTorch's reset-free layer, its own Linear inside: a `torch.nn.RNN`
+  with a ReLU (the membrane is clipped at zero) and biases, stepped by PyTorch's RNN kernel, eager,
+  where snnTorch is installed (the ``bench`` extra).
 
 beta = 0.9, threshold 1 everywhere, the fast-sigmoid surrogate for snnjax.
 """
@@ -133,23 +134,27 @@ def main(argv: list[str] | None = None) -> dict:
                 f"  {name:26s} {f['ms']:9.2f} / {fb['ms']:9.2f}   x{f['ratio_to_sequential_lif']:.2f} / "
                 f"x{fb['ratio_to_sequential_lif']:.2f}" + (f"   {mib / 2**20:7.1f} MiB" if mib is not None else "")
             )
-    payload = {
-        "config": vars(args),
-        "results": results,
-        "train_temp_bytes": memory,
-        "command": "python benchmarks/parallel_neurons.py " + " ".join(sys.argv[1:] if argv is None else argv),
-    }
-    if use_torch:
-        import snntorch
-        import torch
-
-        payload["torch"] = {"torch": torch.__version__, "snntorch": snntorch.__version__}
+        payload = {
+            "config": vars(args),
+            "results": results,
+            "train_temp_bytes": memory,
+            "torch": _torch_versions() if use_torch else None,
+            "command": "python benchmarks/parallel_neurons.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        }
+        if not args.no_write:
+            path = common.write_result("parallel_neurons", payload)  # after every T, so a partial run is kept
     if not args.no_write:
-        path = common.write_result("parallel_neurons", payload)
         if importlib.util.find_spec("matplotlib"):
             plot(results, path.with_suffix(".png"))
         print(f"wrote {path} (and the plot beside it)")
     return payload
+
+
+def _torch_versions() -> dict[str, str]:
+    import snntorch
+    import torch
+
+    return {"torch": torch.__version__, "snntorch": snntorch.__version__}
 
 
 def plot(results: dict, path: Path) -> None:

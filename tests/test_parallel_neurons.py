@@ -118,8 +118,8 @@ def test_sliding_psn_filter_and_threshold_gradients_by_hand():
 
 
 def test_the_nnx_layers_step_as_they_run_and_learn():
-    xs = jax.random.normal(jax.random.key(9), (T, B, N))
-    for layer in (snn.ParallelLIF(N, beta=0.8, trainable_decay=True), snn.SlidingPSN(N, k=3)):
+    xs = _dyadic((T, B, N), 9)  # exact arithmetic in both forms (beta and the filter are powers of two)
+    for layer in (snn.ParallelLIF(N, beta=0.5, trainable_decay=True), snn.SlidingPSN(N, k=3)):
         _, parallel = layer.run(xs)
         stepped = nnx.RNN(layer, time_major=True)(xs)
         np.testing.assert_allclose(stepped, parallel)
@@ -153,6 +153,8 @@ def test_in_sequential_the_parallel_form_runs():
         (lambda: snnjax.run_parallel(snnjax.parallel_lif(), jnp.ones((3, 2), jnp.int32)), "xs must be floating"),
         (lambda: snn.SlidingPSN(3, weights=jnp.ones(2)), "SlidingPSN: the filter is the layer's parameter"),
         (lambda: snn.ParallelLIF(3, reset="zero"), "unknown option 'reset'"),
+        (lambda: snn.ParallelLIF(3, run_bptt=True), "ParallelLIF: runs in parallel over time"),
+        (lambda: snn.SlidingPSN(3, trainable_decay=True), "SlidingPSN: has no decays to train"),
     ],
 )
 def test_bad_input_names_what_to_change(call, message):

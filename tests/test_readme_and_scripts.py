@@ -443,19 +443,36 @@ def test_gpu_suite_smoke_runs_every_part_and_summarises(tiny_fashion, tmp_path):
 
 
 def test_sfdfa_benchmark_continues_a_run_step_for_step_and_refuses_another_runs_checkpoint(tiny_fashion, tmp_path):
+    """Stopped inside an epoch, at an epoch's end and by the clock, then continued: the same run as one
+    made at once (4 steps per epoch, 2 epochs); a finished run stays finished; other settings are refused."""
     base = [*TINY_SFDFA, "--data-dir", tiny_fashion, "--epochs", "2", "--seeds", "3", "--rules", "sfdfa-released"]
-    whole = _run_benchmark("sfdfa_fashion_mnist", [*base, "--no-write"])["results"]["sfdfa-released"]
+    base += ["--every", "1", "--no-write"]
+
+    def bench(*extra):
+        return _run_benchmark("sfdfa_fashion_mnist", [*base, *extra])["results"]["sfdfa-released"]
+
+    whole = bench()
     ckpt = ["--checkpoint", str(tmp_path)]
-    cut = _run_benchmark("sfdfa_fashion_mnist", [*base, *ckpt, "--budget-s", "1e-9", "--no-write"])
-    assert cut["results"]["sfdfa-released"]["status"] == "out of budget"  # stopped after its first step
-    assert cut["results"]["sfdfa-released"]["step"] == 1
-    resumed = _run_benchmark("sfdfa_fashion_mnist", [*base, *ckpt, "--no-write"])["results"]["sfdfa-released"]
-    assert resumed["status"] == "finished"
+    stops = [bench(*ckpt, "--stop-after-steps", "4"), bench(*ckpt, "--stop-after-steps", "1")]
+    stops.append(bench(*ckpt, "--budget-s", "1e-9"))  # the clock: one step, then out of time
+    assert [(r["status"], r["epochs_done"], r["step"]) for r in stops] == [
+        ("out of budget", 1, 0),  # epoch 1 finished (and evaluated), stopped before epoch 2
+        ("out of budget", 1, 1),
+        ("out of budget", 1, 2),
+    ]
+    resumed = bench(*ckpt)
+    assert resumed["status"] == "finished" and len(resumed["3"]["history"]) == len(whole["3"]["history"]) == 2
     for a, b in zip(resumed["3"]["history"], whole["3"]["history"]):
-        assert (a["test_accuracy"], a["train_loss"]) == (b["test_accuracy"], b["train_loss"])
-    assert resumed["3"]["angles"] == whole["3"]["angles"]
+        assert (a["test_accuracy"], a["train_loss"], a["hidden_rates"]) == (
+            b["test_accuracy"],
+            b["train_loss"],
+            b["hidden_rates"],
+        )
+    assert resumed["3"]["angles"] == whole["3"]["angles"] and len(whole["3"]["angles"]) == 8
+    again = bench(*ckpt)  # finished: nothing more is trained, nothing lost
+    assert again["3"]["history"] == resumed["3"]["history"] and again["status"] == "finished"
     with pytest.raises(SystemExit, match="--checkpoint: .* was made with other settings \\(lr\\)"):
-        _run_benchmark("sfdfa_fashion_mnist", [*base, *ckpt, "--lr", "1e-3", "--no-write"])
+        bench(*ckpt, "--lr", "1e-3")
 
 
 def test_sfdfa_memory_benchmark_smoke():

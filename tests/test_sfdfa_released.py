@@ -48,6 +48,20 @@ def test_released_grades_by_hand_on_a_single_spike_network(times):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("w_in, w_out, counts", [(3.5, 10.0, (1, 3)), (5.0, 20.0, (2, 10))])
+def test_released_grades_reset_after_each_spike_by_hand(w_in, w_out, counts):
+    """One input spike, one hidden neuron, one output neuron. The hidden neuron's first spike has grade v
+    (its second, if any, 0: no new input and v on the first spike only); the output's first spike takes
+    w_out v and resets, so its later spikes add nothing: D = w_out v, whatever the output's count."""
+    net = SpikeTimeNet((1, 1, 1), theta=(0.2, 0.2), window=0.2, dt=1e-3)
+    v = 0.7
+    run = simulate(
+        net, (jnp.array([[w_in]]), jnp.array([[w_out]])), jnp.zeros((1, 1)), released_grades=(jnp.full((1, 1), v),)
+    )
+    assert tuple(int(c[0, 0]) for c in run.counts) == counts
+    np.testing.assert_allclose([float(g[0, 0]) for g in run.grades], [v, w_out * v], rtol=1e-6)
+
+
 def test_released_grades_put_v_on_the_first_spike_only(times):
     net, w = NET, _weights(False)
     v = perturbations(jax.random.key(5), net, times.shape[0])
@@ -139,6 +153,10 @@ def test_presets_hold_the_released_settings():
         (
             lambda: simulate(NET, _weights(False), jnp.zeros((2, 20)), released_grades=(jnp.zeros((2, 12)),)),
             "simulate: expected 2 released_grades arrays",
+        ),
+        (
+            lambda: simulate(NET, _weights(False), jnp.zeros((2, 20)), released_grades=(jnp.zeros(12), jnp.zeros(8))),
+            "simulate: released_grades[0] must have shape [B, N] = (2, 12)",
         ),
     ],
 )

@@ -7,7 +7,8 @@ function of the inputs, and the spike a pointwise function of the membrane; the 
 also has the ordinary sequential ``step``, so it works wherever a :class:`snnjax.Neuron` does
 (stepped online rules, ``nnx.RNN``), and both forms give the same spikes.
 
-**Reset-free LIF** (:func:`parallel_lif`; snnTorch's ``LeakyParallel`` is this neuron):
+**Reset-free LIF** (:func:`parallel_lif`; snnTorch's ``LeakyParallel`` is close to it, but clips
+the membrane at zero with a ReLU, adds biases and steps a ``torch.nn.RNN``):
 
 .. math::
 

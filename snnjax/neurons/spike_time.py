@@ -60,7 +60,10 @@ with :math:`\varepsilon^s_j = \sum_z e^{t_j^z/\tau_s}` and the reset correction
 :math:`R_{ij} = \sum_{k' < k} X_{k'}\, \partial t_{k'}/\partial w_{ij}` (the dependence of later
 spikes on earlier ones through the reset). :math:`E` and :math:`R` change only where a neuron
 spikes: each step gathers the rows of the neurons that fired, updates them and scatters them
-back (``chunk`` rows at a time), so a step costs :math:`O(\text{spikes} \cdot N_{in})`.
+back (``chunk`` rows at a time), so a step costs :math:`O(\text{spikes} \cdot N_{in})`. That
+loop is a ``while_loop``: under :func:`jax.vmap` (over seeds, say) its condition is batched and
+every iteration selects the whole traces, which is many times slower; run such copies one after
+another instead (``docs/benchmarks.md`` has the measurement).
 
 **The released code's grades** (``released_grades``): the CUDA kernel that Bacho & Chu's
 released code loads (``compute_spike_times_std_new.cu``) does not differentiate spike times.
@@ -468,7 +471,15 @@ def simulate(
         raise ValueError(
             f"simulate: expected {hidden} released_grades arrays (one per hidden layer), got {len(released_grades)}."
         )
-    seeds = [*released_grades, jnp.zeros((batch, net.sizes[-1]), jnp.float32)] if graded else None
+    seeds = None
+    if graded:
+        seeds = [jnp.asarray(v, jnp.float32) for v in released_grades]
+        for l, (v, n) in enumerate(zip(seeds, net.sizes[1:-1])):
+            if v.shape != (batch, n):
+                raise ValueError(
+                    f"simulate: released_grades[{l}] must have shape [B, N] = {(batch, n)}, got {v.shape}."
+                )
+        seeds.append(jnp.zeros((batch, net.sizes[-1]), jnp.float32))
     in_step = input_step(net, times)
     pairs = list(zip(net.sizes[:-1], net.sizes[1:]))
     layers0 = [
@@ -490,17 +501,14 @@ def simulate(
             threshold, tau = net.thresholds[l], net.tau
             t_in, mask, g_in = incoming[l]
             pre_s, pre_m = st.pre_s + deliver(t_in, mask, net.tau_s), st.pre_m + deliver(t_in, mask, tau)
-            if graded and l > 0:  # the delivered spikes' grades ride along in the same product
-                a, b, dir_b = jnp.split(jnp.concatenate([pre_s, pre_m, g_in]) @ w, 3)
-            else:
-                a, b = jnp.split(jnp.concatenate([pre_s, pre_m]) @ w, 2)
-                dir_b = None
+            a, b = jnp.split(jnp.concatenate([pre_s, pre_m]) @ w, 2)
+            dir_b = g_in @ jax.lax.stop_gradient(w) if graded and l > 0 else None  # the delivered spikes' grades
             b = b - threshold * st.reset
             c = crossing(net, l, a, b, st.count, n)
             grade = None
             if graded:
                 pending, total = grading[l]
-                pending = pending + jax.lax.stop_gradient(dir_b) if dir_b is not None else pending
+                pending = pending + dir_b if dir_b is not None else pending
                 grade = jnp.where(c.spiked, pending + jnp.where(st.count == 0, seeds[l], 0.0), 0.0)
                 new_grading.append((jnp.where(c.spiked, 0.0, pending), total + grade))
             current = jax.lax.stop_gradient(a / (c.x * c.x))

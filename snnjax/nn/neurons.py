@@ -158,6 +158,12 @@ class NeuronCell(nnx.RNNCellBase):
         for flag, value in (("remat", remat), ("run_bptt", run_bptt), ("trainable_decay", trainable_decay)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name}: {flag} must be True or False, got {value!r}.")
+        if type(self).parallel and (run_bptt or not remat):
+            raise ValueError(
+                f"{name}: runs in parallel over time (snnjax.run_parallel); run_bptt and remat do not apply."
+            )
+        if trainable_decay and not self.decays:
+            raise ValueError(f"{name}: has no decays to train; trainable_decay does not apply.")
         self.features, self.unroll, self.remat, self.run_bptt = features, unroll, remat, run_bptt
         for decay_name, initial in self.decays.items():
             value = options.pop(decay_name, initial)

@@ -231,8 +231,8 @@ def sfdfa(
       fix: the critical-point fix, :math:`\tau / I` instead of :math:`\tau / (I - \vartheta)`,
         for the local gradients and the grades.
       feedback_rate: :math:`\eta_B` (SFDFA).
-      regularizer: :math:`\lambda`, one value or one per hidden layer (the reference: 0.3 for
-        SFDFA, 1.0 for DFA).
+      regularizer: :math:`\lambda`, one value or one per hidden layer (the reference on
+        Fashion-MNIST: 0.3 for SFDFA, 1.0 for DFA; other data sets: :func:`sfdfa_preset`).
       rate_target: target mean spike count per hidden neuron and example.
       chunk: spiking neurons whose eligibility rows are updated per inner iteration (any value
         is exact; it sets speed).

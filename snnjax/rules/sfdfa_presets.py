@@ -6,8 +6,11 @@ Adam without a schedule, batch 50, count targets 15 / 3, a feedback rate of
 :math:`10^{-4}` (plain gradient descent, :math:`B` from zero) and time-to-first-spike inputs
 over the first 100 ms (images). What a preset does not apply by itself:
 
-- SHD: the output layer's weights start at :math:`U(-0.9, 1.1)`, its spike buffer is 15,
-  and the inputs are the released code's own spike-time files (their conversion is not released);
+- SHD: the preset describes the released settings but cannot be trained as it is here:
+  :func:`snnjax.spike_time.simulate` takes one spike per input neuron (SHD has up to 91 per
+  channel) and one ``max_spikes`` for every layer (the released output buffer is 15); the
+  output layer's weights start at :math:`U(-0.9, 1.1)`, and the inputs are the released code's
+  own spike-time files, whose conversion is not released;
 - EMNIST (balanced, 47 classes): the feedback rate becomes :math:`2.7 \times 10^{-3}` from
   epoch 10 on;
 - every set: the released code trains with ``hidden_error="rate"`` (:func:`snnjax.rules.sfdfa`).
