@@ -11,11 +11,13 @@ with the device's platform in the name (``-gpu.json`` on a GPU):
 (a) ``peers``: snnjax against spyx, snnTorch and Norse at n = 4096, 8192 and 16384
     (`peers.py`), with peak device memory;
 (b) ``fgi``: the FGI table at T = 28 ... 784 against eager PyTorch and `torch.compile` (`fgi_table.py`);
-(c) ``sfdfa``: on the full Fashion-MNIST protocol, 3 seeds at once (`sfdfa_fashion_mnist.py`):
+(c) ``seeds``: SFDFA's training step for 1 and 3 seeds, one after another against `jax.vmap`
+    (`sfdfa_seeds.py`: on the CPU `vmap` is many times slower);
+(d) ``sfdfa``: on the full Fashion-MNIST protocol, 3 seeds side by side (`sfdfa_fashion_mnist.py`):
     SFDFA with exact and with the released code's grades, the released code's own training
     (``rate-only``), DFA and BP through spike times, each for its share of the budget, up to 50
     epochs, checkpointed in ``--checkpoint``: a later run with that directory continues them;
-(d) ``parallel``: the parallel neurons against the sequential LIF and snnTorch's LeakyParallel,
+(e) ``parallel``: the parallel neurons against the sequential LIF and snnTorch's LeakyParallel,
     T = 100 ... 8000 (`parallel_neurons.py`).
 
 It needs the ``bench`` extra (torch, snntorch, norse, spyx: a peer that is missing is reported
@@ -68,12 +70,18 @@ PARTS: dict[str, Part] = {
         ["--steps", "8", "--batch", "4", "--hidden", "8", "--repeats", "1", "--compile-max-steps", "0"],
         100,
     ),
+    "seeds": Part(
+        "sfdfa_seeds.py",
+        ["--seeds", "1", "3", "--repeats", "2"],
+        ["--hidden", "16", "16", "--seeds", "1", "2", "--repeats", "1"],
+        30,
+    ),
     "sfdfa": Part(
         "sfdfa_fashion_mnist.py",
         ["--train-size", "60000", "--test-size", "10000", "--epochs", "50", "--seeds", "0", "1", "2", "--every", "50"]
         + ["--rules", *SFDFA_VARIANTS, "--name", "sfdfa_protocol"],
         [*TINY_SFDFA, "--epochs", "1", "--seeds", "0", "1", "--rules", *SFDFA_VARIANTS, "--name", "sfdfa_protocol"],
-        300,
+        270,
     ),
     "parallel": Part(
         "parallel_neurons.py",
@@ -163,6 +171,10 @@ def _headline(name: str, files: list[str]) -> str:
                     for k, v in d["summary"].items()
                 )
                 or "no epoch finished (see the checkpoints)"
+            )
+        if name == "seeds":
+            return ", ".join(
+                f"S={k}: vmap / sequential {v['vmap_over_sequential']:.2f}" for k, v in d["results"].items()
             )
         if name == "parallel":
             t = list(d["results"])[-1]

@@ -424,13 +424,13 @@ def test_gpu_suite_smoke_runs_every_part_and_summarises(tiny_fashion, tmp_path):
         "gpu_suite", ["--smoke", "--data-dir", tiny_fashion, "--results", str(tmp_path / "res"), "--copy-to", str(out)]
     )
     parts = summary["parts"]
-    assert list(parts) == ["peers", "fgi", "sfdfa", "parallel"]
+    assert list(parts) == ["peers", "fgi", "seeds", "sfdfa", "parallel"]
     for name, part in parts.items():
         assert part["status"] == "ok", (name, part)
         assert part["files"] and all(str(tmp_path / "res") in f for f in part["files"]), (name, part["files"])
         assert part["headline"] and "unreadable" not in part["headline"], (name, part["headline"])
     sfdfa = json.loads(next(Path(f) for f in parts["sfdfa"]["files"] if f.endswith(".json")).read_text())
-    assert list(sfdfa["summary"]) == ["sfdfa", "sfdfa-released", "dfa", "bp"]  # three seeds at once in the suite
+    assert list(sfdfa["summary"]) == ["sfdfa", "sfdfa-released", "rate-only", "dfa", "bp"]
     for name, per_seed in sfdfa["results"].items():
         assert per_seed["status"] == "finished" and len(per_seed["0"]["angles"]) == (0 if name == "bp" else 1)
     rates = [sfdfa["results"]["dfa"][s]["history"][0]["hidden_rates"] for s in ("0", "1")]
