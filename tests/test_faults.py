@@ -234,7 +234,10 @@ def test_a_loss_rising_above_its_first_epoch_for_two_epochs_is_reported(tmp_path
         (["--resume", "--overwrite"], "(--resume --overwrite) contradict each other"),
         (["--data-option", "foo=1"], "randman: unknown option foo (a data option, --data-option KEY=VALUE)"),
         (["--rule", "lg-fg-a"], "rule 'lg-fg-a' uses the blocks' local losses: use --model mixer"),
-        (["--directions", "4"], "directions (--directions 4) is for fg-w, fg-a, lg-fg-w, lg-fg-a, not 'bptt'"),
+        (
+            ["--directions", "4"],
+            "directions (--directions 4) is for fg-w, fg-a, lg-fg-w, lg-fg-a, online-fg-a, not 'bptt'",
+        ),
         (["--groups", "8"], "groups and patches (--groups, --patches) are the mixer's"),
         (["--rule", "fg-guess-lg"], "rule 'fg-guess-lg' uses the blocks' local losses: use --model mixer"),
         (["--model", "mixer"], "model 'mixer' takes images with --encoding none"),

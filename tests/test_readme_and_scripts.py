@@ -168,63 +168,6 @@ def test_sharding_benchmark_smoke():
     assert payload["shared_seed_fg_w"]["bytes"]["2"]["derivatives"] == 4 * 3  # K = 2 derivatives and the loss
 
 
-def test_peers_benchmark_smoke():
-    payload = _run_benchmark(
-        "peers",
-        [
-            "--sizes",
-            "16",
-            "--steps",
-            "5",
-            "--batch",
-            "2",
-            "--repeats",
-            "1",
-            "--no-compile",
-            "--no-write",
-            "--no-tune-allocator",
-        ],
-    )
-    rows = payload["results"]["16"]
-    assert {"forward/lif-inject", "forward+backward/matmuls", "forward+backward/nnx-Sequential"} <= set(rows)
-    for peer in ("spyx", "snntorch", "norse"):  # each is either timed or reported as skipped
-        assert (peer in payload["skipped"]) != any(name.endswith("/" + peer) for name in rows)
-
-
-def test_fgi_table_smoke():
-    payload = _run_benchmark(
-        "fgi_table",
-        [
-            "--steps",
-            "4",
-            "--batch",
-            "2",
-            "--hidden",
-            "4",
-            "--repeats",
-            "1",
-            "--no-torch",
-            "--no-write",
-            "--no-tune-allocator",
-        ],
-    )
-    timings = payload["results"]["4"]["timings"]
-    variants = (
-        "inject",
-        "bypass",
-        "custom_jvp",
-        "custom_vjp",
-        "inject-no-remat",
-        "inject-run_bptt",
-        "inject-chain",
-        "custom_jvp-chain",
-    )
-    names = [f"snnjax-{m}" for m in variants] + ["jax-plain-scan"]
-    assert {f"{mode}/{name}" for mode in ("train", "infer") for name in names} == set(timings)
-    memory = payload["results"]["4"]["train_temp_bytes"]
-    assert set(memory) == set(names) and all(m > 0 for m in memory.values())
-
-
 @pytest.mark.parametrize("method", ["inject", "custom_jvp"])
 def test_fgi_plain_scan_computes_the_snnjax_network(method):
     """The FGI table's reference scan, written without snnjax, has snnjax's loss and gradient."""
@@ -416,9 +359,15 @@ def tiny_fashion(tmp_path_factory):
     return str(folder)
 
 
+def _json_of(part):
+    """The JSON result a GPU-suite part wrote."""
+    return json.loads(next(Path(f) for f in part["files"] if f.endswith(".json")).read_text())
+
+
 def test_gpu_suite_smoke_runs_every_part_and_summarises(tiny_fashion, tmp_path):
     """`python benchmarks/gpu_suite.py --smoke`: each part as its own process at tiny sizes, results in a
-    directory of its own (never benchmarks/results), one summary, the files copied where asked."""
+    directory of its own (never benchmarks/results), one summary, the files packed where asked; and what
+    the peers' and the FGI table's smoke runs measured (every variant, or the peer reported as skipped)."""
     out = tmp_path / "out"
     summary = _run_benchmark(
         "gpu_suite", ["--smoke", "--data-dir", tiny_fashion, "--results", str(tmp_path / "res"), "--copy-to", str(out)]
@@ -429,13 +378,23 @@ def test_gpu_suite_smoke_runs_every_part_and_summarises(tiny_fashion, tmp_path):
         assert part["status"] == "ok", (name, part)
         assert part["files"] and all(str(tmp_path / "res") in f for f in part["files"]), (name, part["files"])
         assert part["headline"] and "unreadable" not in part["headline"], (name, part["headline"])
-    sfdfa = json.loads(next(Path(f) for f in parts["sfdfa"]["files"] if f.endswith(".json")).read_text())
+    sfdfa = _json_of(parts["sfdfa"])
     assert list(sfdfa["summary"]) == ["sfdfa", "sfdfa-released", "rate-only", "dfa", "bp"]
     for name, per_seed in sfdfa["results"].items():
         assert per_seed["status"] == "finished" and len(per_seed["0"]["angles"]) == (0 if name == "bp" else 1)
     rates = [sfdfa["results"]["dfa"][s]["history"][0]["hidden_rates"] for s in ("0", "1")]
     assert rates[0] != rates[1]  # each seed its own network
-    parallel = json.loads(next(Path(f) for f in parts["parallel"]["files"] if f.endswith(".json")).read_text())
+    peers = _json_of(parts["peers"])
+    rows = peers["results"]["32"]
+    assert {"forward/lif-inject", "forward+backward/matmuls", "forward+backward/nnx-Sequential"} <= set(rows)
+    for peer in ("spyx", "snntorch", "norse"):  # each is either timed or reported as skipped
+        assert (peer in peers["skipped"]) != any(name.endswith("/" + peer) for name in rows)
+    fgi = _json_of(parts["fgi"])["results"]["8"]
+    methods = ("inject", "bypass", "custom_jvp", "custom_vjp", "inject-no-remat", "inject-run_bptt", "inject-chain")
+    names = [f"snnjax-{m}" for m in (*methods, "custom_jvp-chain")] + ["jax-plain-scan"]
+    assert {f"{mode}/{name}" for mode in ("train", "infer") for name in names} <= set(fgi["timings"])
+    assert set(fgi["train_temp_bytes"]) == set(names) and all(m > 0 for m in fgi["train_temp_bytes"].values())
+    parallel = _json_of(parts["parallel"])
     names = {n.split("/", 1)[1] for n in parallel["results"]["32"]}
     assert {"lif (sequential)", "parallel_lif", "sliding_psn", "parallel_lif stepped"} <= names
     with tarfile.open(out / "gpu_suite_results.tar.gz") as tar:

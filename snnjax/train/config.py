@@ -22,15 +22,16 @@ __all__ = [
 
 MODELS = ("mlp", "snn", "rsnn", "conv", "mixer", "spiking-mixer")
 RULES = (
-    "bptt", "fg-w", "fg-a", "fa", "dfa", "fdfa", "eprop", "eprop-random", "tbptt", "lg-bp", "lg-fg-w", "lg-fg-a",
+    "bptt", "fg-w", "fg-a", "fa", "dfa", "fdfa", "eprop", "eprop-random", "tbptt", "rtrl", "online-dfa",
+    "online-fdfa", "online-fg-a", "lg-bp", "lg-fg-w", "lg-fg-a",
     "fg-guess-lg", "fg-guess-dfa",
 )  # fmt: skip
 # Rules that train the network step by step, on a loss at every step (snnjax.rules.per_step_loss).
-STEPPED_RULES = ("eprop", "eprop-random", "tbptt")
+STEPPED_RULES = ("eprop", "eprop-random", "tbptt", "rtrl", "online-dfa", "online-fdfa", "online-fg-a")
 # Rules on the blocks' local losses (Ren et al.), for the LocalMixer models; fg-guess-lg guesses with them.
 LOCAL_RULES = ("lg-bp", "lg-fg-w", "lg-fg-a")
 GUESSED_RULES = ("fg-guess-lg", "fg-guess-dfa")
-FORWARD_RULES = ("fg-w", "fg-a", "lg-fg-w", "lg-fg-a")
+FORWARD_RULES = ("fg-w", "fg-a", "lg-fg-w", "lg-fg-a", "online-fg-a")
 MIXERS = ("mixer", "spiking-mixer")
 
 # The convolutional network's own defaults (its channels, fewer steps), where the run does not set them.
@@ -66,7 +67,10 @@ class Config:
         ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment), ``fdfa`` (forward DFA),
         or, online on a loss at every step (:data:`STEPPED_RULES`, models ``snn`` and ``rsnn``):
         ``eprop`` (symmetric feedback), ``eprop-random`` (random feedback; one hidden layer for
-        both) and ``tbptt`` (truncated BPTT, ``window`` steps), or, on the mixers' local losses
+        both), ``tbptt`` (truncated BPTT, ``window`` steps), ``rtrl`` (exact real-time recurrent
+        learning: the true gradient, online, at a cost that grows with the parameters times the
+        state, for small networks), ``online-dfa``, ``online-fdfa`` and ``online-fg-a`` (DFA, FDFA
+        and FG-A with eligibility traces, feed-forward ``snn`` only), or, on the mixers' local losses
         (:data:`LOCAL_RULES`): ``lg-bp``, ``lg-fg-w``, ``lg-fg-a``; or the forward gradient along a
         guessed direction (:func:`snnjax.rules.guessed_forward_gradient`, each layer on its own
         guess): ``fg-guess-lg`` (the mixers' local losses' gradient) or ``fg-guess-dfa`` (DFA's).
