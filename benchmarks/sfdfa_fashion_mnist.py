@@ -20,14 +20,15 @@ weights U(-1, 1), Adam 3e-3, batch 50, spike-count targets 15 / 3, firing-rate r
 
 All seeds of a variant train side by side, one step of each in turn (each seed has its own
 weights, optimiser, feedback, data order and perturbations; `jax.vmap` over the seeds would be
-one call, but the eligibility traces' while-loop is far slower under it). Reported per variant and seed: test
-accuracy after each epoch (the reference reports the best epoch of 50), seconds per epoch, the
-grid's diagnostics, and for the feedback rules the angle between the last hidden layer's B and
-the output weights, every `--every` steps. With `--budget-s` the variants share the wall time
+one call, but the eligibility traces' while-loop is far slower under it). Reported per variant
+and seed: test accuracy after each epoch (the reference reports the best epoch of 50), seconds
+per epoch, the grid's diagnostics, and for the feedback rules, every `--every` steps, the angle
+between the last hidden layer's B and the output weights and the ratio of their norms
+``|B| / |W_out|``. With `--budget-s` the variants share the wall time
 equally; a variant that runs out saves a checkpoint (`--checkpoint DIR`, also after every epoch)
 and the next run with the same settings continues it, step for step (one refused, naming the
 setting, if they differ). Results are merged into the JSON by variant, so runs of some variants
-keep the others'. The CPU results recorded before the seeds were vmapped (data order from
+keep the others'. The CPU results recorded before the seeds were trained side by side (data order from
 `default_rng(seed)`, keys split per step) came from this script at commit 1ff17c1.
 """
 
@@ -206,9 +207,10 @@ def run(name: str, seeds: list[int], net: SpikeTimeNet, train, test, args, budge
                 loss_sum.block_until_ready()  # dispatch runs ahead of the device: wait, so the budget is true
             if VARIANTS[name] is not None and i % args.every == 0:
                 for k, s in enumerate(seeds):
-                    progress["per_seed"][str(s)]["angles"].append(
-                        [epoch * steps_per_epoch + i, angle(state[k][2].matrices[-1], state[k][0][-1])]
-                    )
+                    b, w_out = state[k][2].matrices[-1], state[k][0][-1]
+                    scale = float(jnp.linalg.norm(b) / jnp.linalg.norm(w_out))
+                    entry = [epoch * steps_per_epoch + i, angle(b, w_out), scale]
+                    progress["per_seed"][str(s)]["angles"].append(entry)
             progress["step"] += 1
             steps_run += 1
         jax.block_until_ready(state)
@@ -286,7 +288,7 @@ def plot(results: dict, path: Path) -> None:
     for c, name in enumerate(n for n in results if n != "bp"):
         per_seed = [r for r in results[name].values() if isinstance(r, dict) and r.get("angles")]
         for k, res in enumerate(per_seed):
-            steps, degrees = zip(*res["angles"])
+            steps, degrees = list(zip(*res["angles"]))[:2]
             ax.plot(steps, degrees, color=f"C{c}", alpha=0.8, label=name if k == 0 else None)
     ax.set_xlabel("training step")
     ax.set_ylabel("angle(B, W_out) (degrees)")
