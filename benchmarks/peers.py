@@ -224,15 +224,16 @@ def main(argv: list[str] | None = None) -> dict:
         if jax.devices()[0].platform == "gpu":
             rows["peak_bytes_in_use"] = jax.devices()[0].memory_stats().get("peak_bytes_in_use")
         results[str(n)] = rows
-    payload = {
-        "config": {"steps": args.steps, "batch": args.batch, "sizes": args.sizes, "repeats": args.repeats},
-        "versions": versions,
-        "skipped": skipped,
-        "results": results,
-        "command": "python benchmarks/peers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
+        payload = {
+            "config": {"steps": args.steps, "batch": args.batch, "sizes": args.sizes, "repeats": args.repeats},
+            "versions": versions,
+            "skipped": skipped,
+            "results": results,
+            "command": "python benchmarks/peers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        }
+        if not args.no_write:  # after every size, so a run stopped at a larger one keeps the smaller
+            path = common.write_result("peers-n" + "-".join(map(str, args.sizes)), payload)
     if not args.no_write:
-        path = common.write_result("peers-n" + "-".join(map(str, args.sizes)), payload)
         if importlib.util.find_spec("matplotlib"):
             plot(payload, path.with_suffix(".png"))
         print(f"\nwrote {path} (and the plot beside it)")
