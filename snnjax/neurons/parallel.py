@@ -46,10 +46,9 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from snnjax import surrogates
-from snnjax.checks import DECAY_HINT, check_finite, check_unit_interval
 from snnjax.neurons.lif import LIFState
-from snnjax.neurons.neuron import Neuron, check_run_inputs, per_neuron, resting, zeros_state
-from snnjax.spikes import DEFAULT_SURROGATE, check_method, spike
+from snnjax.neurons.neuron import Neuron, check_run_inputs, per_neuron, resting, spiking, zeros_state
+from snnjax.spikes import DEFAULT_SURROGATE, spike
 
 __all__ = ["PSNState", "parallel_lif", "psn_weights", "run_parallel", "sliding_psn"]
 
@@ -93,14 +92,6 @@ def run_parallel(neuron: Neuron, xs: ArrayLike, state: Any = None) -> tuple[Any,
     return neuron.parallel(state, xs)
 
 
-def _spiking(threshold: ArrayLike, surrogate: surrogates.SurrogateLike, method: str) -> surrogates.Surrogate:
-    """Check the threshold and method, resolve the surrogate."""
-    check_finite(threshold, "threshold")
-    resolved = surrogates.resolve(surrogate)
-    check_method(method, resolved)
-    return resolved
-
-
 def parallel_lif(
     beta: ArrayLike = 0.9,
     *,
@@ -132,8 +123,8 @@ def parallel_lif(
       >>> bool(jnp.all(snnjax.run(neuron, xs)[1] == snnjax.run_parallel(neuron, xs)[1]))
       True
     """
-    check_unit_interval(beta, "beta", DECAY_HINT)
-    resolved = _spiking(threshold, surrogate, method)
+    options = {"surrogate": surrogate, "method": method}
+    resolved = spiking(options, "parallel_lif", decays={"beta": beta}, finite={"threshold": threshold}).surrogate
 
     def fire(v: jax.Array) -> jax.Array:
         return spike(v - per_neuron(threshold, v, "threshold"), resolved, method)
@@ -210,7 +201,8 @@ def sliding_psn(
     if w.ndim != 1 or w.shape[0] < 1 or not jnp.issubdtype(w.dtype, jnp.floating):
         raise ValueError(f"sliding_psn: weights must be a float array [k] with k >= 1, got {w.dtype}{list(w.shape)}.")
     k = w.shape[0]
-    resolved = _spiking(threshold, surrogate, method)
+    options = {"surrogate": surrogate, "method": method}
+    resolved = spiking(options, "sliding_psn", decays={}, finite={"threshold": threshold}).surrogate
 
     def init(shape: Any, dtype: Any = jnp.float32) -> PSNState:
         at_rest = zeros_state(PSNState, shape, dtype).window  # checks the shape and dtype

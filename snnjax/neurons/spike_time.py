@@ -487,7 +487,11 @@ def simulate(
         for n_in, n_out in pairs
     ]
     emitted0 = [
-        (jnp.zeros((batch, n), jnp.float32), jnp.zeros((batch, n), bool), jnp.zeros((batch, n), jnp.float32))
+        (
+            jnp.zeros((batch, n), jnp.float32),
+            jnp.zeros((batch, n), bool),
+            jnp.zeros((batch, n), jnp.float32) if graded else None,
+        )
         for n in net.sizes[1:-1]
     ]
     traces0 = [(jnp.zeros((batch * n_out, n_in), jnp.float32),) * 2 for n_in, n_out in pairs] if eligibility else None
@@ -531,9 +535,7 @@ def simulate(
                     )
                 )
             if l < hidden:  # what the next layer receives at the next step
-                new_emitted.append(
-                    (jnp.where(c.spiked, t + shifts[l], 0.0), c.spiked, grade if graded else emitted[l][2])
-                )
+                new_emitted.append((jnp.where(c.spiked, t + shifts[l], 0.0), c.spiked, grade))  # grade: None ungraded
             diag = diag.at[l].add(jnp.stack([jnp.sum(f, dtype=jnp.float32) for f in (c.violation, c.forced, c.capped)]))
         carry = (new_layers, new_emitted, new_traces if traces is not None else None, new_grading if graded else None)
         return (*carry, diag), None

@@ -276,13 +276,10 @@ def sfdfa(
         raise ValueError("sfdfa: the network needs at least one hidden layer.")
     if chunk < 1:
         raise ValueError(f"sfdfa: chunk must be >= 1, got {chunk}.")
-    for option, value, choices in (("grades", grades, GRADES), ("order", order, ORDERS)):
-        if value not in choices:
-            raise ValueError(f"sfdfa: {option} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
-    if hidden_error not in HIDDEN_ERRORS:
-        raise ValueError(
-            f"sfdfa: hidden_error must be one of {', '.join(map(repr, HIDDEN_ERRORS))}, got {hidden_error!r}."
-        )
+    choices = (("grades", grades, GRADES), ("order", order, ORDERS), ("hidden_error", hidden_error, HIDDEN_ERRORS))
+    for option, value, allowed in choices:
+        if value not in allowed:
+            raise ValueError(f"sfdfa: {option} must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
     hidden = len(net.sizes) - 2
     lambdas = _per_hidden(regularizer, net, "sfdfa")
     classes = net.sizes[-1]
