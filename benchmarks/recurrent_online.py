@@ -1,5 +1,5 @@
-"""Recurrent networks: memory and time of exact RTRL, truncated BPTT and e-prop against BPTT over
-T, and how far truncation and e-prop are from the exact gradient.
+"""Recurrent networks: memory and time of exact RTRL, truncated BPTT, e-prop, OSTL and OTTT against
+BPTT over T, and how far each approximation is from the exact gradient.
 
     python benchmarks/recurrent_online.py                                # T in 100 500 2000 8000
     python benchmarks/recurrent_online.py --steps 20 80 --no-write       # smoke
@@ -7,9 +7,10 @@ T, and how far truncation and e-prop are from the exact gradient.
 A 16-24-4 network of recurrent ALIF neurons and a leaky-integrator readout with a per-step
 cross-entropy (`snnjax.rules.per_step_loss`, B = 16) on random inputs. Variants: the loss
 alone; `snnjax.rules.bptt`; `snnjax.rules.tbptt` with a window of 16 steps; `snnjax.rules.rtrl`
-(exact, forward mode, 128 parameter coordinates at a time); `snnjax.rules.eprop` (symmetric). Peak memory is XLA's
+(exact, forward mode, 128 parameter coordinates at a time); `snnjax.rules.eprop` (symmetric);
+`snnjax.rules.ostl`; `snnjax.rules.ottt` (the leak read from the ALIF, alpha = 0.9). Peak memory is XLA's
 `memory_analysis().temp_size_in_bytes`; time is the median of interleaved repeats. The cosine
-table compares each truncation window's and e-prop's gradient with the exact one (`compare_gradients`
+table compares each truncation window's, e-prop's, OSTL's and OTTT's gradient with the exact one (`compare_gradients`
 against BPTT; the rules are deterministic, so its two draws agree) on recurrent LIF and ALIF networks, T = 100.
 """
 
@@ -61,6 +62,8 @@ def cosines(steps: int = 100, batch: int = 16) -> dict:
             **{f"TBPTT(k={k})": rules.tbptt(loss_fn, k) for k in (32, 8, 2, 1)},
             "e-prop (symmetric)": rules.eprop(loss_fn),
             "e-prop (random)": rules.eprop(loss_fn, feedback="random"),
+            "OSTL": rules.ostl(loss_fn),
+            "OTTT": rules.ottt(loss_fn),
         }.items():
             state = rule.init(params, key=jax.random.key(3))
             c = compare_gradients(
@@ -84,6 +87,8 @@ def variants(loss_fn, params) -> dict:
         f"tbptt k={WINDOW}": jax.jit(lambda p, x, y: rules.tbptt(loss_fn, WINDOW)(p, x, y)[1]),
         "rtrl": jax.jit(lambda p, x, y: rules.rtrl(loss_fn, CHUNK)(p, x, y)[1]),
         "e-prop": jax.jit(lambda p, x, y: eprop(p, x, y, state=state)[1]),
+        "ostl": jax.jit(lambda p, x, y: rules.ostl(loss_fn)(p, x, y)[1]),
+        "ottt": jax.jit(lambda p, x, y: rules.ottt(loss_fn)(p, x, y)[1]),
     }
 
 
@@ -98,7 +103,9 @@ def main(argv: list[str] | None = None) -> dict:
         xs = (jax.random.uniform(jax.random.key(1), (steps, args.batch, SIZES[0])) < 0.3).astype(jnp.float32)
         results[str(steps)] = common.measure_at(steps, variants(loss_fn, params), (params, xs, labels), args.repeats)
     table = cosines(min(100, max(args.steps)), args.batch)
-    title = f"RTRL, TBPTT and e-prop against BPTT: {'-'.join(map(str, SIZES))} recurrent ALIF, B = {args.batch}"
+    title = (
+        f"RTRL, TBPTT, e-prop, OSTL and OTTT against BPTT: {'-'.join(map(str, SIZES))} recurrent ALIF, B = {args.batch}"
+    )
     return common.finish_over_steps("recurrent_online", args, results, title, {"cosine_to_exact": table})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from snnjax.train.config import DEFAULTS, MODELS, RULES
+from snnjax.train.config import DEFAULTS, MODELS, RULE_HELP, RULES
 
 __all__ = ["main"]
 
@@ -39,9 +39,12 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
     if not demo:
         parser.add_argument(
             "--dataset",
-            choices=_DATASETS,
             default="randman",
-            help="the data set (default: randman, generated, no download)",
+            metavar="NAME",
+            help=(
+                f"the data set: {', '.join(_DATASETS)} (default: randman, generated, no download), or a .npz file of "
+                "x_train, y_train, x_test, y_test (path/to/file.npz, or NAME with --data-dir DIR for DIR/NAME.npz)"
+            ),
         )
         parser.add_argument(
             "--model",
@@ -56,14 +59,7 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
             "--rule",
             choices=RULES,
             default="bptt",
-            help=(
-                "learning rule: bptt, fg-w / fg-a (forward gradient, weight- / activity-perturbed), fa (feedback "
-                "alignment), dfa (direct FA), fdfa (forward DFA); online, with a loss at every step (models snn, "
-                "rsnn): eprop / eprop-random (e-prop, symmetric / random feedback, one hidden layer), tbptt "
-                "(truncated BPTT); on the mixers' patch- and group-wise local losses: lg-bp, lg-fg-w, lg-fg-a; "
-                "forward gradient along a guessed direction: fg-guess-lg (the mixers' local losses' gradient), "
-                "fg-guess-dfa (DFA's)"
-            ),
+            help="learning rule; " + "; ".join(f"{k}: {v.replace('`', '')}" for k, v in RULE_HELP.items()),
         )
         parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes, e.g. --hidden 400 400")
         parser.add_argument("--window", type=int, default=16, help="tbptt: the truncation window in steps (default 16)")

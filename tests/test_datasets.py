@@ -142,7 +142,7 @@ def test_batches_encode_images_on_request():
         next(batches(data, 5))
     with pytest.raises(ValueError, match="unknown encoding"):
         next(batches(data, 2, encoder="morse", num_steps=3))
-    with pytest.raises(ValueError, match="already spikes"):
+    with pytest.raises(ValueError, match="already over time"):
         next(batches(load("randman", "train", **SMALL_RANDMAN), 2, encoder="rate", num_steps=3))
 
 
@@ -239,3 +239,77 @@ def test_tfds_missing_set_fails_at_once_with_instructions(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="snnjax download emnist"):
         load_tfds("emnist", "train", tmp_path / "empty")
+
+
+def test_any_arrays_are_a_dataset_of_the_kind_their_shape_says():
+    from snnjax.datasets import batches, from_arrays
+
+    static = from_arrays(np.arange(12.0).reshape(4, 3), [0, 1, 2, 1])
+    assert (static.kind, static.num_classes, static.inputs.dtype, static.labels.dtype) == (
+        "static",
+        3,
+        np.float32,
+        np.int32,
+    )
+    x, _ = next(batches(static, 2, shuffle=False, encoder="current", num_steps=5))
+    assert x.shape == (5, 2, 3) and np.array_equal(x[0], static.inputs[:2])  # as it is: not divided by 255
+    sequences = from_arrays(np.random.default_rng(0).random((4, 7, 2)), np.array([0, 1, 0, 1]), num_classes=5)
+    x, _ = next(batches(sequences, 2, shuffle=False))
+    assert sequences.kind == "sequence" and sequences.num_classes == 5
+    assert np.array_equal(x, np.swapaxes(sequences.inputs[:2], 0, 1))  # time-major [T, B, C]
+    assert from_arrays(np.zeros((2, 3, 4), bool), [0, 1]).kind == "spikes"
+    assert from_arrays(np.zeros((2, 5, 5), np.uint8), [0, 1], kind="image").kind == "image"
+
+
+@pytest.mark.parametrize(
+    "inputs, labels, options, message",
+    [
+        (np.zeros((2, 5, 5), np.uint8), [0, 1], {}, "mine: cannot tell what inputs of dtype uint8 and rank 3 are"),
+        (np.zeros((2, 5)), [0, 1], {"kind": "sequence"}, "mine: sequence inputs must be [N, T, C], got float64[2, 5]"),
+        (np.zeros((2, 5)), [0, 1], {"kind": "video"}, "mine: kind must be one of image, spikes, static, sequence"),
+        (np.zeros((2, 5)), [0, 1, 1], {}, "mine: labels must be [N] = [2], one per input; got [3]"),
+        (np.zeros((2, 5)), [0, 7], {"num_classes": 3}, "mine: labels must be integers in [0, 3), found 7"),
+        (np.zeros((2, 5)), [0.0, 1.0], {}, "mine: labels must be integers, got dtype float64"),
+        (np.full((2, 5), np.nan), [0, 1], {}, "mine: inputs hold 10 NaN or infinite values"),
+    ],
+)
+def test_arrays_that_are_not_a_dataset_are_refused_in_one_line(inputs, labels, options, message):
+    from snnjax.datasets import from_arrays
+
+    with pytest.raises(ValueError) as error:
+        from_arrays(inputs, labels, name="mine", **options)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_npz_files_load_by_path_or_by_name_and_say_what_is_wrong_with_them(tmp_path):
+    from snnjax.datasets import load, load_npz
+    from snnjax.train.config import data_kind
+
+    path = tmp_path / "mine.npz"
+    x = np.random.default_rng(0).random((6, 4, 3)).astype(np.float32)
+    np.savez(path, x_train=x[:4], y_train=np.array([0, 1, 0, 1]), x_test=x[4:], y_test=np.array([2, 0]))
+    train, test = load(str(path), "train"), load("mine", "test", directory=tmp_path)
+    assert (train.name, train.kind, train.num_classes, test.num_classes) == ("mine", "sequence", 3, 3)
+    assert np.array_equal(test.inputs, x[4:]) and data_kind("mine", str(tmp_path)) == ("sequence", 4, "mine")
+    assert load_npz(path, "train", num_classes=8).num_classes == 8
+    np.savez(path, x_train=x[:4], y_train=np.array([0, 1, 0, 1]), x_test=x[4:], y_test=np.array([2, 0]), num_classes=5)
+    assert load_npz(path, "test").num_classes == 5
+    bad = {
+        "no_test.npz": dict(x_train=x, y_train=np.zeros(6, int)),
+        "bad_label.npz": dict(x_train=x[:4], y_train=np.array([0, 1, 0, 1]), x_test=x[4:], y_test=np.array([1, 9])),
+    }
+    for name, arrays in bad.items():
+        np.savez(tmp_path / name, **arrays)
+    (tmp_path / "broken.npz").write_bytes(b"not a zip file")
+    for name, message in (
+        ("no_test.npz", "no_test.npz: has no array 'x_test'; a .npz data set holds x_train, y_train, x_test, y_test"),
+        ("bad_label.npz", "bad_label.npz: x_test, y_test: labels must be integers in [0, 5), found 9"),
+        ("broken.npz", "broken.npz: not a readable .npz file"),
+    ):
+        with pytest.raises(ValueError) as error:
+            load_npz(tmp_path / name, "test", num_classes=5 if name == "bad_label.npz" else None)
+        assert message in str(error.value), error.value
+    with pytest.raises(FileNotFoundError, match="missing.npz: no such .npz file"):
+        load(str(tmp_path / "missing.npz"))
+    with pytest.raises(ValueError, match="unknown dataset 'other'; choose one of randman"):
+        load("other", directory=tmp_path)

@@ -90,3 +90,11 @@ def _public_objects():
 def test_every_public_function_and_class_has_a_doctest_example():
     missing = sorted(name for name, obj in _public_objects() if ">>>" not in (obj.__doc__ or ""))
     assert not missing, f"no example in the docstring of: {', '.join(missing)}"
+
+
+def test_the_commands_rules_have_one_source():
+    """docs/howto/datasets.md shows the command's rules as `snnjax train --help` does, from RULE_HELP."""
+    from snnjax.train.config import RULE_HELP, RULES, rules_table
+
+    assert RULES == tuple(RULE_HELP)
+    assert rules_table() in (ROOT / "docs" / "howto" / "datasets.md").read_text()

@@ -114,7 +114,9 @@ def test_nan_parameters_after_the_last_step_of_an_epoch_are_not_saved(tmp_path, 
     [
         (["train", "--hidden", "0"], "each hidden size must be a positive integer, got 0"),
         (["train", "--batch-size", "100000"], "batch_size 100000 is larger than the 8000 training examples"),
-        (["train", "--model", "mlp"], "model 'mlp' takes images"),
+        (["train", "--model", "mlp"], "model 'mlp' takes inputs without a time axis"),
+        (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'; choose one of randman"),
+        (["train", "--dataset", "mine.npz"], "mine.npz: no such .npz file"),
         (["train", "--lr", "-1"], "lr must be a number in (0, 10)"),
         (["train", "--dataset", "fashion_mnist", "--encoding", "none"], "pick --encoding rate, latency or current"),
         (["train", "--dataset", "kmnist", "--data-dir", "/nonexistent"], "kmnist: no train-images-idx3-ubyte"),
@@ -130,7 +132,7 @@ def test_bad_input_is_one_line_saying_what_to_change(argv, message, capsys, monk
 
 
 def test_unknown_names_and_unwritable_output(capsys, tmp_path):
-    for argv in (["train", "--dataset", "imagenet"], ["train", "--rule", "hebb"], ["train", "--model", "transformer"]):
+    for argv in (["train", "--rule", "hebb"], ["train", "--model", "transformer"]):
         with pytest.raises(SystemExit):
             cli.main(argv)
         assert "invalid choice" in capsys.readouterr().err
@@ -264,8 +266,8 @@ def test_recurrent_model_runs_bptt_through_run_bptt_with_the_same_gradients(tmp_
 
 
 def test_online_rules_train_the_recurrent_network_from_the_command(tmp_path, capsys):
-    """e-prop (both feedbacks), truncated BPTT and RTRL on the recurrent network, online DFA, FDFA and FG-A on
-    the feed-forward one, through `snnjax train`, on a loss at every step."""
+    """e-prop (both feedbacks), truncated BPTT, RTRL, OSTL and OTTT on the recurrent network, online DFA, FDFA
+    and FG-A on the feed-forward one, through `snnjax train`, on a loss at every step."""
     common = [
         "train",
         "--model",
@@ -291,7 +293,7 @@ def test_online_rules_train_the_recurrent_network_from_the_command(tmp_path, cap
         "samples_per_class=100",
     ]
     feed_forward = ["--model", "snn"]  # the online DFA and FG-A rules take feed-forward layers only
-    runs = [(rule, []) for rule in ("eprop", "eprop-random", "tbptt", "rtrl")]
+    runs = [(rule, []) for rule in ("eprop", "eprop-random", "tbptt", "rtrl", "ostl", "ottt")]
     runs += [(rule, feed_forward) for rule in ("online-dfa", "online-fdfa", "online-fg-a")]
     for rule, extra in runs:
         assert cli.main([*common, *extra, "--rule", rule, "--window", "5", "--out", str(tmp_path / rule)]) == 0
@@ -306,6 +308,61 @@ def test_online_rules_train_the_recurrent_network_from_the_command(tmp_path, cap
         (["--rule", "eprop", "--model", "snn", "--hidden", "8", "8"], "eprop: the network must be snnjax.chain"),
         (["--rule", "tbptt", "--model", "mlp", "--dataset", "mnist"], "rule 'tbptt' trains a network step by step"),
         (["--rule", "tbptt", "--window", "0"], "window must be a positive integer, got 0"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["train", *argv, "--out", str(tmp_path / "refused"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_float_arrays_in_npz_files_train_through_the_command(tmp_path, capsys):
+    """Static vectors [N, L] (a current for T steps) and sequences [N, T, C], from .npz files named by path or by
+    --data-dir; runs are labelled with the file's name; what does not fit is one line naming the file."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 8)).astype(np.float32)
+    y = (x[:, :4].mean(1) > 0).astype(np.int64)  # learnable: the sign of the first features' mean
+    np.savez(tmp_path / "static.npz", x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
+    seq = rng.normal(scale=0.3, size=(240, 12, 3)).astype(np.float32)
+    ys = rng.integers(0, 3, 240)
+    seq[np.arange(240), 3:9, ys] += 1.0  # class c: a bump on channel c
+    np.savez(
+        tmp_path / "seq.npz", x_train=seq[:200], y_train=ys[:200], x_test=seq[200:], y_test=ys[200:], num_classes=3
+    )
+    common = [
+        "train",
+        "--epochs",
+        "3",
+        "--hidden",
+        "16",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--no-plots",
+    ]
+    common += ["--no-checkpoints"]
+    for argv, chance in (
+        (["--dataset", str(tmp_path / "static.npz"), "--steps", "5"], 0.5),
+        (["--dataset", "seq", "--data-dir", str(tmp_path), "--rule", "eprop"], 1 / 3),
+    ):
+        out = tmp_path / "runs" / argv[1].split("/")[-1]
+        assert cli.main([*common, *argv, "--out", str(out)]) == 0
+        history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert max(h["test_accuracy"] for h in history) > chance + 0.2, history
+    from snnjax.train import Config, resolve
+
+    assert resolve(Config(dataset="seq", data_dir=str(tmp_path))).out == "runs/seq-rsnn-bptt"
+    np.savez(tmp_path / "wide.npz", x_train=x * 3, y_train=y, x_test=x, y_test=y)
+    np.savez(tmp_path / "bad.npz", x_train=x, y_train=y, x_test=x, y_test=y + 1, num_classes=2)
+    for argv, message in (
+        (["--dataset", "seq", "--data-dir", str(tmp_path), "--steps", "20"], "seq's sequences have their own T = 12"),
+        (["--dataset", str(tmp_path / "wide.npz"), "--encoding", "rate"], "reads wide's values as probabilities"),
+        (
+            ["--dataset", str(tmp_path / "bad.npz")],
+            "bad.npz: x_test, y_test: labels must be integers in [0, 2), found 2",
+        ),
+        (["--dataset", str(tmp_path / "seq.npz"), "--encoding", "rate"], "seq is over time already: drop it"),
     ):
         with pytest.raises(SystemExit) as exit_:
             cli.main(["train", *argv, "--out", str(tmp_path / "refused"), "--no-progress"])

@@ -2,10 +2,13 @@
 
 ``load(name, split)`` for every set: Randman (generated, no download), the Spiking Heidelberg
 Digits (HDF5), MNIST-family images from local IDX files or tensorflow-datasets, EMNIST and
-CIFAR-10 from tensorflow-datasets. ``batches`` makes shuffled, deterministic epochs.
+CIFAR-10 from tensorflow-datasets, and any arrays (:func:`from_arrays`, :func:`load_npz`).
+``batches`` makes shuffled, deterministic epochs.
 """
 
+from snnjax.datasets.arrays import from_arrays, load_npz
 from snnjax.datasets.batching import ENCODINGS, batch_indices, batches, encoding, prepare
+from snnjax.datasets.dataset import KINDS
 from snnjax.datasets.idx import ImageData, load_idx, read_idx
 from snnjax.datasets.load import DATASETS, Dataset, load
 from snnjax.datasets.randman import RandmanData, randman
@@ -16,6 +19,7 @@ __all__ = [
     "Dataset",
     "ENCODINGS",
     "ImageData",
+    "KINDS",
     "RandmanData",
     "SpikeData",
     "batch_indices",
@@ -23,8 +27,10 @@ __all__ = [
     "bin_spikes",
     "download_shd",
     "encoding",
+    "from_arrays",
     "load",
     "load_idx",
+    "load_npz",
     "load_shd",
     "load_tfds",
     "prepare",

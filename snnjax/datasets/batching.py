@@ -61,9 +61,11 @@ def prepare(
     """Raw batch -> network input, traceable: uint8 images scaled and encoded; rasters made time-major.
 
     Args:
-      inputs: a raw batch: images ``[B, H, W(, C)]`` uint8, or rasters ``[B, T, channels]``.
-      kind: ``"image"`` or ``"spikes"``.
-      encode: from :func:`encoding` (images only).
+      inputs: a raw batch: images ``[B, H, W(, C)]`` uint8, rasters or sequences ``[B, T, channels]``,
+        or static vectors ``[B, L]``.
+      kind: one of :data:`snnjax.datasets.KINDS`: ``"image"`` (divided by 255, then encoded),
+        ``"static"`` (encoded as it is), ``"spikes"`` or ``"sequence"`` (made time-major).
+      encode: from :func:`encoding` (images and static vectors only).
       key: for stochastic encoders.
       flatten: flatten images to ``[B, D]`` before encoding.
 
@@ -77,9 +79,10 @@ def prepare(
       (7, 2, 3)
     """
     x = jnp.asarray(inputs).astype(jnp.float32)
-    if kind == "spikes":
+    if kind in ("spikes", "sequence"):
         return jnp.swapaxes(x, 0, 1)
-    x = x / 255.0
+    if kind == "image":
+        x = x / 255.0
     if flatten:
         x = x.reshape(x.shape[0], -1)
     return encode(key, x)
@@ -151,8 +154,8 @@ def batches(
       >>> x.shape, x.dtype, y.shape
       ((5, 4, 3), dtype('float32'), (4,))
     """
-    if encoder is not None and data.kind != "image":
-        raise ValueError(f"{data.name} is already spikes; encoder applies to image sets only.")
+    if encoder is not None and data.kind not in ("image", "static"):
+        raise ValueError(f"{data.name} is already over time; encoder applies to images and static vectors only.")
     encode = encoding(encoder or "none", num_steps if num_steps is not None else 0)
     base = jax.random.fold_in(jax.random.key(seed), epoch)
     for i, idx in enumerate(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
-from typing import NamedTuple
 
 import numpy as np
 
+from snnjax.datasets.arrays import array_file, load_npz
 from snnjax.datasets.checks import check_inputs, check_labels
+from snnjax.datasets.dataset import Dataset
 from snnjax.datasets.idx import load_idx
 from snnjax.datasets.randman import randman
 from snnjax.datasets.shd import SHD_CLASSES, load_shd
@@ -19,25 +20,6 @@ __all__ = ["DATASETS", "Dataset", "load"]
 IMAGE_SETS = {"mnist": 10, "fashion_mnist": 10, "kmnist": 10, "emnist": 47, "cifar10": 10}
 IDX_READABLE = ("mnist", "fashion_mnist", "kmnist")
 DATASETS = ("randman", "shd", *IMAGE_SETS)
-
-
-class Dataset(NamedTuple):
-    """A split of a data set, as arrays.
-
-    Attributes:
-      inputs: images ``[N, H, W]`` or ``[N, H, W, C]`` uint8, or spike rasters ``[N, T, channels]``
-        (sample-major, as stored; the batches are time-major).
-      labels: ``[N]`` int32.
-      num_classes: the number of classes.
-      kind: ``"image"`` or ``"spikes"``.
-      name: the data set's name.
-    """
-
-    inputs: np.ndarray
-    labels: np.ndarray
-    num_classes: int
-    kind: str
-    name: str
 
 
 def _randman(
@@ -88,14 +70,15 @@ def load(
     Args:
       name: one of ``DATASETS``: ``randman`` (generated, no download), ``shd`` (HDF5 files),
         ``mnist``, ``fashion_mnist``, ``kmnist`` (IDX files or tensorflow-datasets), ``emnist``,
-        ``cifar10`` (tensorflow-datasets).
+        ``cifar10`` (tensorflow-datasets); or a ``.npz`` data set (:func:`~snnjax.datasets.load_npz`):
+        a path ending in ``.npz``, or a name with ``directory`` holding ``NAME.npz``.
       split: ``"train"`` or ``"test"`` (Randman: a fixed 80/20 cut of the generated set).
       directory: where the files are (IDX or HDF5 folder, or tfds's ``data_dir``).
       source: for image sets, ``"idx"``, ``"tfds"`` or ``"auto"`` (local IDX files first, then a
         prepared tensorflow-datasets copy).
       seed: Randman's generator seed.
       **options: passed to the set's own loader (:func:`~snnjax.datasets.randman`'s sizes,
-        :func:`~snnjax.datasets.load_shd`'s ``steps`` and ``max_time``).
+        :func:`~snnjax.datasets.load_shd`'s ``steps`` and ``max_time``, a ``.npz`` set's ``num_classes``).
 
     Returns:
       :class:`Dataset`.
@@ -111,8 +94,15 @@ def load(
       >>> data.inputs.shape, data.kind, data.num_classes
       ((4, 6, 4), 'spikes', 2)
     """
+    path = array_file(name, directory) if name not in DATASETS else None
+    if path is not None:
+        _check_options(str(path), load_npz, options, ("path", "split"))
+        return load_npz(path, split, **options)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or a .npz file (path/to/file.npz, or a "
+            "name with a directory holding NAME.npz)."
+        )
     if split not in ("train", "test"):
         raise ValueError(f"{name}: split must be 'train' or 'test', got {split!r}.")
     if source not in ("auto", "idx", "tfds"):

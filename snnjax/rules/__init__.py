@@ -55,3 +55,6 @@ __all__ += ["eprop"]
 from snnjax.rules.guessed import guessed_forward_gradient  # noqa: E402
 
 __all__ += ["guessed_forward_gradient"]
+from snnjax.rules.spatial import ostl, ottt  # noqa: E402
+
+__all__ += ["ostl", "ottt"]

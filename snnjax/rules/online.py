@@ -57,7 +57,7 @@ import jax.numpy as jnp
 from snnjax.rules import forward_mode
 from snnjax.rules.feedback import FeedbackState
 from snnjax.rules.protocol import Rule
-from snnjax.rules.stepped import dense_layers, local_jacobians, read_fields, start, to_params
+from snnjax.rules.stepped import dense_layers, eligibility_step, local_jacobians, read_fields, start, to_params
 
 __all__ = ["online_dfa"]
 
@@ -140,14 +140,14 @@ def online_dfa(
             return new_states, outs
 
         states0 = [neuron.init((batch, n_out), dtype) for (_, neuron), (_, n_out) in zip(pairs, sizes)]
-        # One [B, N_in, N] trace (and [B, N] for the bias) per state array: the neuron axis
+        # One [B, N_in, N] trace (and [B, 1, N] for the bias) per state array: the neuron axis
         # stays innermost, so every update below is a vectorised elementwise pass.
         fields = [
             read_fields(neuron.step, s, jnp.zeros((batch, n_out), dtype))
             for (_, neuron), s, (_, n_out) in zip(pairs, states0, sizes)
         ]
         traces0 = [
-            ([jnp.zeros((batch, n_in, n_out), dtype)] * len(f), [jnp.zeros((batch, n_out), dtype)] * len(f))
+            ([jnp.zeros((batch, n_in, n_out), dtype)] * len(f), [jnp.zeros((batch, 1, n_out), dtype)] * len(f))
             for (n_in, n_out), f in zip(sizes, fields)
         ]
         grads0 = [(jnp.zeros((n_in, n_out), dtype), jnp.zeros((n_out,), dtype)) for n_in, n_out in sizes]
@@ -182,24 +182,12 @@ def online_dfa(
             new_states, new_traces, new_grads = [], [], []
             for l, (x, s, _, d_state, d_current) in enumerate(local):
                 eps_w, eps_b = traces[l]
-                delta = signals[l]
-                k = len(eps_w)
-                # delta times d out / d state_{t-1}[m] and d out / d I, per neuron: [B, N]
-                signal_ds = [delta * d[1] for d in d_state]
-                signal_di = delta * d_current[1]
-                g_w = sum(jnp.einsum("bj,bij->ij", sig, e) for sig, e in zip(signal_ds, eps_w)) + x.T @ signal_di
-                g_b = sum(jnp.sum(sig * e, axis=0) for sig, e in zip(signal_ds, eps_b)) + jnp.sum(signal_di, axis=0)
-                # eps_t[n] = sum_m (d state'[n] / d state[m]) eps_{t-1}[m] + (d state'[n] / d I) x
-                read = fields[l]  # traces of the state arrays the step reads, in order
-                eps_w = [
-                    sum(d_state[m][0][n][:, None, :] * eps_w[m] for m in range(k))
-                    + d_current[0][n][:, None, :] * x[:, :, None]
-                    for n in read
-                ]
-                eps_b = [sum(d_state[m][0][n] * eps_b[m] for m in range(k)) + d_current[0][n] for n in read]
+                ones = jnp.ones((batch, 1), dtype)
+                g_w, eps_w = eligibility_step(x, d_state, d_current, eps_w, signals[l], fields[l])
+                g_b, eps_b = eligibility_step(ones, d_state, d_current, eps_b, signals[l], fields[l])
                 new_states.append(s)
                 new_traces.append((eps_w, eps_b))
-                new_grads.append((grads[l][0] + g_w, grads[l][1] + g_b))
+                new_grads.append((grads[l][0] + g_w, grads[l][1] + g_b[0]))
             return (new_states, new_traces, new_grads, loss_sum + loss, fdfa_carry), y
 
         carry0 = (states0, traces0, grads0, jnp.zeros((), dtype), fdfa_carry0)

@@ -35,6 +35,7 @@ __all__ = [
     "SteppedLoss",
     "dense_layers",
     "depends_on_params",
+    "eligibility_step",
     "local_jacobians",
     "per_step_loss",
     "read_fields",
@@ -102,14 +103,18 @@ def per_step_loss(network: Callable[[Any], Neuron], loss_t: Callable[[jax.Array,
     return SteppedLoss(network, loss_t)
 
 
-def dense_layers(loss_fn: Any, params: Any, rule: str) -> list[tuple[Dense, Neuron]]:
+def dense_layers(loss_fn: Any, params: Any, rule: str, recurrent: bool = False) -> list[tuple[Dense, Neuron]]:
     """The ``(Dense, neuron)`` pairs of ``loss_fn.network(params)``, checked for an online rule.
+
+    With ``recurrent``, neuron layers may have recurrent weights (:class:`snnjax.Recurrence`),
+    which the rule trains as well; their cell without the recurrent input must not depend on
+    the parameters.
 
     Raises:
       ValueError: naming the layer, for a loss that is not a :class:`SteppedLoss`, a network
-        that is not a chain of at least two ``(Dense, neuron)`` pairs, a recurrent neuron layer,
-        or a neuron layer whose dynamics depend on the parameters (the online rules train the
-        dense layers only).
+        that is not a chain of at least two ``(Dense, neuron)`` pairs, a recurrent neuron layer
+        (unless ``recurrent``), or a neuron layer whose dynamics depend on the parameters (the
+        online rules train the dense layers only).
     """
     if not isinstance(loss_fn, SteppedLoss):
         raise ValueError(
@@ -126,12 +131,13 @@ def dense_layers(loss_fn: Any, params: Any, rule: str) -> list[tuple[Dense, Neur
             f"{kinds}."
         )
     for l, (d, neuron) in enumerate(pairs):
-        if neuron.recurrence is not None:
+        if neuron.recurrence is not None and not recurrent:
             raise ValueError(
                 f"{rule}: neuron layer {l} (after dense layer {l}) is recurrent, which {rule} does not support; "
                 "train recurrent layers online with rules.eprop, rules.rtrl or rules.tbptt."
             )
-        if depends_on_params(loss_fn, params, 2 * l + 1, d.kernel.shape[1], d.kernel.dtype, rule):
+        cell = recurrent and neuron.recurrence is not None
+        if depends_on_params(loss_fn, params, 2 * l + 1, d.kernel.shape[1], d.kernel.dtype, rule, cell):
             raise ValueError(
                 f"{rule}: neuron layer {l} (after dense layer {l}) depends on the parameters (a trainable decay or "
                 "threshold); online rules here train the dense layers only: make it fixed, or train offline."
@@ -166,20 +172,28 @@ class Run(NamedTuple):
     dtype: Any
 
 
-def start(loss_fn: Any, params: Any, xs: jax.Array, rule: str) -> Run:
+def start(loss_fn: Any, params: Any, xs: jax.Array, rule: str, recurrent: bool = False) -> Run:
     """The checked layers of ``loss_fn.network(params)`` (:func:`dense_layers`) and the sizes of ``xs``."""
-    pairs = dense_layers(loss_fn, params, rule)
+    pairs = dense_layers(loss_fn, params, rule, recurrent)
     return Run(pairs, [tuple(d.kernel.shape) for d, _ in pairs], xs.shape[0], xs.shape[1], xs.dtype)
 
 
-def to_params(loss_fn: SteppedLoss, params: Any, grads: list[tuple[jax.Array, jax.Array | None]]) -> Any:
-    """The gradient with respect to ``params`` from one ``(kernel, bias)`` per dense layer, by ``jax.vjp``."""
+def to_params(loss_fn: SteppedLoss, params: Any, grads: list[tuple[jax.Array, ...]]) -> Any:
+    """The gradient with respect to ``params`` from one ``(kernel, bias)`` per dense layer, by ``jax.vjp``;
+    ``(kernel, bias, recurrent)`` for a layer whose neurons have recurrent weights."""
 
     def weights(p):
-        return [(d.kernel, d.bias) for d in loss_fn.network(p).layers[0::2]]
+        layers = loss_fn.network(p).layers
+        return [
+            (d.kernel, d.bias, None if n.recurrence is None else n.recurrence.weights)
+            for d, n in zip(layers[0::2], layers[1::2])
+        ]
 
-    _, pullback = jax.vjp(weights, params)
-    return pullback([(g_w, None if d[1] is None else g_b) for (g_w, g_b), d in zip(grads, weights(params))])[0]
+    found, pullback = jax.vjp(weights, params)
+    cotangent = [
+        tuple(None if w is None else g for w, g in zip(ws, (*gs, None, None)[:3])) for gs, ws in zip(grads, found)
+    ]
+    return pullback(cotangent)[0]
 
 
 def read_fields(step: Callable, state: Any, current: jax.Array) -> list[int]:
@@ -205,3 +219,42 @@ def local_jacobians(step: Callable, state: Any, current: jax.Array, fields: list
         tangent = type(state)(*[jnp.ones_like(f) if n == m else z for n, (f, z) in enumerate(zip(state, zeros))])
         d_state.append(forward_mode.jvp(lambda s: step(s, current), (state,), (tangent,))[1])
     return new_state, out, d_state, d_current
+
+
+def eligibility_step(
+    pre: jax.Array, d_state: list, d_current: Any, traces: list[jax.Array], delta: jax.Array, read: list[int]
+) -> tuple[jax.Array, list[jax.Array]]:
+    r"""One step of a layer's per-synapse eligibility traces, and the gradient they give with ``delta``.
+
+    For weights with presynaptic input ``pre`` ``[B, P]`` into neurons whose per-neuron
+    Jacobians are ``d_state``, ``d_current`` (:func:`local_jacobians`), and traces
+    :math:`\varepsilon_{t-1}[m] = \partial s_{t-1}[m] / \partial W` ``[B, P, N]`` (one per state
+    array the step reads):
+
+    .. math::
+
+        g = \sum_b \delta \cdot \frac{\partial o_t}{\partial W}
+          = \sum_b \sum_m \delta\, \frac{\partial o_t}{\partial s[m]}\, \varepsilon_{t-1}[m]
+            + \text{pre}^\top \Big(\delta\, \frac{\partial o_t}{\partial I}\Big), \qquad
+        \varepsilon_t[n] = \sum_m \frac{\partial s_t[n]}{\partial s[m]}\, \varepsilon_{t-1}[m]
+            + \frac{\partial s_t[n]}{\partial I}\, \text{pre}.
+
+    Args:
+      pre: the weights' presynaptic input ``[B, P]`` (ones ``[B, 1]`` for a bias).
+      d_state, d_current: :func:`local_jacobians`' tangents.
+      traces: ``[B, P, N]`` per read state array, in the order of ``read``.
+      delta: :math:`\partial \ell_t / \partial o_t` ``[B, N]``.
+      read: the state arrays the step reads (:func:`read_fields`).
+
+    Returns:
+      ``(g [P, N], new traces)``.
+    """
+    k = len(traces)
+    g = pre.T @ (delta * d_current[1])
+    for m in range(k):
+        g = g + jnp.einsum("bj,bij->ij", delta * d_state[m][1], traces[m])
+    new = [
+        sum((d_state[m][0][n][:, None, :] * traces[m] for m in range(k)), d_current[0][n][:, None, :] * pre[:, :, None])
+        for n in read
+    ]
+    return g, new

@@ -5,29 +5,53 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from snnjax.datasets.arrays import array_file, npz_info
 from snnjax.datasets.batching import ENCODINGS
 from snnjax.datasets.load import DATASETS
 
 __all__ = [
+    "rules_table",
     "Config",
+    "data_kind",
+    "ARRAY_DEFAULTS",
     "DEFAULTS",
     "GUESSED_RULES",
     "LOCAL_RULES",
     "MIXERS",
     "MODELS",
     "RULES",
+    "RULE_HELP",
     "STEPPED_RULES",
     "resolve",
 ]
 
 MODELS = ("mlp", "snn", "rsnn", "conv", "mixer", "spiking-mixer")
-RULES = (
-    "bptt", "fg-w", "fg-a", "fa", "dfa", "fdfa", "eprop", "eprop-random", "tbptt", "rtrl", "online-dfa",
-    "online-fdfa", "online-fg-a", "lg-bp", "lg-fg-w", "lg-fg-a",
-    "fg-guess-lg", "fg-guess-dfa",
-)  # fmt: skip
+# Every rule of the command, with the line `snnjax train --help` and docs/howto/datasets.md show for it.
+RULE_HELP = {
+    "bptt": "backpropagation through time: the exact gradient",
+    "fg-w": "forward gradient, weight-perturbed (`--directions K`)",
+    "fg-a": "forward gradient, activity-perturbed (`--directions K`)",
+    "fa": "feedback alignment",
+    "dfa": "direct feedback alignment",
+    "fdfa": "forward DFA: DFA with the output Jacobian estimated by `jax.jvp`",
+    "eprop": "online: e-prop with symmetric feedback (one hidden layer)",
+    "eprop-random": "online: e-prop with random feedback (one hidden layer)",
+    "tbptt": "online: truncated BPTT, `--window` steps",
+    "rtrl": "online: exact real-time recurrent learning (small networks)",
+    "online-dfa": "online: DFA with eligibility traces (feed-forward `snn`)",
+    "online-fdfa": "online: FDFA with eligibility traces (feed-forward `snn`)",
+    "online-fg-a": "online: FG-A with forward-mode tangents (feed-forward `snn`, `--directions K`)",
+    "ostl": "online: OSTL, per-layer eligibility traces and a spatially backpropagated signal",
+    "ottt": "online: OTTT, presynaptic traces and a spatially backpropagated signal",
+    "lg-bp": "mixers: backpropagation within each block's local losses",
+    "lg-fg-w": "mixers: weight-perturbed forward gradient of the local losses",
+    "lg-fg-a": "mixers: activity-perturbed forward gradient of the local losses (`--groups G`)",
+    "fg-guess-lg": "forward gradient along the mixers' local losses' gradient (biased)",
+    "fg-guess-dfa": "forward gradient along DFA's direction (biased)",
+}
+RULES = tuple(RULE_HELP)
 # Rules that train the network step by step, on a loss at every step (snnjax.rules.per_step_loss).
-STEPPED_RULES = ("eprop", "eprop-random", "tbptt", "rtrl", "online-dfa", "online-fdfa", "online-fg-a")
+STEPPED_RULES = ("eprop", "eprop-random", "tbptt", "rtrl", "online-dfa", "online-fdfa", "online-fg-a", "ostl", "ottt")
 # Rules on the blocks' local losses (Ren et al.), for the LocalMixer models; fg-guess-lg guesses with them.
 LOCAL_RULES = ("lg-bp", "lg-fg-w", "lg-fg-a")
 GUESSED_RULES = ("fg-guess-lg", "fg-guess-dfa")
@@ -51,12 +75,45 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# A .npz data set's defaults, by the kind of its inputs (the built-in sets' are in DEFAULTS).
+ARRAY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "image": DEFAULTS["mnist"],
+    "static": dict(model="snn", hidden=(128,), steps=25, encoding="current", epochs=10, lr=1e-3, batch_size=64),
+    "sequence": dict(model="rsnn", hidden=(128,), encoding="none", epochs=10, lr=2e-3, batch_size=64),
+    "spikes": dict(model="rsnn", hidden=(128,), encoding="none", epochs=10, lr=2e-3, batch_size=64),
+}
+
+
+def data_kind(dataset: str, data_dir: str | None = None) -> tuple[str, int | None, str]:
+    """``(kind, T, label)`` of a run's data set: the kind of its inputs (:data:`snnjax.datasets.KINDS`),
+    a ``.npz`` set's own number of steps (``None`` where the run chooses it) and the name runs are
+    labelled with, read without loading the arrays.
+
+    Raises:
+      ValueError: for a name that is neither a built-in set nor a ``.npz`` file (naming both), or
+        a file that is not a ``.npz`` data set (naming it).
+      FileNotFoundError: for a missing ``.npz`` file.
+    """
+    if dataset in DATASETS:
+        return ("spikes" if dataset in ("randman", "shd") else "image"), None, dataset
+    path = array_file(dataset, data_dir)
+    if path is None:
+        raise ValueError(
+            f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}, or a .npz data set "
+            "(--dataset path/to/file.npz, or --dataset NAME --data-dir DIR for DIR/NAME.npz)."
+        )
+    kind, shape = npz_info(path)
+    return kind, (shape[1] if kind in ("spikes", "sequence") else None), path.stem
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """A training run; ``None`` fields take the data set's default (``DEFAULTS``).
 
     Attributes:
-      dataset: one of :data:`snnjax.datasets.DATASETS`.
+      dataset: one of :data:`snnjax.datasets.DATASETS`, or a ``.npz`` data set
+        (:func:`snnjax.datasets.load_npz`): ``path/to/file.npz``, or a name with ``data_dir``
+        holding ``NAME.npz``; its defaults follow its kind (:data:`ARRAY_DEFAULTS`).
       model: ``mlp`` (ReLU, images only), ``snn`` (feed-forward LIF), ``rsnn`` (recurrent LIF) or
         ``conv`` (convolutional LIF, images only: ``hidden`` are its channels, default ``(16, 32)``,
         and ``steps`` defaults to 8); spiking models read out through leaky integrators, max over time.
@@ -70,7 +127,9 @@ class Config:
         both), ``tbptt`` (truncated BPTT, ``window`` steps), ``rtrl`` (exact real-time recurrent
         learning: the true gradient, online, at a cost that grows with the parameters times the
         state, for small networks), ``online-dfa``, ``online-fdfa`` and ``online-fg-a`` (DFA, FDFA
-        and FG-A with eligibility traces, feed-forward ``snn`` only), or, on the mixers' local losses
+        and FG-A with eligibility traces, feed-forward ``snn`` only), ``ostl`` and ``ottt`` (per-layer
+        eligibility traces or presynaptic traces with a spatially backpropagated signal,
+        :mod:`snnjax.rules.spatial`), or, on the mixers' local losses
         (:data:`LOCAL_RULES`): ``lg-bp``, ``lg-fg-w``, ``lg-fg-a``; or the forward gradient along a
         guessed direction (:func:`snnjax.rules.guessed_forward_gradient`, each layer on its own
         guess): ``fg-guess-lg`` (the mixers' local losses' gradient) or ``fg-guess-dfa`` (DFA's).
@@ -80,10 +139,13 @@ class Config:
       batch_size: examples per step.
       lr: Adam's learning rate.
       hidden: hidden layer sizes.
-      steps: time steps T (image encodings; SHD's bins; Randman's raster length).
-      encoding: for images: ``rate``, ``latency``, ``current`` or ``none`` (``mlp`` only).
+      steps: time steps T (image and static encodings; SHD's bins; Randman's raster length; a
+        ``.npz`` set's sequences have their own T, which this must equal if given).
+      encoding: for images and static vectors: ``rate``, ``latency``, ``current`` or ``none``
+        (``mlp`` only).
       seed: fixes the initial weights, the data order, encoders and the rule's draws.
-      out: the run's folder (metrics, checkpoints, plots); default ``runs/<dataset>-<model>-<rule>``.
+      out: the run's folder (metrics, checkpoints, plots); default ``runs/<dataset>-<model>-<rule>``
+        (a ``.npz`` file's name without ``.npz``).
       data_dir: where the data files are (IDX or HDF5 folder, tfds ``data_dir``).
       train_size, test_size: use only the first N examples of a split (quick runs).
       data_options: passed to the loader (Randman's ``num_classes``, ``samples_per_class``, ...).
@@ -157,9 +219,12 @@ def resolve(config: Config) -> Config:
       ...
       ValueError: each hidden size must be a positive integer, got 0.
     """
-    if config.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(DATASETS)}.")
-    defaults = DEFAULTS[config.dataset]
+    kind, own_steps, label = data_kind(config.dataset, config.data_dir)
+    defaults = DEFAULTS.get(config.dataset) or dict(ARRAY_DEFAULTS[kind], steps=own_steps or 25)
+    if own_steps is not None and config.steps not in (None, own_steps):
+        raise ValueError(
+            f"steps (--steps {config.steps}): {label}'s sequences have their own T = {own_steps} steps; drop --steps."
+        )
     filled = {
         f.name: defaults[f.name] if getattr(config, f.name) is None and f.name in defaults else getattr(config, f.name)
         for f in dataclasses.fields(config)
@@ -172,7 +237,7 @@ def resolve(config: Config) -> Config:
     if filled["model"] in ("mlp", *MIXERS) and config.encoding is None:
         filled["encoding"] = "none"
     if filled["out"] is None:
-        filled["out"] = f"runs/{config.dataset}-{filled['model']}-{config.rule}"
+        filled["out"] = f"runs/{label}-{filled['model']}-{config.rule}"
     c = Config(**filled)
     if not (isinstance(c.seed, int) and not isinstance(c.seed, bool) and 0 <= c.seed < 2**32):
         raise ValueError(f"seed (--seed) must be an integer in [0, {2**32 - 1}], got {c.seed!r}.")
@@ -191,15 +256,15 @@ def resolve(config: Config) -> Config:
         raise ValueError(f"unknown rule {c.rule!r}; choose one of {', '.join(RULES)}.")
     if c.encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {c.encoding!r}; choose one of {', '.join(ENCODINGS)}.")
-    is_image = c.dataset not in ("randman", "shd")
+    is_image = kind in ("image", "static")  # no time axis yet: encoded over T steps
     if not is_image and config.encoding not in (None, "none"):
         raise ValueError(
-            f"encoding (--encoding {config.encoding}) turns images into spikes; {c.dataset} is spikes already: drop it."
+            f"encoding (--encoding {config.encoding}) turns images into spikes; {label} is over time already: drop it."
         )
     if c.model == "mlp" and (not is_image or c.encoding != "none"):
         raise ValueError(
-            "model 'mlp' takes images without a time axis: use an image dataset with --encoding none, or a spiking "
-            "model."
+            "model 'mlp' takes inputs without a time axis: use images or static vectors with --encoding none, or a "
+            "spiking model."
         )
     if c.rule in STEPPED_RULES and c.model not in ("snn", "rsnn"):
         raise ValueError(
@@ -215,7 +280,7 @@ def resolve(config: Config) -> Config:
     if c.directions != 1 and c.rule not in FORWARD_RULES:
         raise ValueError(f"directions (--directions {c.directions}) is for {', '.join(FORWARD_RULES)}, not {c.rule!r}.")
     if c.model in MIXERS:
-        if not is_image or c.encoding != "none":
+        if kind != "image" or c.encoding != "none":
             raise ValueError(f"model {c.model!r} takes images with --encoding none (it codes them itself).")
         if len(set(c.hidden)) != 1:
             raise ValueError(
@@ -230,10 +295,10 @@ def resolve(config: Config) -> Config:
         raise ValueError(
             "groups and patches (--groups, --patches) are the mixer's: use --model mixer or spiking-mixer."
         )
-    if c.model == "conv" and not is_image:
-        raise ValueError(f"model 'conv' takes images; {c.dataset} is not an image dataset (use snn or rsnn).")
+    if c.model == "conv" and kind != "image":
+        raise ValueError(f"model 'conv' takes images; {label} is not an image dataset (use snn or rsnn).")
     if c.model not in ("mlp", *MIXERS) and is_image and c.encoding == "none":
-        raise ValueError(f"model {c.model!r} runs over time: pick --encoding rate, latency or current for {c.dataset}.")
+        raise ValueError(f"model {c.model!r} runs over time: pick --encoding rate, latency or current for {label}.")
     for name in ("epochs", "batch_size", "steps"):
         _positive(name, getattr(c, name))
     for name in ("train_size", "test_size", "devices", "shard_params_above"):
@@ -252,3 +317,15 @@ def resolve(config: Config) -> Config:
     if not (isinstance(c.lr, (int, float)) and 0 < c.lr < 10):
         raise ValueError(f"lr must be a number in (0, 10), got {c.lr!r}.")
     return c
+
+
+def rules_table() -> str:
+    """The command's rules as a Markdown table (:data:`RULE_HELP`), as ``docs/howto/datasets.md`` shows it.
+
+    Examples:
+      >>> from snnjax.train.config import rules_table
+      >>> rules_table().splitlines()[2]
+      '| `bptt` | backpropagation through time: the exact gradient |'
+    """
+    rows = [f"| `{name}` | {text} |" for name, text in RULE_HELP.items()]
+    return "\n".join(["| `--rule` | what it trains with |", "|---|---|", *rows])

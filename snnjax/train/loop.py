@@ -285,6 +285,13 @@ def _load(c: Config, split: str):
     if c.dataset in ("randman", "shd"):
         options.setdefault("steps", c.steps)
     data = load(c.dataset, split, directory=c.data_dir, seed=seed, **options)
+    if data.kind == "static" and c.encoding in ("rate", "latency") and data.inputs.size:
+        low, high = float(data.inputs.min()), float(data.inputs.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"encoding (--encoding {c.encoding}) reads {data.name}'s values as probabilities in [0, 1]; its "
+                f"{split} split spans [{low:g}, {high:g}]: scale it, or use --encoding current."
+            )
     size = c.train_size if split == "train" else c.test_size
     if size is not None:
         data = data._replace(inputs=data.inputs[:size], labels=data.labels[:size])

@@ -244,7 +244,7 @@ def build_rule(
     Args:
       name: ``bptt``, ``fg-w``, ``fg-a``, ``fa``, ``dfa``, ``fdfa``, or, for a
         :func:`stepped_loss`, ``eprop``, ``eprop-random``, ``tbptt``, ``rtrl``, ``online-dfa``,
-        ``online-fdfa`` or ``online-fg-a``, or, for a
+        ``online-fdfa``, ``online-fg-a``, ``ostl`` or ``ottt``, or, for a
         :func:`local_loss`, ``lg-bp``, ``lg-fg-w`` or ``lg-fg-a``.
       loss_fn: ``(params, *args) -> (loss, aux)``.
       window: ``tbptt``'s window in steps.
@@ -284,6 +284,8 @@ def build_rule(
         "online-dfa": rules.online_dfa,
         "online-fdfa": lambda f: rules.online_dfa(f, feedback="fdfa"),
         "online-fg-a": lambda f: rules.online_activity_forward_gradient(f, directions),
+        "ostl": rules.ostl,
+        "ottt": rules.ottt,
     }
     if name not in builders:
         raise ValueError(f"unknown rule {name!r}; choose {', '.join(builders)}.")
