@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from snnjax.train.config import DEFAULTS, MODELS, RULE_HELP, RULES
+from snnjax.train.config import DEFAULTS, MODELS, READOUTS, RULE_HELP, RULES
 
 __all__ = ["main"]
 
@@ -63,6 +63,15 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
         )
         parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes, e.g. --hidden 400 400")
         parser.add_argument("--window", type=int, default=16, help="tbptt: the truncation window in steps (default 16)")
+        parser.add_argument(
+            "--readout",
+            choices=READOUTS,
+            help=(
+                "spiking models: how the readout over time is trained and classified: max (default), mean, last "
+                "(the loss on the last step) or per-step (a loss at every step; the online rules' default; they take "
+                "per-step or last)"
+            ),
+        )
         parser.add_argument(
             "--directions", type=int, default=1, help="forward-gradient rules: directions K per step (default 1)"
         )
@@ -231,6 +240,7 @@ def _config(args: argparse.Namespace):
         devices=args.devices,
         shard_params_above=args.shard_params_above,
         window=args.window,
+        readout=args.readout,
         directions=args.directions,
         groups=args.groups,
         patches=args.patches,

@@ -26,7 +26,7 @@ def hidden_neuron(kind, p, name):
     return snnjax.lif(0.8, surrogate=SURROGATE, recurrent=rec, detach_reset=kind == "lif-detached")
 
 
-def make(kinds, kappa, recurrent=(), seed=0, sizes=None):
+def make(kinds, kappa, recurrent=(), seed=0, sizes=None, last=None):
     """A chain of dense + hidden layers of ``kinds`` and a leaky-integrator readout, its loss and parameters."""
     sizes = sizes or [4] + [6, 5][: len(kinds)] + [3]
     keys = iter(jax.random.split(jax.random.key(seed), 3 * len(sizes)))
@@ -44,10 +44,10 @@ def make(kinds, kappa, recurrent=(), seed=0, sizes=None):
         top = len(kinds)
         return snnjax.chain(*layers, snnjax.dense(p[f"w{top}"], p[f"b{top}"]), snnjax.leaky_integrator(kappa))
 
-    return rules.per_step_loss(network, loss_t), params
+    return rules.per_step_loss(network, loss_t, last=last), params
 
 
-def data(steps=12, batch=3, seed=1):
+def data(steps=8, batch=3, seed=1):
     xs = (jax.random.uniform(jax.random.key(seed), (steps, batch, 4)) < 0.5).astype(jnp.float32) * 2.0
     return xs, jnp.arange(batch) % 3
 
@@ -115,7 +115,7 @@ def handwritten_ostl(loss_fn, params, xs, labels):
 
     grads = {}
     for l in range(len(pairs_of(loss_fn, params))):
-        g = jax.grad(loss_cut)(params, l)
+        g = jax.jit(jax.grad(loss_cut), static_argnums=1)(params, l)
         grads.update({k: v for k, v in g.items() if k[-1] == str(l)})
     return grads
 
@@ -172,7 +172,7 @@ def handwritten_ottt(loss_fn, params, xs, labels, decays):
             total = total + jnp.mean(loss_t(h, labels))
         return total / xs.shape[0]
 
-    return jax.grad(surrogate)(params)
+    return jax.jit(jax.grad(surrogate))(params)
 
 
 def test_ottt_equals_its_hand_written_construction_on_a_deep_recurrent_network():
@@ -208,3 +208,32 @@ def test_online_spatial_rules_refuse_what_they_cannot_do_in_one_line():
         rules.ottt(loss_fn, decays=[0.8, 1.5])
     with pytest.raises(ValueError, match="ostl: an online rule needs the loss of a stepped network"):
         rules.ostl(lambda p, x, y: (0.0, None))(params, xs, labels)
+
+
+def test_every_online_rule_trains_a_readout_over_the_last_steps():
+    """``per_step_loss(..., last=k)``: the loss of the last k steps only. Each rule meets its reference on it:
+    jax.grad where the rule is exact, offline DFA for online DFA, OSTL for e-prop (one recurrent layer)."""
+    xs, labels = data()
+    loss_fn, params = make(["alif"], kappa=0.0, recurrent=(0,), last=3)
+    _, ys = loss_fn(params, xs, labels)
+    by_hand = jnp.mean(jax.vmap(loss_t, in_axes=(0, None))(ys[-3:], labels))
+    assert jnp.allclose(loss_fn(params, xs, labels)[0], by_hand, rtol=1e-6)
+    assert jnp.allclose(loss_fn.running_loss(params, xs, labels), by_hand, rtol=1e-6)
+    true = exact(loss_fn, params, xs, labels)
+    for rule in (rules.rtrl(loss_fn), rules.tbptt(loss_fn, 8)):
+        (loss, _), grads = rule(params, xs, labels)
+        assert jnp.allclose(loss, by_hand, rtol=1e-5) and close(grads, true, rtol=1e-4, atol=1e-6), rule.name
+    (_, _), tbptt_grads = rules.tbptt(loss_fn, 3)(params, xs, labels)  # windows 3 + 3 + 2: the loss in the last two
+    assert not close(tbptt_grads, true, rtol=1e-2, atol=1e-4)
+    eprop = rules.eprop(loss_fn)
+    _, expected, _ = eprop(params, xs, labels, state=eprop.init(params))
+    assert close(rules.ostl(loss_fn)(params, xs, labels)[1], expected, rtol=1e-4, atol=1e-6)
+    for kind, rule in (("cuba", rules.ostl), ("lif-detached", rules.ottt)):
+        loss_fn, params = make([kind], kappa=0.0, last=1)
+        assert close(rule(loss_fn)(params, xs, labels)[1], exact(loss_fn, params, xs, labels), rtol=1e-4, atol=1e-6)
+    loss_fn, params = make(["lif", "alif"], kappa=0.0, last=4)
+    online, offline = rules.online_dfa(loss_fn), rules.dfa(loss_fn)
+    state = online.init(params, xs, labels, key=jax.random.key(2))
+    assert close(online(params, xs, labels, state=state)[1], offline(params, xs, labels, state=state)[1], rtol=2e-4)
+    with pytest.raises(ValueError, match="per_step_loss: last must be None or an int >= 1"):
+        rules.per_step_loss(loss_fn.network, loss_t, last=0)

@@ -368,3 +368,28 @@ def test_float_arrays_in_npz_files_train_through_the_command(tmp_path, capsys):
             cli.main(["train", *argv, "--out", str(tmp_path / "refused"), "--no-progress"])
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_the_readout_over_time_is_chosen_from_the_command(tmp_path, capsys):
+    """--readout: max (the offline default), mean, last, per-step (the online default); online rules take a loss
+    summed over steps only; non-spiking models have no readout over time."""
+    from snnjax.train import Config, resolve
+
+    assert resolve(Config()).readout == "max" and resolve(Config(rule="ottt")).readout == "per-step"
+    assert resolve(Config(dataset="mnist", model="mlp", encoding="none")).readout is None
+    common = ["train", "--hidden", "16", "--steps", "30", "--epochs", "4", "--lr", "0.01", "--batch-size", "16"]
+    common += ["--no-progress", "--no-plots", "--no-checkpoints", "--data-option", "num_classes=2"]
+    common += ["--data-option", "units=20", "--data-option", "samples_per_class=100"]
+    for rule, readout in (("bptt", "mean"), ("bptt", "per-step"), ("ottt", "last")):
+        out = tmp_path / f"{rule}-{readout}"
+        assert cli.main([*common, "--rule", rule, "--readout", readout, "--out", str(out)]) == 0
+        history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert history[-1]["train_loss"] < history[0]["train_loss"], (rule, readout, history)
+    for argv, message in (
+        (["--rule", "eprop", "--readout", "max"], "rule 'eprop' learns online from a loss summed over steps"),
+        (["--dataset", "mnist", "--model", "mlp", "--readout", "mean"], "model 'mlp' has none"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["train", *argv, "--out", str(tmp_path / "refused"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and message in err and err.count("\n") == 1, err

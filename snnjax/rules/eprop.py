@@ -167,12 +167,13 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         filtered0 = [jnp.zeros((batch, p, n), dtype) for p in pres]
 
         def body(carry, x_t):
-            s, r, traces, filtered, z_bar, one_bar, grads, loss_sum = carry
+            s, r, traces, filtered, z_bar, one_bar, grads, loss_sum, t = carry
+            w_t = loss_fn.weight(t, steps, dtype)
             pre = [x_t, jnp.ones((batch, 1), dtype)] + ([s.z] if recurrent is not None else [])
             current = d_in(x_t) + (0.0 if recurrent is None else s.z @ recurrent.weights.astype(dtype))
             s_new, z, d_state, d_current = local_jacobians(cell, s, current, fields)
             r, y = readout.step(r, d_out(z))
-            loss, error = jax.value_and_grad(lambda y: jnp.mean(loss_fn.loss_t(y, labels)) / steps)(y)
+            loss, error = jax.value_and_grad(lambda y: w_t * jnp.mean(loss_fn.loss_t(y, labels)))(y)
             signal = error @ b.T  # L_t [B, N]
             new_traces, new_filtered, new_hidden = [], [], []
             for k, (eps, bar, p) in enumerate(zip(traces, filtered, pre)):
@@ -194,7 +195,7 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
             z_bar, one_bar = kappa * z_bar + z, kappa * one_bar + 1.0
             out = grads["out"] + gain * z_bar.T @ error
             grads = dict(hidden=new_hidden, out=out, out_bias=grads["out_bias"] + gain * one_bar * error.sum(0))
-            return (s_new, r, new_traces, new_filtered, z_bar, one_bar, grads, loss_sum + loss), y
+            return (s_new, r, new_traces, new_filtered, z_bar, one_bar, grads, loss_sum + loss, t + 1), y
 
         grads0 = dict(
             hidden=[jnp.zeros((p, n), dtype) for p in pres],
@@ -210,8 +211,9 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
             jnp.zeros((), dtype),
             grads0,
             jnp.zeros((), dtype),
+            jnp.zeros((), jnp.int32),
         )
-        (*_, grads, loss), ys = jax.lax.scan(body, carry0, xs)
+        (*_, grads, loss, _), ys = jax.lax.scan(body, carry0, xs)
 
         def weights(p):
             d_in, hidden, d_out, _ = loss_fn.network(p).layers

@@ -177,7 +177,7 @@ def online_dfa(
                 local.append((x, *local_jacobians(neuron.step, states[l], synapse(x), fields[l])))
                 x = local[-1][2]
             y = x
-            loss, error = jax.value_and_grad(lambda y: jnp.mean(loss_t(y, labels)) / steps)(y)
+            loss, error = jax.value_and_grad(lambda y: loss_fn.weight(t, steps, dtype) * jnp.mean(loss_t(y, labels)))(y)
             signals = [error @ b.T for b in state.matrices] + [error]  # delta_l: e B_l^T, and e for the readout
             new_states, new_traces, new_grads = [], [], []
             for l, (x, s, _, d_state, d_current) in enumerate(local):

@@ -93,7 +93,8 @@ def online_activity_forward_gradient(loss_fn: Any, num_directions: int = 1, *, d
                     (a_w + x[:, :, None] * u[:, None, :], a_b + u)
                     for (a_w, a_b), x, u in zip(sums, layer_inputs, noise)
                 ]
-                return (states, tangents, sums, d + d_losses / steps, loss + jnp.mean(losses) / steps), outs[-1]
+                w = loss_fn.weight(t, steps, dtype)
+                return (states, tangents, sums, d + w * d_losses, loss + w * jnp.mean(losses)), outs[-1]
 
             states0 = [neuron.init((batch, n_out), dtype) for (_, neuron), (_, n_out) in zip(pairs, sizes)]
             tangents0 = [jax.tree.map(jnp.zeros_like, s) for s in states0]

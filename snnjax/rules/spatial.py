@@ -106,7 +106,7 @@ def trace_decay(neuron: Neuron, size: int, dtype: Any = jnp.float32, where: str 
     return float(lam[0])
 
 
-def _spatial(pairs: list, states: list, x_t: jax.Array, labels: Any, loss_t: Any, steps: int):
+def _spatial(pairs: list, states: list, x_t: jax.Array, labels: Any, loss_t: Any, weight: jax.Array):
     """The step's loss as a function of additive perturbations of every layer's current and output."""
     cells = [_cell(neuron) for _, neuron in pairs]
 
@@ -120,7 +120,7 @@ def _spatial(pairs: list, states: list, x_t: jax.Array, labels: Any, loss_t: Any
             s, x = cell(s, current)
             x = x + do
             new_states.append(s)
-        return jnp.mean(loss_t(x, labels)) / steps, (x, new_states, inputs)
+        return weight * jnp.mean(loss_t(x, labels)), (x, new_states, inputs)
 
     return loss
 
@@ -175,9 +175,10 @@ def ostl(loss_fn: SteppedLoss) -> Rule:
         grads0 = [[jnp.zeros((p, n), dtype) for p in w] for w, (_, n) in zip(widths, sizes)]
 
         def body(carry, x_t):
-            states, traces, grads, total = carry
+            states, traces, grads, total, t = carry
+            w_t = loss_fn.weight(t, steps, dtype)
             zeros = [jnp.zeros((batch, n), dtype) for _, n in sizes]
-            spatial = _spatial(pairs, states, x_t, labels, loss_fn.loss_t, steps)
+            spatial = _spatial(pairs, states, x_t, labels, loss_fn.loss_t, w_t)
             (loss, (y, _, inputs)), deltas = jax.value_and_grad(spatial, argnums=1, has_aux=True)(zeros, zeros)
             new_states, new_traces, new_grads = [], [], []
             for l, ((synapse, _), (cell, rec)) in enumerate(zip(pairs, cells)):
@@ -191,9 +192,10 @@ def ostl(loss_fn: SteppedLoss) -> Rule:
                 new_states.append(s)
                 new_traces.append(layer_traces)
                 new_grads.append(layer_grads)
-            return (new_states, new_traces, new_grads, total + loss), y
+            return (new_states, new_traces, new_grads, total + loss, t + 1), y
 
-        (_, _, grads, loss), ys = jax.lax.scan(body, (states0, traces0, grads0, jnp.zeros((), dtype)), xs)
+        carry0 = (states0, traces0, grads0, jnp.zeros((), dtype), jnp.zeros((), jnp.int32))
+        (_, _, grads, loss, _), ys = jax.lax.scan(body, carry0, xs)
         return (loss, ys), _finish(loss_fn, params, grads), state
 
     return stateless(apply, "OSTL", loss_fn)
@@ -252,18 +254,20 @@ def ottt(loss_fn: SteppedLoss, *, decays: Sequence[float] | None = None) -> Rule
         grads0 = [[jnp.zeros((p, n), dtype) for p in w] for w, (_, n) in zip(widths, sizes)]
 
         def body(carry, x_t):
-            states, traces, grads, total = carry
+            states, traces, grads, total, t = carry
+            w_t = loss_fn.weight(t, steps, dtype)
             zeros = [jnp.zeros((batch, n), dtype) for _, n in sizes]
-            spatial = _spatial(pairs, states, x_t, labels, loss_fn.loss_t, steps)
+            spatial = _spatial(pairs, states, x_t, labels, loss_fn.loss_t, w_t)
             (loss, (y, new_states, inputs)), signals = jax.value_and_grad(spatial, has_aux=True)(zeros, zeros)
             new_traces, new_grads = [], []
             for l, (_, rec) in enumerate(cells):
                 a = [lams[l] * a_old + pre for a_old, pre in zip(traces[l], _pres(inputs[l], states[l], rec))]
                 new_traces.append(a)
                 new_grads.append([g + a_k.T @ signals[l] for g, a_k in zip(grads[l], a)])
-            return (new_states, new_traces, new_grads, total + loss), y
+            return (new_states, new_traces, new_grads, total + loss, t + 1), y
 
-        (_, _, grads, loss), ys = jax.lax.scan(body, (states0, traces0, grads0, jnp.zeros((), dtype)), xs)
+        carry0 = (states0, traces0, grads0, jnp.zeros((), dtype), jnp.zeros((), jnp.int32))
+        (_, _, grads, loss, _), ys = jax.lax.scan(body, carry0, xs)
         return (loss, ys), _finish(loss_fn, params, grads), state
 
     return stateless(apply, "OTTT", loss_fn)

@@ -10,7 +10,10 @@ is built from two pure pieces, and is itself an ordinary ``loss_fn`` (so ``jax.g
   (:func:`snnjax.nn.network` makes one from an NNX model);
 - ``loss_t(y_t, labels) -> [B]``: one time step's per-example loss of the last layer's output.
 
-.. math:: L = \frac1T \sum_t \operatorname{mean}_b\, \ell(y_{t,b}, \text{label}_b)
+.. math:: L = \frac1k \sum_{t > T - k} \operatorname{mean}_b\, \ell(y_{t,b}, \text{label}_b)
+
+over the last ``k = last`` steps, a readout over a window as in e-prop's tasks (``last=1``:
+the last step only); by default every step, ``k = T``.
 
 The online rules read the chain's layers: ``(Dense, neuron)`` pairs, at least two. They train
 the dense layers' kernels and biases, whatever parameters those are computed from (the
@@ -50,38 +53,55 @@ class SteppedLoss(NamedTuple):
     Attributes:
       network: ``params -> snnjax.Neuron``, a chain of dense synapses and neuron layers.
       loss_t: ``(y_t [B, C], labels) -> [B]``, one step's per-example loss.
+      last: the loss covers the last ``last`` steps; ``None``: every step.
     """
 
     network: Callable[[Any], Neuron]
     loss_t: Callable[[jax.Array, jax.Array], jax.Array]
+    last: int | None = None
+
+    def weight(self, t: jax.Array, steps: int, dtype: Any = jnp.float32) -> jax.Array:
+        """Step ``t``'s weight in the loss (``t`` an index or an array of them): :math:`1/k` on the
+        last :math:`k` of ``steps`` steps, else 0. Online rules take it from a counter in their
+        carry, so nothing of length T is kept."""
+        k = steps if self.last is None else min(self.last, steps)
+        return jnp.where(t >= steps - k, 1.0 / k, 0.0).astype(dtype)
 
     def __call__(self, params: Any, xs: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(loss, ys)`` for inputs ``xs`` ``[T, B, N_in]``: the network run as a whole, ``ys`` ``[T, B, C]``."""
         _, ys = run(self.network(params), xs)
-        return jnp.mean(jax.vmap(self.loss_t, in_axes=(0, None))(ys, labels)), ys
+        per_step = jnp.mean(jax.vmap(self.loss_t, in_axes=(0, None))(ys, labels), axis=1)  # [T]
+        return jnp.sum(self.weight(jnp.arange(ys.shape[0]), ys.shape[0], per_step.dtype) * per_step), ys
 
     def running_loss(self, params: Any, xs: jax.Array, labels: jax.Array) -> jax.Array:
         """The same loss, summed in the scan's carry as the network runs: no ``[T, ...]`` array is
         kept, which forward-mode rules (:func:`snnjax.rules.rtrl`) need for memory flat in ``T``."""
         net = self.network(params)
 
-        def step(carry, x):
-            state, total = carry
-            state, y = net.step(state, x)
-            return (state, total + jnp.mean(self.loss_t(y, labels))), None
-
         xs = jnp.asarray(xs)
-        (_, total), _ = jax.lax.scan(step, (net.init(xs.shape[1:], xs.dtype), jnp.zeros((), xs.dtype)), xs)
-        return total / xs.shape[0]
+
+        def step(carry, x):
+            state, total, t = carry
+            state, y = net.step(state, x)
+            w = self.weight(t, xs.shape[0], xs.dtype)
+            return (state, total + w * jnp.mean(self.loss_t(y, labels)), t + 1), None
+
+        carry = (net.init(xs.shape[1:], xs.dtype), jnp.zeros((), xs.dtype), jnp.zeros((), jnp.int32))
+        (_, total, _), _ = jax.lax.scan(step, carry, xs)
+        return total
 
 
-def per_step_loss(network: Callable[[Any], Neuron], loss_t: Callable[[jax.Array, jax.Array], jax.Array]) -> SteppedLoss:
-    r"""The loss :math:`\frac1T \sum_t \operatorname{mean}_b \ell(y_t)` of a stepped network (module docstring).
+def per_step_loss(
+    network: Callable[[Any], Neuron], loss_t: Callable[[jax.Array, jax.Array], jax.Array], *, last: int | None = None
+) -> SteppedLoss:
+    r"""The loss :math:`\frac1k \sum_{t > T-k} \operatorname{mean}_b \ell(y_t)` of a stepped network (module docstring).
 
     Args:
       network: ``params -> snnjax.Neuron``, e.g. ``lambda p: snnjax.chain(snnjax.dense(p["w1"]),
         snnjax.lif(0.9), snnjax.dense(p["w2"]), snnjax.leaky_integrator(0.9))``.
       loss_t: ``(y_t [B, C], labels) -> [B]``, e.g. ``optax.softmax_cross_entropy_with_integer_labels``.
+      last: the readout's window: the loss covers the last ``last`` steps (``1``: the last step);
+        ``None``: every step. A sequence shorter than the window is covered whole.
 
     Returns:
       A :class:`SteppedLoss`, usable as ``loss_fn`` by every rule, online or not.
@@ -100,7 +120,9 @@ def per_step_loss(network: Callable[[Any], Neuron], loss_t: Callable[[jax.Array,
         raise ValueError(
             "per_step_loss: network (params -> snnjax.Neuron) and loss_t ((y_t, labels) -> [B]) must be callables."
         )
-    return SteppedLoss(network, loss_t)
+    if last is not None and (not isinstance(last, int) or isinstance(last, bool) or last < 1):
+        raise ValueError(f"per_step_loss: last must be None or an int >= 1 (the readout's window), got {last!r}.")
+    return SteppedLoss(network, loss_t, last)
 
 
 def dense_layers(loss_fn: Any, params: Any, rule: str, recurrent: bool = False) -> list[tuple[Dense, Neuron]]:

@@ -73,28 +73,30 @@ def tbptt(loss_fn: SteppedLoss, window: int) -> Rule:
         k = min(window, steps)
         full, rest = divmod(steps, k)
 
-        def window_loss(p, carry, chunk):
+        def window_loss(p, carry, chunk, first):
+            w = loss_fn.weight(first + jnp.arange(chunk.shape[0]), steps, chunk.dtype)  # the chunk's steps
             net = loss_fn.network(p)
             carry, ys = jax.lax.scan(net.step, jax.lax.stop_gradient(carry), chunk)
             per_step = jax.vmap(loss_fn.loss_t, in_axes=(0, None))(ys, labels)  # [k, B]
-            return jnp.sum(jnp.mean(per_step, axis=1)) / steps, (carry, ys)
+            return jnp.sum(w * jnp.mean(per_step, axis=1)), (carry, ys)
 
         step = jax.value_and_grad(window_loss, has_aux=True)
 
         def one(acc, chunk):
-            carry, loss, grads = acc
-            (part, (carry, ys)), g = step(params, carry, chunk)
-            return (carry, loss + part, jax.tree.map(jnp.add, grads, g)), ys
+            carry, loss, grads, first = acc
+            (part, (carry, ys)), g = step(params, carry, chunk, first)
+            return (carry, loss + part, jax.tree.map(jnp.add, grads, g), first + chunk.shape[0]), ys
 
         net = loss_fn.network(params)
         zero = jax.tree.map(jnp.zeros_like, params)
-        start = (net.init(xs.shape[1:], xs.dtype), jnp.zeros((), xs.dtype), zero)
+        start = (net.init(xs.shape[1:], xs.dtype), jnp.zeros((), xs.dtype), zero, jnp.zeros((), jnp.int32))
         head = xs[: full * k].reshape(full, k, *xs.shape[1:])
-        (carry, loss, grads), ys = jax.lax.scan(one, start, head)
+        acc, ys = jax.lax.scan(one, start, head)
         ys = ys.reshape(full * k, *ys.shape[2:])
         if rest:
-            (carry, loss, grads), tail = one((carry, loss, grads), xs[full * k :])
+            acc, tail = one(acc, xs[full * k :])
             ys = jnp.concatenate([ys, tail])
+        _, loss, grads, _ = acc
         return (loss, ys), grads, state
 
     return stateless(apply, f"TBPTT(k={window})", loss_fn)

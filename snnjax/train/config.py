@@ -9,6 +9,8 @@ from snnjax.datasets.arrays import array_file, npz_info
 from snnjax.datasets.batching import ENCODINGS
 from snnjax.datasets.load import DATASETS
 
+READOUTS = ("max", "mean", "last", "per-step")
+
 __all__ = [
     "rules_table",
     "Config",
@@ -19,6 +21,7 @@ __all__ = [
     "LOCAL_RULES",
     "MIXERS",
     "MODELS",
+    "READOUTS",
     "RULES",
     "RULE_HELP",
     "STEPPED_RULES",
@@ -163,6 +166,11 @@ class Config:
       directions: ``K``, the forward-gradient rules' directions per step (their estimates averaged).
       groups: the mixers' channel groups ``G`` (a divisor of the channels).
       patches: the mixers' patches per image side (``P = patches^2`` tokens).
+      readout: how a spiking model's readout over time ``[T, B, C]`` is classified and trained
+        (:func:`snnjax.train.models.read_out`): ``max`` (default), ``mean``, ``last`` (the loss on
+        the last step) or ``per-step`` (a loss at every step, logits averaged over time). The
+        online rules (:data:`STEPPED_RULES`) learn from a loss summed over steps: ``per-step``
+        (their default) or ``last``.
 
     Examples:
       >>> from snnjax.train import Config, resolve
@@ -197,6 +205,24 @@ class Config:
     directions: int = 1
     groups: int = 16
     patches: int = 1
+    readout: str | None = None
+
+
+def _check_readout(c: Config) -> None:
+    """``readout`` fits the model and rule (the default, ``None``, is filled in by :func:`resolve`)."""
+    if c.readout is None:
+        return
+    if c.readout not in READOUTS:
+        raise ValueError(f"unknown readout (--readout {c.readout}); choose one of {', '.join(READOUTS)}.")
+    if c.model not in ("snn", "rsnn", "conv"):
+        raise ValueError(
+            f"readout (--readout {c.readout}) reads a spiking model's output over time; model {c.model!r} has none."
+        )
+    if c.rule in STEPPED_RULES and c.readout not in ("per-step", "last"):
+        raise ValueError(
+            f"readout (--readout {c.readout}): rule {c.rule!r} learns online from a loss summed over steps; use "
+            "--readout per-step or last."
+        )
 
 
 def _positive(name: str, value: Any) -> None:
@@ -236,6 +262,8 @@ def resolve(config: Config) -> Config:
     filled["hidden"] = tuple(filled["hidden"])
     if filled["model"] in ("mlp", *MIXERS) and config.encoding is None:
         filled["encoding"] = "none"
+    if filled["readout"] is None and filled["model"] in ("snn", "rsnn", "conv"):
+        filled["readout"] = "per-step" if filled["rule"] in STEPPED_RULES else "max"
     if filled["out"] is None:
         filled["out"] = f"runs/{label}-{filled['model']}-{config.rule}"
     c = Config(**filled)
@@ -270,6 +298,7 @@ def resolve(config: Config) -> Config:
         raise ValueError(
             f"rule {c.rule!r} trains a network step by step (a loss at every step): use --model snn or rsnn."
         )
+    _check_readout(c)
     _positive("window", c.window)
     for name in ("directions", "groups", "patches"):
         _positive(name, getattr(c, name))

@@ -36,6 +36,7 @@ from snnjax.train.models import (
     count_correct,
     local_loss,
     logits_and_layers,
+    read_out,
     stepped_loss,
 )
 
@@ -107,8 +108,12 @@ def make_train_step(
     *,
     mesh: Mesh | None = None,
     shard_params_above: int | None = None,
+    readout: str = "max",
 ):
     """``(params, opt_state, rule_state, inputs, labels, key) -> (params, opt_state, rule_state, loss, correct)``.
+
+    A rule whose ``aux`` is a readout over time ``[T, B, C]`` (a stepped loss's) is classified
+    with :func:`snnjax.train.models.read_out` and ``readout``.
 
     jit-compiled with the parameters and both states donated; ``prepare_fn(inputs, key)``
     turns a raw batch into the network's input inside the compiled step.
@@ -145,8 +150,8 @@ def make_train_step(
         )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        if logits.ndim == 3:  # a stepped loss's readout [T, B, C]: classify by its maximum over time
-            logits = logits.max(axis=0)
+        if logits.ndim == 3:  # a stepped loss's readout [T, B, C]
+            logits = read_out(logits, readout)
         if mesh is not None:
             params, opt_state, rule_state = _constrain(mesh, shard_params_above, params, opt_state, rule_state)
         return params, opt_state, rule_state, loss, count_correct(logits, labels)
@@ -406,19 +411,21 @@ def fit(
     )
     feedback_key = jax.random.fold_in(root, 2**31 - 1)  # FA's and DFA's fixed matrices
     if c.rule in STEPPED_RULES:
-        loss_fn = stepped_loss(model)
+        loss_fn = stepped_loss(model, c.readout)
     elif c.rule in LOCAL_RULES:
         loss_fn = local_loss(graphdef, rest)
     else:
-        loss_fn = classifier_loss(graphdef, rest, spiking)
+        loss_fn = classifier_loss(graphdef, rest, spiking, c.readout or "max")
     guess = local_loss(graphdef, rest) if c.rule == "fg-guess-lg" else None
     rule = build_rule(c.rule, loss_fn, c.window, c.directions, exact_output=c.model in MIXERS, guess_loss_fn=guess)
     optimizer = optax.adam(c.lr)
     rule_state = rule.init(params, *example_args, key=feedback_key)
     state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule_state}
     place = _placement(mesh, c.shard_params_above, log)
-    step = make_train_step(rule, optimizer, prepare_fn, mesh=mesh, shard_params_above=c.shard_params_above)
-    run = logits_and_layers(graphdef, rest, spiking)
+    step = make_train_step(
+        rule, optimizer, prepare_fn, mesh=mesh, shard_params_above=c.shard_params_above, readout=c.readout or "max"
+    )
+    run = logits_and_layers(graphdef, rest, spiking, c.readout or "max")
     evaluate = make_eval_step(run, prepare_fn, mesh=mesh)
 
     history: list[dict] = []

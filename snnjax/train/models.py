@@ -19,6 +19,7 @@ import snnjax
 from snnjax import rules
 from snnjax.nn import LIF, LeakyIntegrator, LocalMixer, Sequential, network
 from snnjax.rules.protocol import Rule
+from snnjax.train.config import READOUTS
 
 __all__ = ["MLP", "ConvSNN", "build_model", "build_rule", "classifier_loss", "local_loss", "stepped_loss"]
 
@@ -168,10 +169,29 @@ def build_model(
     return Sequential(*layers)
 
 
-def classifier_loss(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool) -> Callable:
+def read_out(out: jax.Array, readout: str) -> jax.Array:
+    """A spiking model's logits ``[B, C]`` from its readout over time ``[T, B, C]``: the maximum
+    (``max``), the mean (``mean``, and ``per-step``, whose loss is at every step) or the last step.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax.train.models import read_out
+      >>> out = jnp.array([[[0.0, 3.0]], [[2.0, 1.0]]])  # T = 2, B = 1, C = 2
+      >>> [read_out(out, r).tolist() for r in ("max", "mean", "last")]
+      [[[2.0, 3.0]], [[1.0, 2.0]], [[2.0, 1.0]]]
+    """
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}.")
+    if readout == "max":
+        return out.max(axis=0)
+    return out[-1] if readout == "last" else out.mean(axis=0)
+
+
+def classifier_loss(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool, readout: str = "max") -> Callable:
     """``loss_fn(params, x, labels) -> (mean cross-entropy, logits [B, C])``, what every rule is built from.
 
-    Spiking networks' logits are the readout's maximum over time.
+    Spiking networks' logits are read out over time (:func:`read_out`, default their maximum);
+    with ``readout="per-step"`` the cross-entropy is taken at every step and averaged.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -183,9 +203,14 @@ def classifier_loss(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool) -> C
       ((), (2, 3))
     """
 
+    read_out(jnp.zeros((1, 1, 1)), readout)  # checks the name
+
     def loss_fn(params, x, labels):
         out = nnx.merge(graphdef, params, rest)(x)
-        logits = out.max(axis=0) if spiking else out
+        if spiking and readout == "per-step":
+            per_step = jax.vmap(optax.softmax_cross_entropy_with_integer_labels, in_axes=(0, None))(out, labels)
+            return jnp.mean(per_step), read_out(out, readout)
+        logits = read_out(out, readout) if spiking else out
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), logits
 
     return loss_fn
@@ -212,12 +237,12 @@ def local_loss(graphdef: nnx.GraphDef, rest: nnx.State) -> Callable:
     return loss_fn
 
 
-def stepped_loss(model: nnx.Module) -> rules.SteppedLoss:
+def stepped_loss(model: nnx.Module, readout: str = "per-step") -> rules.SteppedLoss:
     """The loss of ``model`` (an ``snn`` or ``rsnn`` :class:`snnjax.nn.Sequential`) stepped one time step
-    at a time, with a cross-entropy at every step: what the online rules are built from.
+    at a time, with a cross-entropy at every step (``per-step``) or at the last (``last``): what
+    the online rules are built from.
 
-    Its ``aux`` is the readout ``[T, B, C]``; the training step classifies by its maximum over time,
-    as :func:`classifier_loss` does.
+    Its ``aux`` is the readout ``[T, B, C]``; the training step classifies it with :func:`read_out`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -228,7 +253,12 @@ def stepped_loss(model: nnx.Module) -> rules.SteppedLoss:
       >>> loss.shape, ys.shape
       ((), (5, 2, 3))
     """
-    return rules.per_step_loss(network(model), optax.softmax_cross_entropy_with_integer_labels)
+    if readout not in ("per-step", "last"):
+        raise ValueError(
+            f"readout {readout!r}: an online rule learns from a loss summed over steps; use 'per-step' or 'last'."
+        )
+    last = 1 if readout == "last" else None
+    return rules.per_step_loss(network(model), optax.softmax_cross_entropy_with_integer_labels, last=last)
 
 
 def build_rule(
@@ -298,12 +328,12 @@ def _needs(guess_loss_fn: Callable | None) -> Callable:
     return guess_loss_fn
 
 
-def logits_and_layers(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool):
-    """``(params, x) -> (logits, [layer outputs])``, for evaluation and plots."""
+def logits_and_layers(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool, readout: str = "max"):
+    """``(params, x) -> (logits, [layer outputs])``, for evaluation and plots (spiking: :func:`read_out`)."""
 
     def run(params, x):
         out, layers = nnx.merge(graphdef, params, rest)(x, record=True)
-        return (out.max(axis=0) if spiking else out), layers
+        return (read_out(out, readout) if spiking else out), layers
 
     return run
 
