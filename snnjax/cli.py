@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from snnjax.train.config import DEFAULTS, MODELS, READOUTS, RULE_HELP, RULES
+from snnjax.train.config import DEFAULTS, MODELS, NEURONS, READOUTS, RULE_HELP, RULES
 
 __all__ = ["main"]
 
@@ -63,6 +63,9 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
         )
         parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes, e.g. --hidden 400 400")
         parser.add_argument("--window", type=int, default=16, help="tbptt: the truncation window in steps (default 16)")
+        parser.add_argument(
+            "--neuron", choices=NEURONS, default="lif", help="snn, rsnn: the hidden neurons, lif or alif (default lif)"
+        )
         parser.add_argument(
             "--readout",
             choices=READOUTS,
@@ -241,6 +244,7 @@ def _config(args: argparse.Namespace):
         shard_params_above=args.shard_params_above,
         window=args.window,
         readout=args.readout,
+        neuron=args.neuron,
         directions=args.directions,
         groups=args.groups,
         patches=args.patches,

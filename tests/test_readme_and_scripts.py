@@ -359,6 +359,17 @@ def tiny_fashion(tmp_path_factory):
     return str(folder)
 
 
+def test_temporal_tasks_benchmark_smoke(tiny_fashion):
+    """Both tasks (Randman, sequential Fashion-MNIST through a .npz file), an online rule on the recurrent network
+    and online DFA on the feed-forward one: every run recorded, and the summary over seeds."""
+    argv = ["--rules", "eprop", "online-dfa", "--neurons", "lif", "--seeds", "0", "--epochs", "1", "--no-write"]
+    argv += ["--data-dir", tiny_fashion, "--train-size", "32", "--test-size", "16", "--batch-size", "8"]
+    result = _run_benchmark("temporal_tasks", [*argv, "--randman-steps", "20", "--randman-samples", "4"])
+    assert set(result["runs"]) == {f"{t}/lif/{r}/0" for t in ("randman", "seq-fmnist") for r in ("eprop", "online-dfa")}
+    assert set(result["summary"]) == {"randman/lif", "seq-fmnist/lif"}
+    assert all(len(run["history"]) == 1 for run in result["runs"].values())
+
+
 def _json_of(part):
     """The JSON result a GPU-suite part wrote."""
     return json.loads(next(Path(f) for f in part["files"] if f.endswith(".json")).read_text())

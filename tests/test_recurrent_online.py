@@ -291,6 +291,33 @@ def test_random_eprop_uses_its_fixed_feedback():
     _close(same, symmetric, atol=1e-7)
 
 
+def test_learned_eprop_feedback_is_the_forward_mode_estimate_and_converges_to_the_output_weights():
+    """The update B <- B - rate (B - sum u^T y' / (T B)), with y' the readout's tangent along the noise u on the
+    hidden spikes' contribution, written by hand (y'_t = kappa y'_{t-1} + u_t W_out); the call's gradient is random
+    e-prop's with that B; repeated calls bring B to W_out (the readout's gain is 1)."""
+    loss_fn, params, _ = _eprop_network("alif")
+    xs, key = _inputs(15), jax.random.key(3)
+    rule = rules.eprop(loss_fn, feedback="learned", rate=0.3)
+    start = rule.init(params)._replace(matrices=(0.1 * jnp.ones((5, 2)),))
+    (_, _), grads, state = rule(params, xs, LABELS, state=start, key=key)
+    random = rules.eprop(loss_fn, feedback="random")
+    _close(grads, random(params, xs, LABELS, state=start)[1], atol=1e-6)  # the gradient uses the B it started with
+    y_dot, total = jnp.zeros((4, 2)), jnp.zeros((5, 2))
+    for t in range(15):
+        u = jax.random.normal(jax.random.fold_in(key, t), (4, 5))
+        y_dot = 0.8 * y_dot + u @ params["out"]
+        total = total + u.T @ y_dot
+    expected = start.matrices[0] - 0.3 * (start.matrices[0] - total / (15 * 4))
+    _close(state.matrices[0], expected, atol=1e-5)
+    step = jax.jit(lambda s, k: rule(params, xs, LABELS, state=s, key=k)[2])
+    for i in range(30):
+        state = step(state, jax.random.key(10 + i))
+    b, w = state.matrices[0].ravel(), params["out"].ravel()
+    assert float(b @ w / jnp.linalg.norm(b) / jnp.linalg.norm(w)) > 0.95
+    with pytest.raises(ValueError, match="eprop\\(feedback='learned'\\) is stochastic"):
+        rule(params, xs, LABELS, state=state)
+
+
 def test_eprop_memory_does_not_grow_with_t():
     loss_fn, params, _ = _eprop_network("alif")
     rule = rules.eprop(loss_fn)

@@ -293,7 +293,7 @@ def test_online_rules_train_the_recurrent_network_from_the_command(tmp_path, cap
         "samples_per_class=100",
     ]
     feed_forward = ["--model", "snn"]  # the online DFA and FG-A rules take feed-forward layers only
-    runs = [(rule, []) for rule in ("eprop", "eprop-random", "tbptt", "rtrl", "ostl", "ottt")]
+    runs = [(rule, []) for rule in ("eprop", "eprop-random", "eprop-learned", "tbptt", "rtrl", "ostl", "ottt")]
     runs += [(rule, feed_forward) for rule in ("online-dfa", "online-fdfa", "online-fg-a")]
     for rule, extra in runs:
         assert cli.main([*common, *extra, "--rule", rule, "--window", "5", "--out", str(tmp_path / rule)]) == 0
@@ -372,7 +372,7 @@ def test_float_arrays_in_npz_files_train_through_the_command(tmp_path, capsys):
 
 def test_the_readout_over_time_is_chosen_from_the_command(tmp_path, capsys):
     """--readout: max (the offline default), mean, last, per-step (the online default); online rules take a loss
-    summed over steps only; non-spiking models have no readout over time."""
+    summed over steps only; non-spiking models have no readout over time. --neuron alif: adaptive hidden layers."""
     from snnjax.train import Config, resolve
 
     assert resolve(Config()).readout == "max" and resolve(Config(rule="ottt")).readout == "per-step"
@@ -380,14 +380,16 @@ def test_the_readout_over_time_is_chosen_from_the_command(tmp_path, capsys):
     common = ["train", "--hidden", "16", "--steps", "30", "--epochs", "4", "--lr", "0.01", "--batch-size", "16"]
     common += ["--no-progress", "--no-plots", "--no-checkpoints", "--data-option", "num_classes=2"]
     common += ["--data-option", "units=20", "--data-option", "samples_per_class=100"]
-    for rule, readout in (("bptt", "mean"), ("bptt", "per-step"), ("ottt", "last")):
+    for rule, readout, neuron in (("bptt", "mean", "alif"), ("bptt", "per-step", "lif"), ("ottt", "last", "alif")):
         out = tmp_path / f"{rule}-{readout}"
-        assert cli.main([*common, "--rule", rule, "--readout", readout, "--out", str(out)]) == 0
+        argv = ["--rule", rule, "--readout", readout, "--neuron", neuron, "--out", str(out)]
+        assert cli.main([*common, *argv]) == 0
         history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert history[-1]["train_loss"] < history[0]["train_loss"], (rule, readout, history)
     for argv, message in (
         (["--rule", "eprop", "--readout", "max"], "rule 'eprop' learns online from a loss summed over steps"),
         (["--dataset", "mnist", "--model", "mlp", "--readout", "mean"], "model 'mlp' has none"),
+        (["--dataset", "mnist", "--model", "conv", "--neuron", "alif"], "is for the models snn and rsnn, not 'conv'"),
     ):
         with pytest.raises(SystemExit) as exit_:
             cli.main(["train", *argv, "--out", str(tmp_path / "refused"), "--no-progress"])

@@ -24,7 +24,17 @@ by ``jax.jvp``, so any neuron works. The presynaptic input of :math:`W_\text{rec
     L_{j,t} = \sum_k B_{jk}\, \frac{\partial L}{\partial y_{k,t}},
 
 with the feedback :math:`B` the output weights :math:`W_\text{out}` (``"symmetric"``, the
-paper's symmetric e-prop) or a fixed random matrix (``"random"``, random e-prop). The readout's
+paper's symmetric e-prop), a fixed random matrix (``"random"``, random e-prop), or *learned*
+(``"learned"``): FDFA's forward-mode estimate of the output Jacobian
+:math:`\partial y_t / \partial z_t` (Bacho & Chu). Each step the hidden spikes' effect on the
+readout is perturbed by noise :math:`u_t \sim \mathcal N(0, I)`, its tangent :math:`y'_t` is
+carried through the readout by ``jax.jvp`` of its step, and after the sequence
+
+.. math:: B \leftarrow B - \eta\,\Big(B - \frac{1}{TB}\sum_{t,b} u_{t,b}^\top\, y'_{t,b}\Big),
+
+whose fixed point is :math:`g\, W_\text{out}` (the noise's past terms average out): learned
+feedback converges to symmetric e-prop's without reading :math:`W_\text{out}`. The call's
+gradient uses the :math:`B` it started with. The readout's
 weights get their exact gradient, :math:`g \sum_t \bar z_t^\top \partial L / \partial y_t`.
 Symmetric e-prop is thus the exact gradient of the same network with the recurrent spikes
 :math:`z_{t-1}` in the recurrent input detached (``stop_gradient``); this is how it is tested.
@@ -40,13 +50,14 @@ import numpy as np
 
 from snnjax.neurons.chain import Dense
 from snnjax.neurons.neuron import Neuron
+from snnjax.rules import forward_mode
 from snnjax.rules.feedback import FeedbackState
 from snnjax.rules.protocol import Rule
 from snnjax.rules.stepped import SteppedLoss, depends_on_params, local_jacobians, read_fields
 
 __all__ = ["eprop"]
 
-FEEDBACKS = ("symmetric", "random")
+FEEDBACKS = ("symmetric", "random", "learned")
 
 
 def _layers(loss_fn: Any, params: Any) -> tuple[Dense, Neuron, Dense, Neuron]:
@@ -98,7 +109,7 @@ def _check_readout(readout: Neuron, size: int, dtype: Any) -> None:
         )
 
 
-def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1.0) -> Rule:
+def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1.0, rate: float = 0.01) -> Rule:
     r"""e-prop: eligibility traces and learning signals in one forward scan (module docstring).
 
     Args:
@@ -106,19 +117,23 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         neuron, snnjax.dense(W_out, b_out), readout)``: any spiking ``neuron`` (LIF, ALIF,
         current-based LIF, your own), with recurrent weights or without; a linear ``readout``
         with one decay (``snnjax.leaky_integrator(kappa)``).
-      feedback: ``"symmetric"`` (:math:`B = W_\text{out}`) or ``"random"`` (fixed :math:`B`,
-        drawn at ``init`` as ``scale`` times a standard normal over :math:`\sqrt{C}`).
+      feedback: ``"symmetric"`` (:math:`B = W_\text{out}`), ``"random"`` (fixed :math:`B`,
+        drawn at ``init`` as ``scale`` times a standard normal over :math:`\sqrt{C}`) or
+        ``"learned"`` (estimated by forward mode, from zero; calls need a ``key``).
       scale: the random feedback's scale.
+      rate: the learned feedback's update rate :math:`\eta \in (0, 1]`.
 
     Returns:
       A stateful :class:`snnjax.rules.Rule`: ``state = rule.init(params, key=key)``, then
       ``(loss, ys), grads, state = rule(params, xs, labels, state=state)`` for ``xs``
       ``[T, B, N_in]``; ``ys`` ``[T, B, C]``. The state holds ``B`` (``FeedbackState``, one
-      ``[N, C]`` matrix; for ``"symmetric"``, none).
+      ``[N, C]`` matrix; for ``"symmetric"``, none). ``"learned"`` draws the noise of step ``t``
+      from ``fold_in(key, t)``.
 
     Raises:
       ValueError: for another network, a readout that is not linear with one decay (at
-        ``init``), or an unknown ``feedback`` (naming it), or ``"random"`` initialised without a key.
+        ``init``), or an unknown ``feedback`` (naming it), ``"random"`` initialised without a key,
+        ``"learned"`` called without one, or a ``rate`` outside ``(0, 1]``.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, snnjax
@@ -138,12 +153,17 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
     """
     if feedback not in FEEDBACKS:
         raise ValueError(f"eprop: feedback must be one of {', '.join(map(repr, FEEDBACKS))}, got {feedback!r}.")
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"eprop: rate must lie in (0, 1], got {rate}.")
+    learned = feedback == "learned"
 
     def init(params, *args, key=None):
         _, _, d_out, readout = _layers(loss_fn, params)
         _check_readout(readout, d_out.kernel.shape[1], d_out.kernel.dtype)
         if feedback == "symmetric":
             return FeedbackState((), jnp.zeros((), jnp.int32))
+        if learned:
+            return FeedbackState((jnp.zeros(d_out.kernel.shape, d_out.kernel.dtype),), jnp.zeros((), jnp.int32))
         if key is None:
             raise ValueError("eprop: feedback='random' needs init(..., key=key) to draw its fixed matrix.")
         n, classes = d_out.kernel.shape
@@ -151,7 +171,8 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         return FeedbackState((matrix,), jnp.zeros((), jnp.int32))
 
     def apply(state, params, xs, labels, key=None):
-        del key  # deterministic
+        if learned:
+            key = forward_mode.require_key(key, "eprop(feedback='learned')")
         d_in, hidden, d_out, readout = _layers(loss_fn, params)
         steps, batch = xs.shape[0], xs.shape[1]
         dtype = xs.dtype
@@ -167,12 +188,18 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         filtered0 = [jnp.zeros((batch, p, n), dtype) for p in pres]
 
         def body(carry, x_t):
-            s, r, traces, filtered, z_bar, one_bar, grads, loss_sum, t = carry
+            s, r, traces, filtered, z_bar, one_bar, grads, loss_sum, t, estimate = carry
             w_t = loss_fn.weight(t, steps, dtype)
             pre = [x_t, jnp.ones((batch, 1), dtype)] + ([s.z] if recurrent is not None else [])
             current = d_in(x_t) + (0.0 if recurrent is None else s.z @ recurrent.weights.astype(dtype))
             s_new, z, d_state, d_current = local_jacobians(cell, s, current, fields)
-            r, y = readout.step(r, d_out(z))
+            if learned:  # the readout's tangent along noise on the hidden spikes' contribution
+                r_dot, sums = estimate
+                u = forward_mode.draw(jax.random.fold_in(key, t), (batch, n), dtype)
+                (r, y), (r_dot, y_dot) = jax.jvp(readout.step, (r, d_out(z)), (r_dot, u @ d_out.kernel))
+                estimate = (r_dot, sums + jnp.einsum("bn,bc->nc", u, y_dot))
+            else:
+                r, y = readout.step(r, d_out(z))
             loss, error = jax.value_and_grad(lambda y: w_t * jnp.mean(loss_fn.loss_t(y, labels)))(y)
             signal = error @ b.T  # L_t [B, N]
             new_traces, new_filtered, new_hidden = [], [], []
@@ -195,7 +222,7 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
             z_bar, one_bar = kappa * z_bar + z, kappa * one_bar + 1.0
             out = grads["out"] + gain * z_bar.T @ error
             grads = dict(hidden=new_hidden, out=out, out_bias=grads["out_bias"] + gain * one_bar * error.sum(0))
-            return (s_new, r, new_traces, new_filtered, z_bar, one_bar, grads, loss_sum + loss, t + 1), y
+            return (s_new, r, new_traces, new_filtered, z_bar, one_bar, grads, loss_sum + loss, t + 1, estimate), y
 
         grads0 = dict(
             hidden=[jnp.zeros((p, n), dtype) for p in pres],
@@ -212,8 +239,12 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
             grads0,
             jnp.zeros((), dtype),
             jnp.zeros((), jnp.int32),
+            (jax.tree.map(jnp.zeros_like, r0), jnp.zeros((n, classes), dtype)) if learned else None,
         )
-        (*_, grads, loss, _), ys = jax.lax.scan(body, carry0, xs)
+        (*_, grads, loss, _, estimate), ys = jax.lax.scan(body, carry0, xs)
+        matrices = state.matrices
+        if learned:
+            matrices = tuple(b - rate * (b - estimate[1] / (steps * batch)) for b in matrices)
 
         def weights(p):
             d_in, hidden, d_out, _ = loss_fn.network(p).layers
@@ -225,6 +256,6 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         cotangent = tuple(
             None if w is None else g for w, g in zip(found, (w_in, b_in, w_rec[0], grads["out"], grads["out_bias"]))
         )
-        return (loss, ys), pullback(cotangent)[0], FeedbackState(state.matrices, state.step + 1)
+        return (loss, ys), pullback(cotangent)[0], FeedbackState(matrices, state.step + 1)
 
     return Rule(init=init, apply=apply, stateful=True, name=f"e-prop ({feedback})", loss_fn=loss_fn)

@@ -10,6 +10,7 @@ from snnjax.datasets.batching import ENCODINGS
 from snnjax.datasets.load import DATASETS
 
 READOUTS = ("max", "mean", "last", "per-step")
+NEURONS = ("lif", "alif")
 
 __all__ = [
     "rules_table",
@@ -21,6 +22,7 @@ __all__ = [
     "LOCAL_RULES",
     "MIXERS",
     "MODELS",
+    "NEURONS",
     "READOUTS",
     "RULES",
     "RULE_HELP",
@@ -39,6 +41,7 @@ RULE_HELP = {
     "fdfa": "forward DFA: DFA with the output Jacobian estimated by `jax.jvp`",
     "eprop": "online: e-prop with symmetric feedback (one hidden layer)",
     "eprop-random": "online: e-prop with random feedback (one hidden layer)",
+    "eprop-learned": "online: e-prop with feedback learned by forward mode, FDFA's estimate (one hidden layer)",
     "tbptt": "online: truncated BPTT, `--window` steps",
     "rtrl": "online: exact real-time recurrent learning (small networks)",
     "online-dfa": "online: DFA with eligibility traces (feed-forward `snn`)",
@@ -54,7 +57,18 @@ RULE_HELP = {
 }
 RULES = tuple(RULE_HELP)
 # Rules that train the network step by step, on a loss at every step (snnjax.rules.per_step_loss).
-STEPPED_RULES = ("eprop", "eprop-random", "tbptt", "rtrl", "online-dfa", "online-fdfa", "online-fg-a", "ostl", "ottt")
+STEPPED_RULES = (
+    "eprop",
+    "eprop-random",
+    "eprop-learned",
+    "tbptt",
+    "rtrl",
+    "online-dfa",
+    "online-fdfa",
+    "online-fg-a",
+    "ostl",
+    "ottt",
+)
 # Rules on the blocks' local losses (Ren et al.), for the LocalMixer models; fg-guess-lg guesses with them.
 LOCAL_RULES = ("lg-bp", "lg-fg-w", "lg-fg-a")
 GUESSED_RULES = ("fg-guess-lg", "fg-guess-dfa")
@@ -126,7 +140,7 @@ class Config:
       rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient), ``fg-a`` (activity-perturbed),
         ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment), ``fdfa`` (forward DFA),
         or, online on a loss at every step (:data:`STEPPED_RULES`, models ``snn`` and ``rsnn``):
-        ``eprop`` (symmetric feedback), ``eprop-random`` (random feedback; one hidden layer for
+        ``eprop`` (symmetric feedback), ``eprop-random`` (random), ``eprop-learned`` (learned; one hidden layer for
         both), ``tbptt`` (truncated BPTT, ``window`` steps), ``rtrl`` (exact real-time recurrent
         learning: the true gradient, online, at a cost that grows with the parameters times the
         state, for small networks), ``online-dfa``, ``online-fdfa`` and ``online-fg-a`` (DFA, FDFA
@@ -171,6 +185,7 @@ class Config:
         the last step) or ``per-step`` (a loss at every step, logits averaged over time). The
         online rules (:data:`STEPPED_RULES`) learn from a loss summed over steps: ``per-step``
         (their default) or ``last``.
+      neuron: the hidden neurons of ``snn`` and ``rsnn``: ``lif`` or ``alif`` (adaptive LIF).
 
     Examples:
       >>> from snnjax.train import Config, resolve
@@ -206,6 +221,7 @@ class Config:
     groups: int = 16
     patches: int = 1
     readout: str | None = None
+    neuron: str = "lif"
 
 
 def _check_readout(c: Config) -> None:
@@ -299,6 +315,10 @@ def resolve(config: Config) -> Config:
             f"rule {c.rule!r} trains a network step by step (a loss at every step): use --model snn or rsnn."
         )
     _check_readout(c)
+    if c.neuron not in NEURONS:
+        raise ValueError(f"unknown neuron (--neuron {c.neuron}); choose one of {', '.join(NEURONS)}.")
+    if c.neuron != "lif" and c.model not in ("snn", "rsnn"):
+        raise ValueError(f"neuron (--neuron {c.neuron}) is for the models snn and rsnn, not {c.model!r}.")
     _positive("window", c.window)
     for name in ("directions", "groups", "patches"):
         _positive(name, getattr(c, name))

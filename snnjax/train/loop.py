@@ -239,7 +239,8 @@ def _prepare_out(c: Config, lead: bool, log: Callable[[str], None]) -> Path:
             )
         before = _read_config(saved)
         now = json.loads(json.dumps(dataclasses.asdict(c)))
-        changed = sorted(k for k in now if k not in _RESUMABLE and before.get(k) != now[k])
+        # a field the saved run predates (a newer option) takes its value now
+        changed = sorted(k for k in now if k not in _RESUMABLE and before.get(k, now[k]) != now[k])
         if changed:
             raise ValueError(
                 f"--resume: {', '.join(changed)} differ from the run in {out}; keep them or start a new run with "
@@ -398,7 +399,7 @@ def fit(
     image = (*train.inputs.shape[1:3], train.inputs.shape[3] if train.inputs.ndim > 3 else 1)
     model = build_model(
         c.model, inputs, train.num_classes, c.hidden, c.seed, image=image, run_bptt=c.rule == "bptt",
-        groups=c.groups, patches=c.patches, steps=c.steps,
+        groups=c.groups, patches=c.patches, steps=c.steps, neuron=c.neuron,
     )  # fmt: skip
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     encode = encoding(c.encoding, c.steps)

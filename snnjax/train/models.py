@@ -17,9 +17,9 @@ from flax import nnx
 
 import snnjax
 from snnjax import rules
-from snnjax.nn import LIF, LeakyIntegrator, LocalMixer, Sequential, network
+from snnjax.nn import ALIF, LIF, LeakyIntegrator, LocalMixer, Sequential, network
 from snnjax.rules.protocol import Rule
-from snnjax.train.config import READOUTS
+from snnjax.train.config import NEURONS, READOUTS
 
 __all__ = ["MLP", "ConvSNN", "build_model", "build_rule", "classifier_loss", "local_loss", "stepped_loss"]
 
@@ -123,6 +123,7 @@ def build_model(
     groups: int = 16,
     patches: int = 1,
     steps: int = 4,
+    neuron: str = "lif",
 ) -> nnx.Module:
     """``mlp``, ``snn`` (feed-forward LIF layers), ``rsnn`` (recurrent LIF layers), ``conv`` (:class:`ConvSNN`),
     ``mixer`` or ``spiking-mixer`` (:class:`snnjax.nn.LocalMixer`).
@@ -131,7 +132,8 @@ def build_model(
     and ``patches`` per side; the spiking one runs ``steps`` steps of LIF neurons.
 
     The LIF layers of ``snn`` and ``rsnn`` use :math:`\\beta = 0.95`, threshold 1 and a
-    fast-sigmoid surrogate of slope 10; the readout is ``classes`` leaky integrators with
+    fast-sigmoid surrogate of slope 10 (``neuron="alif"``: adaptive LIF layers,
+    :math:`\\alpha = 0.95`, :math:`\\rho = 0.99`, the same surrogate); the readout is ``classes`` leaky integrators with
     :math:`\\kappa = 0.95`. ``conv`` takes ``hidden`` as its channels and needs ``image``. With
     ``run_bptt``, the recurrent layers of ``rsnn`` run through :func:`snnjax.run_bptt` (same
     values and gradients, faster reverse mode, no forward mode): ``snnjax train`` sets it for
@@ -162,9 +164,12 @@ def build_model(
         raise ValueError(f"unknown model {name!r}; choose mlp, snn, rsnn, conv, mixer or spiking-mixer.")
     layers = []
     recurrent = name == "rsnn"
+    if neuron not in NEURONS:
+        raise ValueError(f"unknown neuron {neuron!r}; choose one of {', '.join(NEURONS)}.")
     for a, b in zip(sizes[:-2], sizes[1:-1]):
-        neuron = LIF(b, beta=0.95, recurrent=recurrent, surrogate=surrogate, run_bptt=run_bptt and recurrent, rngs=rngs)
-        layers += [nnx.Linear(a, b, rngs=rngs), neuron]
+        options = dict(recurrent=recurrent, surrogate=surrogate, run_bptt=run_bptt and recurrent, rngs=rngs)
+        layer = LIF(b, beta=0.95, **options) if neuron == "lif" else ALIF(b, alpha=0.95, rho=0.99, **options)
+        layers += [nnx.Linear(a, b, rngs=rngs), layer]
     layers += [nnx.Linear(sizes[-2], classes, rngs=rngs), LeakyIntegrator(classes, kappa=0.95)]
     return Sequential(*layers)
 
@@ -273,7 +278,7 @@ def build_rule(
 
     Args:
       name: ``bptt``, ``fg-w``, ``fg-a``, ``fa``, ``dfa``, ``fdfa``, or, for a
-        :func:`stepped_loss`, ``eprop``, ``eprop-random``, ``tbptt``, ``rtrl``, ``online-dfa``,
+        :func:`stepped_loss`, ``eprop``, ``eprop-random``, ``eprop-learned``, ``tbptt``, ``rtrl``, ``online-dfa``,
         ``online-fdfa``, ``online-fg-a``, ``ostl`` or ``ottt``, or, for a
         :func:`local_loss`, ``lg-bp``, ``lg-fg-w`` or ``lg-fg-a``.
       loss_fn: ``(params, *args) -> (loss, aux)``.
@@ -309,6 +314,7 @@ def build_rule(
         "fdfa": rules.fdfa,
         "eprop": rules.eprop,
         "eprop-random": lambda f: rules.eprop(f, feedback="random"),
+        "eprop-learned": lambda f: rules.eprop(f, feedback="learned"),
         "tbptt": lambda f: rules.tbptt(f, window),
         "rtrl": rules.rtrl,
         "online-dfa": rules.online_dfa,
