@@ -301,7 +301,22 @@ def test_npz_files_load_by_path_or_by_name_and_say_what_is_wrong_with_them(tmp_p
     for name, arrays in bad.items():
         np.savez(tmp_path / name, **arrays)
     (tmp_path / "broken.npz").write_bytes(b"not a zip file")
+    y4 = np.array([0, 1, 0, 1])
+    more = {
+        "objects.npz": dict(x_train=np.array([None] * 4, dtype=object), y_train=y4, x_test=x[:4], y_test=y4),
+        "mismatch.npz": dict(x_train=x[:4], y_train=y4, x_test=x[:4, :, :2], y_test=y4),
+        "empty.npz": dict(x_train=x[:4], y_train=y4, x_test=x[:0], y_test=y4[:0]),
+        "rank.npz": dict(x_train=x[:4, 0, 0], y_train=y4, x_test=x[:4, 0, 0], y_test=y4, kind="sequence"),
+    }
+    for name, arrays in more.items():
+        np.savez(tmp_path / name, **arrays)
+    np.savez(tmp_path / "bytes.npz", x_train=x[:4], y_train=y4, x_test=x[:4], y_test=y4, kind=np.bytes_(b"spikes"))
+    assert load_npz(tmp_path / "bytes.npz", "test").kind == "spikes"
     for name, message in (
+        ("objects.npz", "objects.npz: array 'x_train' holds Python objects"),
+        ("mismatch.npz", "mismatch.npz: x_train's examples have shape [4, 3] but x_test's [4, 2]"),
+        ("empty.npz", "empty.npz: x_test, y_test: holds no examples (N = 0)"),
+        ("rank.npz", "rank.npz: x_train has shape [4], which is not sequence inputs"),
         ("no_test.npz", "no_test.npz: has no array 'x_test'; a .npz data set holds x_train, y_train, x_test, y_test"),
         ("bad_label.npz", "bad_label.npz: x_test, y_test: labels must be integers in [0, 5), found 9"),
         ("broken.npz", "broken.npz: not a readable .npz file"),

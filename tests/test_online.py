@@ -37,9 +37,9 @@ def model(hidden="lif", kappa=0.9, seed=0):
     )
 
 
-def stepped(hidden="lif", kappa=0.9):
+def stepped(hidden="lif", kappa=0.9, last=None):
     net = model(hidden, kappa)
-    return rules.per_step_loss(snn.network(net), loss_t), nnx.state(net, nnx.Param)
+    return rules.per_step_loss(snn.network(net), loss_t, last=last), nnx.state(net, nnx.Param)
 
 
 def data(steps=15, batch=4):
@@ -186,8 +186,10 @@ def test_online_rules_refuse_what_they_cannot_trace():
 # --- FG-A online ---------------------------------------------------------------------------
 
 
-def test_online_fg_a_equals_the_offline_estimate_with_the_same_noise():
-    loss_fn, params = stepped("alif")
+@pytest.mark.parametrize("last", [None, 4])
+def test_online_fg_a_equals_the_offline_estimate_with_the_same_noise(last):
+    """The whole sequence's loss, or the last 4 steps' (a readout window)."""
+    loss_fn, params = stepped("alif", last=last)
     xs, labels = data()
     rule = rules.online_activity_forward_gradient(loss_fn)
     (loss, _), grads = jax.jit(lambda p, x, y: rule(p, x, y, key=KEY))(params, xs, labels)
@@ -213,7 +215,8 @@ def test_online_fg_a_equals_the_offline_estimate_with_the_same_noise():
 
         init = tuple(neuron.init((batch, synapse.kernel.shape[1])) for synapse, neuron in pairs)
         y, layer_inputs = jax.lax.scan(step, init, (xs, *eps))[1]
-        return jnp.mean(jax.vmap(loss_t, in_axes=(0, None))(y, labels), axis=0), layer_inputs  # [B]
+        weights = jnp.full((steps, 1), 1 / steps) if last is None else (jnp.arange(steps) >= steps - 4)[:, None] / 4
+        return jnp.sum(weights * jax.vmap(loss_t, in_axes=(0, None))(y, labels), axis=0), layer_inputs  # [B]
 
     losses, d, inputs = jax.jvp(per_example, ([jnp.zeros_like(u) for u in noise],), (noise,), has_aux=True)
     for l, (i, u) in enumerate(zip((0, 2, 4), noise)):

@@ -291,11 +291,15 @@ def test_random_eprop_uses_its_fixed_feedback():
     _close(same, symmetric, atol=1e-7)
 
 
-def test_learned_eprop_feedback_is_the_forward_mode_estimate_and_converges_to_the_output_weights():
-    """The update B <- B - rate (B - sum u^T y' / (T B)), with y' the readout's tangent along the noise u on the
-    hidden spikes' contribution, written by hand (y'_t = kappa y'_{t-1} + u_t W_out); the call's gradient is random
-    e-prop's with that B; repeated calls bring B to W_out (the readout's gain is 1)."""
-    loss_fn, params, _ = _eprop_network("alif")
+@pytest.mark.parametrize("scale_input", [False, True])
+def test_learned_eprop_feedback_is_the_forward_mode_estimate_and_converges_to_the_output_weights(scale_input):
+    """The update B <- B - rate (B - sum u^T y' / (g T B)), with y' the readout's tangent along the noise u on the
+    hidden spikes' contribution, written by hand (y'_t = kappa y'_{t-1} + g u_t W_out, g = 1 - kappa with a scaled
+    input); the call's gradient is random e-prop's with that B; repeated calls bring it to symmetric e-prop's."""
+    base, params, _ = _eprop_network("alif")
+    readout = snnjax.leaky_integrator(0.8, scale_input=scale_input)
+    loss_fn = rules.per_step_loss(lambda p: snnjax.chain(*base.network(p).layers[:3], readout), CE)
+    gain = 0.2 if scale_input else 1.0
     xs, key = _inputs(15), jax.random.key(3)
     rule = rules.eprop(loss_fn, feedback="learned", rate=0.3)
     start = rule.init(params)._replace(matrices=(0.1 * jnp.ones((5, 2)),))
@@ -305,15 +309,16 @@ def test_learned_eprop_feedback_is_the_forward_mode_estimate_and_converges_to_th
     y_dot, total = jnp.zeros((4, 2)), jnp.zeros((5, 2))
     for t in range(15):
         u = jax.random.normal(jax.random.fold_in(key, t), (4, 5))
-        y_dot = 0.8 * y_dot + u @ params["out"]
+        y_dot = 0.8 * y_dot + gain * u @ params["out"]
         total = total + u.T @ y_dot
-    expected = start.matrices[0] - 0.3 * (start.matrices[0] - total / (15 * 4))
+    expected = start.matrices[0] - 0.3 * (start.matrices[0] - total / (15 * 4 * gain))
     _close(state.matrices[0], expected, atol=1e-5)
     step = jax.jit(lambda s, k: rule(params, xs, LABELS, state=s, key=k)[2])
     for i in range(30):
         state = step(state, jax.random.key(10 + i))
     b, w = state.matrices[0].ravel(), params["out"].ravel()
     assert float(b @ w / jnp.linalg.norm(b) / jnp.linalg.norm(w)) > 0.95
+    assert 0.7 < float(jnp.linalg.norm(b) / jnp.linalg.norm(w)) < 1.3  # W_out itself, whatever the gain
     with pytest.raises(ValueError, match="eprop\\(feedback='learned'\\) is stochastic"):
         rule(params, xs, LABELS, state=state)
 

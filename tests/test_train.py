@@ -377,6 +377,25 @@ def test_the_readout_over_time_is_chosen_from_the_command(tmp_path, capsys):
 
     assert resolve(Config()).readout == "max" and resolve(Config(rule="ottt")).readout == "per-step"
     assert resolve(Config(dataset="mnist", model="mlp", encoding="none")).readout is None
+    from flax import nnx
+
+    from snnjax.train import build_model, classifier_loss, stepped_loss
+
+    model = build_model("snn", 3, 2, (4,), seed=0)
+    assert stepped_loss(model, "last").last == 1 and stepped_loss(model).last is None
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    xs, y = jax.random.normal(jax.random.key(0), (6, 2, 3)) * 3, jnp.array([0, 1])
+    out = model(xs)
+    ce = optax.softmax_cross_entropy_with_integer_labels
+    expected = {
+        "max": ce(out.max(0), y).mean(),
+        "mean": ce(out.mean(0), y).mean(),
+        "last": ce(out[-1], y).mean(),
+        "per-step": jax.vmap(ce, in_axes=(0, None))(out, y).mean(),
+    }
+    for readout, value in expected.items():
+        assert jnp.allclose(classifier_loss(graphdef, rest, True, readout)(params, xs, y)[0], value, rtol=1e-6)
+    assert len({round(float(v), 5) for v in expected.values()}) == 4  # four different losses
     common = ["train", "--hidden", "16", "--steps", "30", "--epochs", "4", "--lr", "0.01", "--batch-size", "16"]
     common += ["--no-progress", "--no-plots", "--no-checkpoints", "--data-option", "num_classes=2"]
     common += ["--data-option", "units=20", "--data-option", "samples_per_class=100"]

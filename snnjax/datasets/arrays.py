@@ -52,13 +52,20 @@ def _dataset(inputs: Any, labels: Any, num_classes: int | None, kind: str | None
         )
     if labels.ndim != 1 or len(labels) != len(inputs):
         raise ValueError(f"{where}: labels must be [N] = [{len(inputs)}], one per input; got {list(labels.shape)}.")
+    if not len(inputs):
+        raise ValueError(f"{where}: holds no examples (N = 0).")
+    if np.iscomplexobj(inputs) or inputs.dtype.hasobject:
+        raise ValueError(f"{where}: inputs must be real numbers, got dtype {inputs.dtype}.")
     if num_classes is None:
         check_labels(labels, 2**31 - 1, where)  # integers, not negative
         num_classes = int(labels.max()) + 1 if labels.size else 1
+    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"{where}: num_classes must be a positive integer, got {num_classes!r}.")
     check_labels(labels, num_classes, where)
+    if np.issubdtype(inputs.dtype, np.floating) or kind in ("static", "sequence"):
+        with np.errstate(over="ignore"):  # float32 throughout; checked after the cast (float64 may overflow it)
+            inputs = inputs.astype(np.float32)
     check_inputs(inputs, where)
-    if kind in ("static", "sequence"):
-        inputs = inputs.astype(np.float32)
     return Dataset(inputs, labels.astype(np.int32), int(num_classes), kind, name)
 
 
@@ -105,6 +112,34 @@ def array_file(name: str, directory: str | os.PathLike | None = None) -> Path | 
     return None
 
 
+def _header(z: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of array ``key`` in an open ``.npz`` archive, from its header alone."""
+    with z.open(f"{key}.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    return tuple(shape), np.dtype(dtype)
+
+
+def _kind(f: Any, path: Path) -> str | None:
+    """The file's ``kind`` entry, a string (saved as str or bytes, scalar or one element), or ``None``."""
+    if "kind" not in f.files:
+        return None
+    value = _array(f, "kind", path)
+    value = value.item() if value.size == 1 else value
+    value = value.decode() if isinstance(value, bytes) else value
+    if value not in KINDS:
+        raise ValueError(f"{path}: kind must be one of {', '.join(KINDS)}, got {value!r}.")
+    return value
+
+
+def _array(f: Any, key: str, path: Path) -> np.ndarray:
+    try:
+        return f[key]
+    except ValueError as error:  # object arrays, refused without pickle
+        raise ValueError(f"{path}: array {key!r} cannot be read without pickle ({error}); save plain arrays.") from None
+
+
 def _open(path: Path) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such .npz file.")
@@ -125,23 +160,37 @@ def _required(files: list[str], key: str, path: Path) -> None:
 def npz_info(path: str | os.PathLike) -> tuple[str, tuple[int, ...]]:
     """``(kind, x_train's shape)`` of a ``.npz`` data set, read from its headers (the arrays stay on disk).
 
+    Args:
+      path: the file.
+
+    Returns:
+      The kind of its inputs and the shape of ``x_train``; ``x_test`` is checked to have the
+      same shape per example.
+
     Raises:
       FileNotFoundError: for a missing file.
-      ValueError: naming the file, for one that is not a ``.npz`` data set, or whose kind cannot be told.
+      ValueError: naming the file, for one that is not a ``.npz`` data set, inputs of object
+        dtype, a kind that cannot be told or does not fit the rank, or splits of different shapes.
     """
     path = Path(path)
     with _open(path) as f:
-        _required(f.files, "x_train", path)
-        kind = str(f["kind"]) if "kind" in f.files else None
-    with zipfile.ZipFile(path) as z, z.open("x_train.npy") as fh:
-        version = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(fh)
+        for key in ("x_train", "x_test"):
+            _required(f.files, key, path)
+        kind = _kind(f, path)
+    with zipfile.ZipFile(path) as z:
+        (shape, dtype), (test_shape, _) = _header(z, "x_train"), _header(z, "x_test")
+    if dtype.hasobject:
+        raise ValueError(f"{path}: array 'x_train' holds Python objects; save a numeric array.")
     if kind is None:
-        kind = _kind_of(np.dtype(dtype), len(shape), f"{path}: x_train")
-    if kind not in KINDS:
-        raise ValueError(f"{path}: kind must be one of {', '.join(KINDS)}, got {kind!r}.")
-    return kind, tuple(shape)
+        kind = _kind_of(dtype, len(shape), f"{path}: x_train")
+    if len(shape) not in _RANKS[kind]:
+        raise ValueError(f"{path}: x_train has shape {list(shape)}, which is not {kind} inputs (rank {_RANKS[kind]}).")
+    if shape[1:] != test_shape[1:]:
+        raise ValueError(
+            f"{path}: x_train's examples have shape {list(shape[1:])} but x_test's {list(test_shape[1:])}; they must "
+            "match."
+        )
+    return kind, shape
 
 
 def load_npz(path: str | os.PathLike, split: str = "train", *, num_classes: int | None = None) -> Dataset:
@@ -173,16 +222,20 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, num_classes: int 
     if split not in ("train", "test"):
         raise ValueError(f"{path}: split must be 'train' or 'test', got {split!r}.")
     path = Path(path)
+    npz_info(path)  # the splits' shapes agree, the kind fits
     with _open(path) as f:
         for key in ("x_train", "y_train", "x_test", "y_test"):
             _required(f.files, key, path)
         if num_classes is None and "num_classes" in f.files:
-            num_classes = int(f["num_classes"])
+            stored = _array(f, "num_classes", path)
+            if stored.size != 1 or not np.issubdtype(stored.dtype, np.integer):
+                raise ValueError(f"{path}: num_classes must be one integer, got {stored.dtype}{list(stored.shape)}.")
+            num_classes = int(stored.item())
         if num_classes is None:
-            both = [f[key] for key in ("y_train", "y_test")]
+            both = [_array(f, key, path) for key in ("y_train", "y_test")]
             for key, labels in zip(("y_train", "y_test"), both):
                 check_labels(labels, 2**31 - 1, f"{path}: {key}")
             num_classes = int(max(int(y.max()) if y.size else 0 for y in both)) + 1
-        kind = str(f["kind"]) if "kind" in f.files else None
-        inputs, labels = f[f"x_{split}"], f[f"y_{split}"]
+        kind = _kind(f, path)
+        inputs, labels = _array(f, f"x_{split}", path), _array(f, f"y_{split}", path)
     return _dataset(inputs, labels, num_classes, kind, path.stem, f"{path}: x_{split}, y_{split}")

@@ -7,9 +7,11 @@ decay :math:`\kappa`, and a loss at every step,
 
     s_t, z_t = \text{cell}(s_{t-1},\ x_t W_\text{in} + b + z_{t-1} W_\text{rec}), \qquad
     y_t = \kappa\, y_{t-1} + g\,(z_t W_\text{out} + b_\text{out}), \qquad
-    L = \frac1T \sum_t \operatorname{mean}_b\, \ell(y_t).
+    L = \sum_t w_t \operatorname{mean}_b\, \ell(y_t),
 
-e-prop keeps, per synapse, the part of :math:`\partial z_t / \partial W` that runs through the
+with :math:`w_t = 1/T`, or :math:`1/k` on the last :math:`k` steps of a readout window
+(``per_step_loss(..., last=k)``) and 0 before. e-prop keeps, per synapse, the part of
+:math:`\partial z_t / \partial W` that runs through the
 postsynaptic neuron's own state (its *eligibility trace*; for a LIF neuron
 :math:`e_{ji,t} = \psi_{j,t}\, \epsilon_{ji,t}`, :math:`\epsilon_{ji,t} = \beta\,\epsilon_{ji,t-1}
 + \text{pre}_{i,t}`, the adaptation's trace included for ALIF), and drops the paths through other
@@ -30,10 +32,11 @@ paper's symmetric e-prop), a fixed random matrix (``"random"``, random e-prop), 
 readout is perturbed by noise :math:`u_t \sim \mathcal N(0, I)`, its tangent :math:`y'_t` is
 carried through the readout by ``jax.jvp`` of its step, and after the sequence
 
-.. math:: B \leftarrow B - \eta\,\Big(B - \frac{1}{TB}\sum_{t,b} u_{t,b}^\top\, y'_{t,b}\Big),
+.. math:: B \leftarrow B - \eta\,\Big(B - \frac{1}{g\,TB}\sum_{t,b} u_{t,b}^\top\, y'_{t,b}\Big),
 
-whose fixed point is :math:`g\, W_\text{out}` (the noise's past terms average out): learned
-feedback converges to symmetric e-prop's without reading :math:`W_\text{out}`. The call's
+the estimate divided by the readout's gain :math:`g` (which the update applies itself), so its
+fixed point is :math:`W_\text{out}` (the noise's past terms average out): learned feedback
+converges to symmetric e-prop's without reading :math:`W_\text{out}`. The call's
 gradient uses the :math:`B` it started with. The readout's
 weights get their exact gradient, :math:`g \sum_t \bar z_t^\top \partial L / \partial y_t`.
 Symmetric e-prop is thus the exact gradient of the same network with the recurrent spikes
@@ -51,7 +54,7 @@ import numpy as np
 from snnjax.neurons.chain import Dense
 from snnjax.neurons.neuron import Neuron
 from snnjax.rules import forward_mode
-from snnjax.rules.feedback import FeedbackState
+from snnjax.rules.feedback import FeedbackState, fdfa_update
 from snnjax.rules.protocol import Rule
 from snnjax.rules.stepped import SteppedLoss, depends_on_params, local_jacobians, read_fields
 
@@ -244,7 +247,8 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         (*_, grads, loss, _, estimate), ys = jax.lax.scan(body, carry0, xs)
         matrices = state.matrices
         if learned:
-            matrices = tuple(b - rate * (b - estimate[1] / (steps * batch)) for b in matrices)
+            # y' carries the readout's gain g; B estimates W_out, which the update scales by g
+            matrices = tuple(fdfa_update(b, estimate[1] / (steps * batch * gain), rate) for b in matrices)
 
         def weights(p):
             d_in, hidden, d_out, _ = loss_fn.network(p).layers

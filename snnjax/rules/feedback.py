@@ -54,7 +54,7 @@ from snnjax.rules import forward_mode
 from snnjax.rules.graph import Graph, Handler, Site, evaluate, trace
 from snnjax.rules.protocol import Rule, total
 
-__all__ = ["FeedbackState", "dfa", "fa", "fdfa"]
+__all__ = ["FeedbackState", "dfa", "fa", "fdfa", "fdfa_update"]
 
 _sg = jax.lax.stop_gradient
 
@@ -388,10 +388,23 @@ def fdfa(loss_fn: Callable[..., tuple[Any, Any]], *, rate: float = 0.01, distrib
         d_out = out.to_matrix(d_out, "out")  # [P, C]
         rows = d_out.shape[0]
         matrices = tuple(
-            b - rate * (b - s.to_matrix(noise[s.index], "x").reshape(rows, -1).T @ d_out / rows)
+            fdfa_update(b, s.to_matrix(noise[s.index], "x").reshape(rows, -1).T @ d_out / rows, rate)
             for s, b in zip(hidden, state.matrices)
         )
         loss_aux, grads = _dfa_grads(graph, hidden, out, matrices, params, args, "fdfa")
         return loss_aux, grads, FeedbackState(matrices, state.step + 1)
 
     return Rule(init=init, apply=apply, stateful=True, name="FDFA", loss_fn=loss_fn)
+
+
+def fdfa_update(matrix: jax.Array, estimate: jax.Array, rate: float) -> jax.Array:
+    r"""FDFA's step towards a new estimate of the output Jacobian, in the matrix's own dtype:
+    :math:`B \leftarrow B - \eta\,(B - \hat J)`, ``[N, C]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax.rules.feedback import fdfa_update
+      >>> fdfa_update(jnp.zeros((1, 2)), jnp.array([[2.0, 4.0]]), 0.5).tolist()
+      [[1.0, 2.0]]
+    """
+    return (matrix - rate * (matrix - estimate)).astype(matrix.dtype)

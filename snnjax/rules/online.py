@@ -14,8 +14,10 @@ and state component (real-time recurrent learning restricted to the layer, as in
 
 with the per-neuron Jacobians of the neuron's own ``step`` taken by ``jax.jvp`` at every step
 (so any snnjax neuron works: LIF, adaptive LIF, current-based LIF, a spike's surrogate
-derivative included). The loss is a sum over time, :math:`L = \frac1T \sum_t \operatorname{mean}_b
-\ell(y_t)`, :math:`y_t` the last layer's output; its error :math:`e_t = \partial L / \partial y_t`
+derivative included). The loss is a sum over time, :math:`L = \sum_t w_t \operatorname{mean}_b
+\ell(y_t)` (with :math:`w_t = 1/T`, or :math:`1/k` on the last :math:`k` steps of a readout window
+(``per_step_loss(..., last=k)``) and 0 before), :math:`y_t` the last layer's output; its error
+:math:`e_t = \partial L / \partial y_t`
 is known at step :math:`t`, and each layer's weights accumulate
 
 .. math:: \Delta W_l \mathrel{+}= \sum_b \delta_{l,t} \cdot \frac{\partial o_{l,t}}{\partial W_l},
@@ -55,7 +57,7 @@ import jax
 import jax.numpy as jnp
 
 from snnjax.rules import forward_mode
-from snnjax.rules.feedback import FeedbackState
+from snnjax.rules.feedback import FeedbackState, fdfa_update
 from snnjax.rules.protocol import Rule
 from snnjax.rules.stepped import dense_layers, eligibility_step, local_jacobians, read_fields, start, to_params
 
@@ -194,7 +196,7 @@ def online_dfa(
         (_, _, grads, loss, fdfa_carry), ys = jax.lax.scan(body, carry0, (xs, jnp.arange(steps)))
         matrices = state.matrices
         if fdfa_carry is not None:
-            matrices = tuple(b - rate * (b - acc / (steps * batch)) for b, acc in zip(matrices, fdfa_carry[1]))
+            matrices = tuple(fdfa_update(b, acc / (steps * batch), rate) for b, acc in zip(matrices, fdfa_carry[1]))
         return (loss, ys), to_params(loss_fn, params, grads), FeedbackState(matrices, state.step + 1)
 
     return Rule(init=init, apply=apply, stateful=True, name=f"{feedback.upper()} online", loss_fn=loss_fn)

@@ -12,7 +12,9 @@ in the scan, and the directional derivative of each example's loss,
 .. math:: \hat g_{W_l} = \frac1B \sum_b d_b\, A_{l,b}, \qquad \hat g_{b_l} = \frac1B \sum_b d_b \sum_t u_{l,t,b},
 
 the FG-A estimate of Ren et al. (unbiased; the weight gradient through each layer's own local
-Jacobian) for the loss :math:`\frac1T \sum_t \operatorname{mean}_b \ell(y_t)`. Memory holds the
+Jacobian) for the loss :math:`\sum_t w_t \operatorname{mean}_b \ell(y_t)` (with :math:`w_t = 1/T`,
+or :math:`1/k` on the last :math:`k` steps of a readout window (``per_step_loss(..., last=k)``) and
+0 before). Memory holds the
 states, their tangents and :math:`A`: nothing grows with T.
 
 Limits: as :func:`snnjax.rules.online_dfa` (the :func:`snnjax.rules.per_step_loss` of a chain of

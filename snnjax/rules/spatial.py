@@ -2,7 +2,9 @@ r"""OSTL and OTTT: online rules whose learning signal is backpropagated through 
 
 Both run a stepped network (:func:`snnjax.rules.per_step_loss` of a chain of ``(dense, neuron)``
 pairs, feed-forward or recurrent) forward in one ``lax.scan``, memory independent of T, and
-split the gradient of :math:`L = \frac1T \sum_t \operatorname{mean}_b \ell(y_t)` into a
+split the gradient of :math:`L = \sum_t w_t \operatorname{mean}_b \ell(y_t)` (with :math:`w_t =
+1/T`, or :math:`1/k` on the last :math:`k` steps of a readout window (``per_step_loss(...,
+last=k)``) and 0 before) into a
 *spatial* part, backpropagated through the layers at one time step (the states of the step
 before held fixed), and a *temporal* part carried forward in the scan.
 
@@ -66,9 +68,19 @@ def trace_decay(neuron: Neuron, size: int, dtype: Any = jnp.float32, where: str 
     :math:`-2\lambda`, the same for every neuron. A LIF gives its :math:`\beta`, a leaky
     integrator its :math:`\kappa`.
 
+    Args:
+      neuron: the layer's :class:`snnjax.Neuron` (recurrent or not: its cell is measured).
+      size: the layer's number of neurons.
+      dtype: the state's dtype.
+      where: the rule's name, for messages.
+
+    Returns:
+      :math:`\lambda \in [0, 1]`.
+
     Raises:
       ValueError: naming ``where``, for a neuron with two input-driven state arrays (a
-        current-based LIF) or a leak that is not one linear rate; pass ``decays`` instead.
+        current-based LIF), a leak that is not one linear rate in ``[0, 1]``, or one that is
+        traced; pass ``decays`` instead.
 
     Examples:
       >>> import snnjax
@@ -76,6 +88,19 @@ def trace_decay(neuron: Neuron, size: int, dtype: Any = jnp.float32, where: str 
       >>> round(trace_decay(snnjax.lif(0.8), 3), 6)
       0.8
     """
+    try:
+        lam = _measured_leak(neuron, size, dtype, where)
+    except jax.errors.TracerArrayConversionError:
+        raise ValueError(
+            f"{where}: the layer's leak is a traced value, not known when the rule is traced; pass decays=[...] "
+            "(one per layer)."
+        ) from None
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"{where}: the layer's measured leak {lam:g} lies outside [0, 1]; pass decays=[...].")
+    return lam
+
+
+def _measured_leak(neuron: Neuron, size: int, dtype: Any, where: str) -> float:
     cell, _ = _cell(neuron)
     with jax.ensure_compile_time_eval():
         rest = neuron.init((1, size), dtype)
@@ -90,13 +115,7 @@ def trace_decay(neuron: Neuron, size: int, dtype: Any = jnp.float32, where: str 
         leaks = []
         for value in (-1.0, -2.0):
             state = type(rest)(*[jnp.full_like(a, value) if n == m else a for n, a in enumerate(rest)])
-            try:
-                leaks.append(np.asarray(cell(state, jnp.zeros((1, size), dtype))[0][m]) / value)
-            except jax.errors.TracerArrayConversionError:
-                raise ValueError(
-                    f"{where}: the layer's leak is a traced value, not known when the rule is traced; pass "
-                    "decays=[...] (one per layer)."
-                ) from None
+            leaks.append(np.asarray(cell(state, jnp.zeros((1, size), dtype))[0][m]) / value)
     lam = leaks[0].ravel()
     if not (np.allclose(leaks[1].ravel(), lam) and np.allclose(lam, lam[0])):
         raise ValueError(
@@ -232,7 +251,10 @@ def ottt(loss_fn: SteppedLoss, *, decays: Sequence[float] | None = None) -> Rule
       True
     """
     if decays is not None:
-        decays = [float(d) for d in decays]
+        try:
+            decays = [float(d) for d in decays]
+        except (TypeError, ValueError):
+            raise ValueError(f"ottt: decays must be numbers, one per layer, got {decays!r}.") from None
         if not all(0.0 <= d <= 1.0 for d in decays):
             raise ValueError(f"ottt: decays must lie in [0, 1], got {decays}.")
 

@@ -22,6 +22,7 @@ gradient is carried back to ``params`` by ``jax.vjp`` of ``network``).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -62,8 +63,10 @@ class SteppedLoss(NamedTuple):
 
     def weight(self, t: jax.Array, steps: int, dtype: Any = jnp.float32) -> jax.Array:
         """Step ``t``'s weight in the loss (``t`` an index or an array of them): :math:`1/k` on the
-        last :math:`k` of ``steps`` steps, else 0. Online rules take it from a counter in their
-        carry, so nothing of length T is kept."""
+        last :math:`k` of ``steps`` steps, else 0. Online rules take it at each step from the step's
+        index, so nothing of length T is kept."""
+        if self.last is not None and self.last < 1:
+            raise ValueError(f"SteppedLoss: last must be None or >= 1 (the readout's window), got {self.last}.")
         k = steps if self.last is None else min(self.last, steps)
         return jnp.where(t >= steps - k, 1.0 / k, 0.0).astype(dtype)
 
@@ -120,9 +123,9 @@ def per_step_loss(
         raise ValueError(
             "per_step_loss: network (params -> snnjax.Neuron) and loss_t ((y_t, labels) -> [B]) must be callables."
         )
-    if last is not None and (not isinstance(last, int) or isinstance(last, bool) or last < 1):
+    if last is not None and (not isinstance(last, numbers.Integral) or isinstance(last, bool) or last < 1):
         raise ValueError(f"per_step_loss: last must be None or an int >= 1 (the readout's window), got {last!r}.")
-    return SteppedLoss(network, loss_t, last)
+    return SteppedLoss(network, loss_t, None if last is None else int(last))
 
 
 def dense_layers(loss_fn: Any, params: Any, rule: str, recurrent: bool = False) -> list[tuple[Dense, Neuron]]:

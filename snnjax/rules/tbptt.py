@@ -6,10 +6,12 @@ crosses a window boundary:
 
 .. math::
 
-    g = \sum_{w} \frac{\partial}{\partial\theta} \Bigl[\frac1T \sum_{t \in w}
+    g = \sum_{w} \frac{\partial}{\partial\theta} \Bigl[\sum_{t \in w} w_t\,
         \operatorname{mean}_b\, \ell\bigl(y_t(\theta;\ \operatorname{sg}(s_{t_w - 1}))\bigr)\Bigr].
 
-With ``k = T`` this is BPTT; with ``k = 1`` each step's loss reaches only that step's
+with the step weights :math:`w_t = 1/T`, or :math:`1/k` on the last :math:`k` steps of a readout
+window (``per_step_loss(..., last=k)``) and 0 before. With ``k = T`` this is BPTT; with ``k = 1``
+each step's loss reaches only that step's
 computation. Memory holds one window's residuals, so it does not grow with ``T`` (the outputs
 ``ys`` returned as ``aux`` are ``[T, B, C]``). The windows run in one ``lax.scan``; a last,
 shorter window takes the remainder when ``k`` does not divide ``T``.

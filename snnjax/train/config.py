@@ -131,17 +131,18 @@ class Config:
       dataset: one of :data:`snnjax.datasets.DATASETS`, or a ``.npz`` data set
         (:func:`snnjax.datasets.load_npz`): ``path/to/file.npz``, or a name with ``data_dir``
         holding ``NAME.npz``; its defaults follow its kind (:data:`ARRAY_DEFAULTS`).
-      model: ``mlp`` (ReLU, images only), ``snn`` (feed-forward LIF), ``rsnn`` (recurrent LIF) or
-        ``conv`` (convolutional LIF, images only: ``hidden`` are its channels, default ``(16, 32)``,
-        and ``steps`` defaults to 8); spiking models read out through leaky integrators, max over time.
+      model: ``mlp`` (ReLU, images or static vectors without time), ``snn`` (feed-forward LIF),
+        ``rsnn`` (recurrent LIF) or ``conv`` (convolutional LIF, images only: ``hidden`` are its
+        channels, default ``(16, 32)``, and ``steps`` defaults to 8); spiking models read out
+        through leaky integrators over time (``readout``).
         ``mixer`` and ``spiking-mixer`` are :class:`snnjax.nn.LocalMixer` (images only, encoding
         ``none``: the spiking one takes the image as a constant current for ``steps`` steps,
         default 4): one block per ``hidden`` entry, all equal (the channels), default ``(256, 256)``.
       rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient), ``fg-a`` (activity-perturbed),
         ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment), ``fdfa`` (forward DFA),
         or, online on a loss at every step (:data:`STEPPED_RULES`, models ``snn`` and ``rsnn``):
-        ``eprop`` (symmetric feedback), ``eprop-random`` (random), ``eprop-learned`` (learned; one hidden layer for
-        both), ``tbptt`` (truncated BPTT, ``window`` steps), ``rtrl`` (exact real-time recurrent
+        ``eprop`` (symmetric feedback), ``eprop-random`` (random), ``eprop-learned`` (learned; one
+        hidden layer for all three), ``tbptt`` (truncated BPTT, ``window`` steps), ``rtrl`` (exact real-time recurrent
         learning: the true gradient, online, at a cost that grows with the parameters times the
         state, for small networks), ``online-dfa``, ``online-fdfa`` and ``online-fg-a`` (DFA, FDFA
         and FG-A with eligibility traces, feed-forward ``snn`` only), ``ostl`` and ``ottt`` (per-layer

@@ -163,10 +163,19 @@ def _constrain(mesh: Mesh, shard_params_above: int | None, *states):
     return tuple(sharding.constrain_state(state, mesh, min_size=shard_params_above) for state in states)
 
 
-def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], jax.Array], *, mesh: Mesh | None = None):
+def make_eval_step(
+    run: Callable,
+    prepare_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    *,
+    mesh: Mesh | None = None,
+    readout: str = "per-step",
+):
     """``(params, inputs, labels, key) -> (summed loss, correct)``, jit-compiled.
 
-    With a ``mesh``, a batch that the device count divides is split over it.
+    With a ``mesh``, a batch that the device count divides is split over it. A ``run`` that
+    returns a readout over time ``[T, B, C]`` (``logits_and_layers(..., readout="per-step")``)
+    is scored as it trains: the cross-entropy at every step, averaged over time, and classified
+    with :func:`snnjax.train.models.read_out` and ``readout``.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax
@@ -185,6 +194,9 @@ def make_eval_step(run: Callable, prepare_fn: Callable[[jax.Array, jax.Array], j
         if mesh is not None:
             inputs, labels = sharding.constrain_batch((inputs, labels), mesh)
         logits, _ = run(params, prepare_fn(inputs, key))
+        if logits.ndim == 3:  # a loss at every step
+            per_step = jax.vmap(optax.softmax_cross_entropy_with_integer_labels, in_axes=(0, None))(logits, labels)
+            return jnp.sum(jnp.mean(per_step, axis=0)), count_correct(read_out(logits, readout), labels)
         return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), count_correct(logits, labels)
 
     return jax.jit(evaluate)
@@ -394,7 +406,7 @@ def fit(
         raise ValueError(
             f"batch_size {c.batch_size} is larger than the {len(train.labels)} training examples; lower --batch-size."
         )
-    spiking = c.model in ("snn", "rsnn", "conv")  # read out over time: logits are the readout's maximum
+    spiking = c.model in ("snn", "rsnn", "conv")  # read out over time: logits by --readout
     inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
     image = (*train.inputs.shape[1:3], train.inputs.shape[3] if train.inputs.ndim > 3 else 1)
     model = build_model(
@@ -427,7 +439,7 @@ def fit(
         rule, optimizer, prepare_fn, mesh=mesh, shard_params_above=c.shard_params_above, readout=c.readout or "max"
     )
     run = logits_and_layers(graphdef, rest, spiking, c.readout or "max")
-    evaluate = make_eval_step(run, prepare_fn, mesh=mesh)
+    evaluate = make_eval_step(run, prepare_fn, mesh=mesh, readout=c.readout or "max")
 
     history: list[dict] = []
     start_epoch = 0

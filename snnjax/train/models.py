@@ -208,7 +208,8 @@ def classifier_loss(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool, read
       ((), (2, 3))
     """
 
-    read_out(jnp.zeros((1, 1, 1)), readout)  # checks the name
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}.")
 
     def loss_fn(params, x, labels):
         out = nnx.merge(graphdef, params, rest)(x)
@@ -335,11 +336,15 @@ def _needs(guess_loss_fn: Callable | None) -> Callable:
 
 
 def logits_and_layers(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool, readout: str = "max"):
-    """``(params, x) -> (logits, [layer outputs])``, for evaluation and plots (spiking: :func:`read_out`)."""
+    """``(params, x) -> (logits, [layer outputs])``, for evaluation and plots. A spiking model's
+    logits are :func:`read_out` with ``readout``; with ``per-step``, the whole readout ``[T, B, C]``
+    (scored at every step by :func:`snnjax.train.make_eval_step`)."""
 
     def run(params, x):
         out, layers = nnx.merge(graphdef, params, rest)(x, record=True)
-        return (read_out(out, readout) if spiking else out), layers
+        if not spiking or readout == "per-step":
+            return out, layers
+        return read_out(out, readout), layers
 
     return run
 
