@@ -27,3 +27,24 @@ def small_demo(tmp_path):
     """Arguments of a one-epoch ``snnjax demo`` on 256 images writing to ``tmp_path / "demo"``."""
     out = str(tmp_path / "demo")
     return ["demo", "--epochs", "1", "--train-size", "256", "--test-size", "64", "--out", out, "--no-progress"]
+
+
+# The slowest tests (a minute or so each on two cores) go first: with pytest-xdist's two workers,
+# one of them started last would otherwise run alone at the end of the suite.
+SLOW_FIRST = (
+    "test_gpu_suite_smoke",
+    "test_notebooks_run_top_to_bottom",
+    "test_every_rule_trains_the_mixer",
+    "local-losses.md",
+    "own-model.md",
+    "test_online_rules_train_the_recurrent_network",
+    "test_sfdfa_benchmark_continues",
+    "test_example_loop_learns",
+    "test_local_mixer_benchmark",
+    "test_feedback_alignment_benchmark_smoke",
+    "test_train_learns_an_image_set",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: not any(name in item.nodeid for name in SLOW_FIRST))  # stable: order kept otherwise

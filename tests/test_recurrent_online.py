@@ -217,10 +217,13 @@ def _eprop(loss_fn, params, xs, feedback="symmetric", state=None):
     return rule(params, xs, LABELS, state=state)
 
 
-@pytest.mark.parametrize("neuron", ["lif", "alif"])
-def test_symmetric_eprop_is_the_gradient_with_the_recurrent_spikes_detached(neuron):
+@pytest.mark.parametrize("neuron, last", [("lif", None), ("alif", None), ("alif", 5)])
+def test_symmetric_eprop_is_the_gradient_with_the_recurrent_spikes_detached(neuron, last):
+    """On the loss of every step, or of the last 5 (a readout window; the readout keeps memory, kappa = 0.8)."""
     loss_fn, params, make = _eprop_network(neuron)
+    loss_fn = rules.per_step_loss(loss_fn.network, CE, last=last)
     xs = _inputs(25)
+    first = 0 if last is None else xs.shape[0] - last
 
     def detached(p):  # the same network by hand, z_{t-1} in the recurrent input cut from the gradient
         cell, readout = make(), snnjax.leaky_integrator(0.8)
@@ -228,8 +231,8 @@ def test_symmetric_eprop_is_the_gradient_with_the_recurrent_spikes_detached(neur
         for t in range(xs.shape[0]):
             s, z = cell.step(s, xs[t] @ p["in"] + p["b"][None] + jax.lax.stop_gradient(s.z) @ p["rec"])
             r, y = readout.step(r, z @ p["out"] + p["bo"][None])
-            total = total + jnp.mean(CE(y, LABELS))
-        return total / xs.shape[0]
+            total = total + (jnp.mean(CE(y, LABELS)) if t >= first else 0.0)
+        return total / (xs.shape[0] - first)
 
     (loss, ys), grads, _ = _eprop(loss_fn, params, xs)
     np.testing.assert_allclose(loss, detached(params), rtol=1e-6)
@@ -337,7 +340,7 @@ def test_eprop_memory_does_not_grow_with_t():
 
 def test_eprop_refuses_what_it_cannot_train():
     loss_fn, params, _ = _eprop_network("lif")
-    with pytest.raises(ValueError, match="eprop: feedback must be one of 'symmetric', 'random', got 'fdfa'"):
+    with pytest.raises(ValueError, match="eprop: feedback must be one of 'symmetric', 'random', 'learned', got 'fdfa'"):
         rules.eprop(loss_fn, feedback="fdfa")
     with pytest.raises(ValueError, match="needs init\\(..., key=key\\)"):
         rules.eprop(loss_fn, feedback="random").init(params)

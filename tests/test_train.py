@@ -376,6 +376,7 @@ def test_the_readout_over_time_is_chosen_from_the_command(tmp_path, capsys):
     from snnjax.train import Config, resolve
 
     assert resolve(Config()).readout == "max" and resolve(Config(rule="ottt")).readout == "per-step"
+    assert resolve(Config(rule="online-dfa")).model == "snn"  # on Randman in its defaults: feed-forward
     assert resolve(Config(dataset="mnist", model="mlp", encoding="none")).readout is None
     from flax import nnx
 

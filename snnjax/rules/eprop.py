@@ -56,7 +56,7 @@ from snnjax.neurons.neuron import Neuron
 from snnjax.rules import forward_mode
 from snnjax.rules.feedback import FeedbackState, fdfa_update
 from snnjax.rules.protocol import Rule
-from snnjax.rules.stepped import SteppedLoss, depends_on_params, local_jacobians, read_fields
+from snnjax.rules.stepped import SteppedLoss, depends_on_params, local_jacobians, read_fields, to_params
 
 __all__ = ["eprop"]
 
@@ -250,16 +250,8 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
             # y' carries the readout's gain g; B estimates W_out, which the update scales by g
             matrices = tuple(fdfa_update(b, estimate[1] / (steps * batch * gain), rate) for b in matrices)
 
-        def weights(p):
-            d_in, hidden, d_out, _ = loss_fn.network(p).layers
-            rec = None if hidden.recurrence is None else hidden.recurrence.weights
-            return d_in.kernel, d_in.bias, rec, d_out.kernel, d_out.bias
-
-        w_in, b_in, w_rec = grads["hidden"][0], grads["hidden"][1][0], grads["hidden"][2:] or [None]
-        found, pullback = jax.vjp(weights, params)
-        cotangent = tuple(
-            None if w is None else g for w, g in zip(found, (w_in, b_in, w_rec[0], grads["out"], grads["out_bias"]))
-        )
-        return (loss, ys), pullback(cotangent)[0], FeedbackState(matrices, state.step + 1)
+        w_rec = grads["hidden"][2] if len(grads["hidden"]) > 2 else None
+        per_layer = [(grads["hidden"][0], grads["hidden"][1][0], w_rec), (grads["out"], grads["out_bias"])]
+        return (loss, ys), to_params(loss_fn, params, per_layer), FeedbackState(matrices, state.step + 1)
 
     return Rule(init=init, apply=apply, stateful=True, name=f"e-prop ({feedback})", loss_fn=loss_fn)

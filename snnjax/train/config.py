@@ -72,6 +72,8 @@ STEPPED_RULES = (
 # Rules on the blocks' local losses (Ren et al.), for the LocalMixer models; fg-guess-lg guesses with them.
 LOCAL_RULES = ("lg-bp", "lg-fg-w", "lg-fg-a")
 GUESSED_RULES = ("fg-guess-lg", "fg-guess-dfa")
+# Online rules whose traces are exact for feed-forward layers only: the default model for them is snn.
+FEED_FORWARD_RULES = ("online-dfa", "online-fdfa", "online-fg-a")
 FORWARD_RULES = ("fg-w", "fg-a", "lg-fg-w", "lg-fg-a", "online-fg-a")
 MIXERS = ("mixer", "spiking-mixer")
 
@@ -272,6 +274,8 @@ def resolve(config: Config) -> Config:
         f.name: defaults[f.name] if getattr(config, f.name) is None and f.name in defaults else getattr(config, f.name)
         for f in dataclasses.fields(config)
     }
+    if config.model is None and filled["model"] == "rsnn" and config.rule in FEED_FORWARD_RULES:
+        filled["model"] = "snn"  # these online rules take feed-forward layers only
     if filled["model"] == "conv":
         filled.update({k: v for k, v in CONV_DEFAULTS.items() if getattr(config, k) is None})
     if filled["model"] in MIXERS:
