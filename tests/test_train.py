@@ -328,20 +328,7 @@ def test_float_arrays_in_npz_files_train_through_the_command(tmp_path, capsys):
     np.savez(
         tmp_path / "seq.npz", x_train=seq[:200], y_train=ys[:200], x_test=seq[200:], y_test=ys[200:], num_classes=3
     )
-    common = [
-        "train",
-        "--epochs",
-        "3",
-        "--hidden",
-        "16",
-        "--lr",
-        "0.01",
-        "--batch-size",
-        "16",
-        "--no-progress",
-        "--no-plots",
-    ]
-    common += ["--no-checkpoints"]
+    common = "train --epochs 3 --hidden 16 --lr 0.01 --batch-size 16 --no-progress --no-plots --no-checkpoints".split()
     for argv, chance in (
         (["--dataset", str(tmp_path / "static.npz"), "--steps", "5"], 0.5),
         (["--dataset", "seq", "--data-dir", str(tmp_path), "--rule", "eprop"], 1 / 3),

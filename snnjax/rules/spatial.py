@@ -144,6 +144,17 @@ def _spatial(pairs: list, states: list, x_t: jax.Array, labels: Any, loss_t: Any
     return loss
 
 
+def _step(
+    loss_fn: SteppedLoss, pairs: list, states: list, x_t: jax.Array, labels: Any, t: jax.Array, steps: int, at: int
+):
+    """One step: ``(loss, (y, new_states, layer_inputs), signals)``, the signals the step's weighted loss's
+    spatial gradient at every layer's input current (``at=0``) or output (``at=1``)."""
+    zeros = [jnp.zeros((x_t.shape[0], d.kernel.shape[1]), x_t.dtype) for d, _ in pairs]
+    spatial = _spatial(pairs, states, x_t, labels, loss_fn.loss_t, loss_fn.weight(t, steps, x_t.dtype))
+    (loss, aux), signals = jax.value_and_grad(spatial, argnums=at, has_aux=True)(zeros, zeros)
+    return loss, aux, signals
+
+
 def _pres(x: jax.Array, state: Any, rec: jax.Array | None) -> list[jax.Array]:
     """The presynaptic inputs of a layer's kernel, bias (ones) and recurrent weights (the last spikes)."""
     ones = jnp.ones((x.shape[0], 1), x.dtype)
@@ -195,10 +206,7 @@ def ostl(loss_fn: SteppedLoss) -> Rule:
 
         def body(carry, x_t):
             states, traces, grads, total, t = carry
-            w_t = loss_fn.weight(t, steps, dtype)
-            zeros = [jnp.zeros((batch, n), dtype) for _, n in sizes]
-            spatial = _spatial(pairs, states, x_t, labels, loss_fn.loss_t, w_t)
-            (loss, (y, _, inputs)), deltas = jax.value_and_grad(spatial, argnums=1, has_aux=True)(zeros, zeros)
+            loss, (y, _, inputs), deltas = _step(loss_fn, pairs, states, x_t, labels, t, steps, at=1)
             new_states, new_traces, new_grads = [], [], []
             for l, ((synapse, _), (cell, rec)) in enumerate(zip(pairs, cells)):
                 current = synapse(inputs[l]) + (0.0 if rec is None else recurrent_input(states[l].z, rec))
@@ -277,10 +285,7 @@ def ottt(loss_fn: SteppedLoss, *, decays: Sequence[float] | None = None) -> Rule
 
         def body(carry, x_t):
             states, traces, grads, total, t = carry
-            w_t = loss_fn.weight(t, steps, dtype)
-            zeros = [jnp.zeros((batch, n), dtype) for _, n in sizes]
-            spatial = _spatial(pairs, states, x_t, labels, loss_fn.loss_t, w_t)
-            (loss, (y, new_states, inputs)), signals = jax.value_and_grad(spatial, has_aux=True)(zeros, zeros)
+            loss, (y, new_states, inputs), signals = _step(loss_fn, pairs, states, x_t, labels, t, steps, at=0)
             new_traces, new_grads = [], []
             for l, (_, rec) in enumerate(cells):
                 a = [lams[l] * a_old + pre for a_old, pre in zip(traces[l], _pres(inputs[l], states[l], rec))]
