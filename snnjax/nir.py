@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -97,7 +98,7 @@ def _recurrent_subgraph(nir: Any, neuron: Any, layer: Any) -> Any:
     )
 
 
-def export(model: nnx.Module, dt: float = 1e-3, *, approximate_reset: bool = False) -> Any:
+def export(model: nnx.Module, dt: float = 1e-3, *, approximate_reset: bool = False, unit_r: bool = False) -> Any:
     """The ``nir.NIRGraph`` of a sequential snnjax NNX model (module docstring for the mapping).
 
     Args:
@@ -106,13 +107,17 @@ def export(model: nnx.Module, dt: float = 1e-3, *, approximate_reset: bool = Fal
         :class:`~snnjax.nn.CubaLIF` and :class:`~snnjax.nn.LeakyIntegrator` layers.
       dt: the time step in seconds that one snnjax step stands for.
       approximate_reset: export layers that reset by subtraction as resetting to zero.
+      unit_r: write every neuron's ``r`` as 1 and fold its input gain into the ``Affine`` or
+        ``Linear`` before it (the same dynamics), for importers that assume ``r = 1`` (Norse's
+        does, and ignores ``r`` otherwise); not for recurrent layers.
 
     Returns:
       A ``nir.NIRGraph``: nodes ``input``, then ``0``, ``1``, ... (one per layer), then ``output``,
       chained in order.
 
     Raises:
-      ValueError: naming the layer, for one NIR cannot represent (module docstring).
+      ValueError: naming the layer, for one NIR cannot represent (module docstring), or, with
+        ``unit_r``, a neuron layer that is recurrent or has no ``nnx.Linear`` before it.
       ImportError: if the ``nir`` package is missing.
 
     Examples:
@@ -187,6 +192,8 @@ def export(model: nnx.Module, dt: float = 1e-3, *, approximate_reset: bool = Fal
             out_size = layer.features
     if size is None:
         raise ValueError("export: the model has no nnx.Linear layer, so its input size is unknown.")
+    if unit_r:
+        _fold_gains(nir, nodes, layers)
     for index, layer in enumerate(layers):
         if getattr(layer, "recurrent", None) is not None:
             nodes[str(index)] = _recurrent_subgraph(nir, nodes[str(index)], layer)
@@ -194,6 +201,26 @@ def export(model: nnx.Module, dt: float = 1e-3, *, approximate_reset: bool = Fal
     nodes["output"] = nir.Output(output_type={"output": np.array([out_size])})
     order = ["input", *map(str, range(len(layers))), "output"]
     return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])))
+
+
+def _fold_gains(nir: Any, nodes: dict[str, Any], layers: list) -> None:
+    """Move each neuron node's ``r`` into the ``Affine``/``Linear`` node before it (``weight`` is
+    ``[out, in]``, so row ``j`` is scaled by ``r_j``), leaving ``r = 1``."""
+    for index, layer in enumerate(layers):
+        node = nodes[str(index)]
+        if isinstance(layer, nnx.Linear) or not hasattr(node, "r"):
+            continue
+        previous = nodes.get(str(index - 1))
+        if getattr(layer, "recurrent", None) is not None or not isinstance(previous, (nir.Affine, nir.Linear)):
+            raise ValueError(
+                f"export: unit_r folds layer {index}'s ({type(layer).__name__}) input gain into the layer before it, "
+                "which must be an nnx.Linear, and the layer must not be recurrent."
+            )
+        r = np.broadcast_to(np.asarray(node.r, np.float32), (previous.weight.shape[0],))
+        previous.weight = (np.asarray(previous.weight, np.float32) * r[:, None]).astype(np.float32)
+        if isinstance(previous, nir.Affine):
+            previous.bias = (np.asarray(previous.bias, np.float32) * r).astype(np.float32)
+        node.r = np.ones_like(np.asarray(node.r, np.float32))
 
 
 def _chain(graph: Any) -> list[str]:
@@ -323,6 +350,10 @@ def _neuron(node: Any, name: str, dt: float, layers: list, nir: Any, recurrent: 
             )
         gain = np.asarray(node.r, np.float64) * dt / tau
         leak = np.asarray(node.v_leak, np.float64) * dt / tau
+    n = int(np.asarray(node.r).size)
+    if n == 1 and layers and isinstance(layers[-1], nnx.Linear):  # one value for the whole layer (as Norse writes)
+        n = int(layers[-1].kernel.shape[1])
+    decay, gain, leak = jax.tree.map(lambda d: np.broadcast_to(np.ravel(d), (n,)), (decay, gain, leak))
     if not isinstance(node, nir.LI) and np.any(np.asarray(node.v_reset) != 0):
         raise ValueError(f"load: node {name!r} ({kind}) resets to v_reset != 0, which snnjax's neurons cannot.")
     if np.any(gain != 1) or np.any(leak != 0):
@@ -337,7 +368,6 @@ def _neuron(node: Any, name: str, dt: float, layers: list, nir: Any, recurrent: 
             previous.bias[...] = previous.bias[...] * jnp.asarray(gain, jnp.float32) + jnp.asarray(leak, jnp.float32)
         elif np.any(leak != 0):
             raise ValueError(f"load: node {name!r} ({kind}) has v_leak != 0 but the Linear before it has no bias.")
-    n = int(np.asarray(node.r).shape[0])
     if isinstance(node, nir.LI):
         return LeakyIntegrator(n, kappa=jnp.asarray(decay, jnp.float32))
     layer = _spiking_layer(node, n, decay, nir, nnx.Rngs(0) if recurrent is not None else None)

@@ -86,6 +86,34 @@ def test_a_hand_built_graph_loads_into_the_same_dynamics():
     np.testing.assert_allclose(model(xs), _euler(graph, xs), rtol=1e-4, atol=1e-4)
 
 
+def test_unit_r_folds_the_gain_into_the_weights_and_one_value_per_layer_loads_for_all_neurons():
+    """``unit_r``: every r is 1 and the graph, simulated by hand (forward Euler), is the model's dynamics; a node
+    whose parameters are one value for the whole layer (as Norse writes them) loads with the layer's width."""
+    rngs = nnx.Rngs(0)
+    model = snn.Sequential(
+        nnx.Linear(3, 5, rngs=rngs),
+        snn.LIF(5, beta=0.9, reset="zero"),
+        nnx.Linear(5, 2, rngs=rngs),
+        snn.LeakyIntegrator(2),
+    )
+    exported = snnjax.nir.export(model, dt=DT, unit_r=True)
+    graph = nir.NIRGraph(
+        nodes={{"0": "a1", "1": "lif", "2": "a2", "3": "li"}.get(k, k): n for k, n in exported.nodes.items()},
+        edges=[("input", "a1"), ("a1", "lif"), ("lif", "a2"), ("a2", "li"), ("li", "output")],
+    )
+    assert all(np.all(graph.nodes[k].r == 1) for k in ("lif", "li"))
+    xs = jax.random.uniform(jax.random.key(1), (40, 2, 3)) * 2.0
+    np.testing.assert_allclose(_euler(graph, xs), model(xs), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(snnjax.nir.load(exported, dt=DT)(xs), model(xs), rtol=1e-5, atol=1e-5)
+    one = {k: getattr(graph.nodes["lif"], k)[:1] for k in ("tau", "r", "v_leak", "v_threshold", "v_reset")}
+    scalar = nir.NIRGraph(nodes={**graph.nodes, "lif": nir.LIF(**one)}, edges=graph.edges, type_check=False)
+    loaded = snnjax.nir.load(scalar, dt=DT)
+    assert loaded.layers[1].features == 5
+    np.testing.assert_allclose(loaded(xs), model(xs), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="export: unit_r folds layer 1's"):
+        snnjax.nir.export(_model(), dt=DT, unit_r=True)  # its first layer is recurrent
+
+
 def test_a_hand_built_current_based_graph_loads_into_the_same_dynamics():
     """NIR's CubaLIF by hand (the current updated before the membrane), any r and w_in."""
     rng = np.random.default_rng(1)

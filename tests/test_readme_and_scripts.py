@@ -370,6 +370,21 @@ def test_temporal_tasks_benchmark_smoke(tiny_fashion):
     assert all(len(run["history"]) == 1 for run in result["runs"].values())
 
 
+def test_nir_interchange_with_snntorch_and_norse_agrees_where_their_conventions_do():
+    """Runs where the peers are installed (not in CI): spikes agree exactly in every direction whose conventions
+    line up (reset to zero; Norse's tau corrected; r = 1 for Norse), and the known differences show."""
+    for module in ("torch", "snntorch", "norse", "nirtorch"):
+        pytest.importorskip(module, reason="the peers are not installed")
+    results = _run_benchmark("nir_interchange", ["--no-write"])["results"]
+    exact = ["snnTorch -> snnjax (reset zero)", "snnjax -> snnTorch", "Norse -> snnjax (tau corrected)"]
+    exact += ["snnjax -> Norse (unit_r)"]
+    for name in exact:
+        assert all(layer["agree"] == 1.0 and layer["spikes"][0] > 0 for layer in results[name].values()), name
+    assert results["snnTorch -> snnjax (reset subtract)"]["layer 0"]["agree"] < 1.0  # NIR cannot say subtract
+    assert "tau = 1e-05 s <= dt" in results["Norse -> snnjax"]["error"]  # Norse writes dt / tau_mem_inv
+    assert results["snnjax -> Norse"]["output layer"]["spikes"][0] == 0  # Norse ignores r != 1
+
+
 def _json_of(part):
     """The JSON result a GPU-suite part wrote."""
     return json.loads(next(Path(f) for f in part["files"] if f.endswith(".json")).read_text())
