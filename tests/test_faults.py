@@ -229,7 +229,7 @@ def test_a_loss_rising_above_its_first_epoch_for_two_epochs_is_reported(tmp_path
         (["--seed", "99999999999999999999"], "seed (--seed) must be an integer in [0, 4294967295], got 9999"),
         (["--seed", "-1"], "seed (--seed) must be an integer in [0, 4294967295], got -1"),
         (["--out", ""], "out (--out) must name a folder, got ''"),
-        (["--encoding", "rate"], "encoding (--encoding rate) turns images into spikes; randman is spikes already"),
+        (["--encoding", "rate"], "encoding (--encoding rate) turns images into spikes; randman is over time already"),
         (["--resume", "--no-checkpoints"], "(--resume --no-checkpoints)"),
         (["--resume", "--overwrite"], "(--resume --overwrite) contradict each other"),
         (["--data-option", "foo=1"], "randman: unknown option foo (a data option, --data-option KEY=VALUE)"),
