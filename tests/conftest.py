@@ -14,10 +14,10 @@ import pytest
 from snnjax.sharding import simulate_cpu_devices
 
 simulate_cpu_devices(8)  # JAX's backends start at the first computation, after this
-# The suite's shapes are tiny, so compiling dominates its time: LLVM's optimisation level 0 compiles
-# about a quarter faster (measured on test_train.py and test_mixer.py: 1m56s against 2m35s). It changes
-# no XLA (HLO) pass, so values and XLA's memory analysis are as at the default level. Subprocesses
-# (the command, the benchmarks) inherit it.
+# The suite's shapes are tiny, so compiling dominates its time, and LLVM's optimisation level 0
+# compiles faster. It changes no XLA (HLO) pass, so XLA's memory analysis is as at the default level;
+# two differently compiled programs may differ in the last bit (a tanh did), as they may at any level.
+# Subprocesses (the command, the benchmarks) inherit it.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ['XLA_FLAGS']} --xla_backend_optimization_level=0".strip()
 

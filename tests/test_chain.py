@@ -83,7 +83,7 @@ def test_state_is_each_neurons_at_its_input_shape():
 
 def test_functions_only_and_bad_layers():
     _, ys = snnjax.run(snnjax.chain(lambda x: 2 * x, jnp.tanh), XS)
-    np.testing.assert_allclose(ys, jnp.tanh(2 * XS))
+    np.testing.assert_allclose(ys, jnp.tanh(2 * XS), rtol=1e-6)  # two programs: tanh may differ in the last bit
     with pytest.raises(ValueError, match="at least one layer"):
         snnjax.chain()
     with pytest.raises(TypeError, match="layer 1 must be"):
