@@ -56,7 +56,7 @@ from snnjax.neurons.neuron import Neuron
 from snnjax.rules import forward_mode
 from snnjax.rules.feedback import FeedbackState, fdfa_update
 from snnjax.rules.protocol import Rule
-from snnjax.rules.stepped import SteppedLoss, depends_on_params, local_jacobians, read_fields, to_params
+from snnjax.rules.stepped import SteppedLoss, cell_of, depends_on_params, local_jacobians, read_fields, to_params
 
 __all__ = ["eprop"]
 
@@ -182,7 +182,7 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
         (n_in, n), classes = d_in.kernel.shape, d_out.kernel.shape[1]
         kappa, gain = (a[0] for a in _readout_jacobians(readout, classes, dtype, 0.0))  # checked at init
         recurrent = hidden.recurrence
-        cell = hidden.step if recurrent is None else recurrent.cell
+        cell = cell_of(hidden)[0]
         b = d_out.kernel if feedback == "symmetric" else state.matrices[0]
         s0, r0 = hidden.init((batch, n), dtype), readout.init((batch, classes), dtype)
         fields = read_fields(cell, s0, jnp.zeros((batch, n), dtype))

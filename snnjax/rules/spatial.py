@@ -48,16 +48,9 @@ import numpy as np
 
 from snnjax.neurons.neuron import Neuron, recurrent_input
 from snnjax.rules.protocol import Rule, stateless
-from snnjax.rules.stepped import SteppedLoss, eligibility_step, local_jacobians, read_fields, start, to_params
+from snnjax.rules.stepped import SteppedLoss, cell_of, eligibility_step, local_jacobians, read_fields, start, to_params
 
 __all__ = ["ostl", "ottt", "trace_decay"]
-
-
-def _cell(neuron: Neuron) -> tuple[Any, jax.Array | None]:
-    """The step without its recurrent input, and the recurrent weights (``None`` for a feed-forward layer)."""
-    if neuron.recurrence is None:
-        return neuron.step, None
-    return neuron.recurrence.cell, neuron.recurrence.weights
 
 
 def trace_decay(neuron: Neuron, size: int, dtype: Any = jnp.float32, where: str = "ottt") -> float:
@@ -101,7 +94,7 @@ def trace_decay(neuron: Neuron, size: int, dtype: Any = jnp.float32, where: str 
 
 
 def _measured_leak(neuron: Neuron, size: int, dtype: Any, where: str) -> float:
-    cell, _ = _cell(neuron)
+    cell, _ = cell_of(neuron)
     with jax.ensure_compile_time_eval():
         rest = neuron.init((1, size), dtype)
         driven = cell(rest, jnp.full((1, size), -1.0, dtype))[0]
@@ -127,7 +120,7 @@ def _measured_leak(neuron: Neuron, size: int, dtype: Any, where: str) -> float:
 
 def _spatial(pairs: list, states: list, x_t: jax.Array, labels: Any, loss_t: Any, weight: jax.Array):
     """The step's loss as a function of additive perturbations of every layer's current and output."""
-    cells = [_cell(neuron) for _, neuron in pairs]
+    cells = [cell_of(neuron) for _, neuron in pairs]
 
     def loss(d_currents, d_outs):
         x, new_states, inputs = x_t, [], []
@@ -159,6 +152,11 @@ def _pres(x: jax.Array, state: Any, rec: jax.Array | None) -> list[jax.Array]:
     """The presynaptic inputs of a layer's kernel, bias (ones) and recurrent weights (the last spikes)."""
     ones = jnp.ones((x.shape[0], 1), x.dtype)
     return [x, ones] + ([state.z] if rec is not None else [])
+
+
+def _widths(sizes: list[tuple[int, int]], cells: list) -> list[list[int]]:
+    """Per layer, the presynaptic widths of its kernel, bias and recurrent weights (as :func:`_pres`)."""
+    return [[n_in, 1] + ([n] if rec is not None else []) for (n_in, n), (_, rec) in zip(sizes, cells)]
 
 
 def _finish(loss_fn: SteppedLoss, params: Any, grads: list[list[jax.Array]]) -> Any:
@@ -195,10 +193,10 @@ def ostl(loss_fn: SteppedLoss) -> Rule:
     def apply(state, params, xs, labels, key=None):
         del key  # deterministic
         pairs, sizes, steps, batch, dtype = start(loss_fn, params, xs, "ostl", recurrent=True)
-        cells = [_cell(neuron) for _, neuron in pairs]
+        cells = [cell_of(neuron) for _, neuron in pairs]
         states0 = [neuron.init((batch, n), dtype) for (_, neuron), (_, n) in zip(pairs, sizes)]
         fields = [read_fields(c, s, jnp.zeros((batch, n), dtype)) for (c, _), s, (_, n) in zip(cells, states0, sizes)]
-        widths = [[n_in, 1] + ([n] if rec is not None else []) for (n_in, n), (_, rec) in zip(sizes, cells)]
+        widths = _widths(sizes, cells)
         traces0 = [
             [[jnp.zeros((batch, p, n), dtype)] * len(f) for p in w] for w, f, (_, n) in zip(widths, fields, sizes)
         ]
@@ -277,8 +275,8 @@ def ottt(loss_fn: SteppedLoss, *, decays: Sequence[float] | None = None) -> Rule
             lams = [trace_decay(neuron, n, dtype) for neuron, (_, n) in zip(neurons, sizes)]
         else:
             lams = decays
-        cells = [_cell(neuron) for _, neuron in pairs]
-        widths = [[n_in, 1] + ([n] if rec is not None else []) for (n_in, n), (_, rec) in zip(sizes, cells)]
+        cells = [cell_of(neuron) for _, neuron in pairs]
+        widths = _widths(sizes, cells)
         states0 = [neuron.init((batch, n), dtype) for (_, neuron), (_, n) in zip(pairs, sizes)]
         traces0 = [[jnp.zeros((batch, p), dtype) for p in w] for w in widths]
         grads0 = [[jnp.zeros((p, n), dtype) for p in w] for w, (_, n) in zip(widths, sizes)]

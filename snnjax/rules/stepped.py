@@ -39,6 +39,7 @@ __all__ = [
     "SteppedLoss",
     "dense_layers",
     "depends_on_params",
+    "cell_of",
     "eligibility_step",
     "local_jacobians",
     "per_step_loss",
@@ -170,6 +171,14 @@ def dense_layers(loss_fn: Any, params: Any, rule: str, recurrent: bool = False) 
     return pairs
 
 
+def cell_of(neuron: Neuron) -> tuple[Callable, jax.Array | None]:
+    """A neuron layer's step without its recurrent input, and its recurrent weights (``None`` for a
+    feed-forward layer, whose step is its own)."""
+    if neuron.recurrence is None:
+        return neuron.step, None
+    return neuron.recurrence.cell, neuron.recurrence.weights
+
+
 def depends_on_params(
     loss_fn: SteppedLoss, params: Any, index: int, size: int, dtype: Any, rule: str, cell: bool = False
 ) -> bool:
@@ -179,7 +188,7 @@ def depends_on_params(
 
     def summed(p, s, x):
         neuron = loss_fn.network(p).layers[index]
-        step = neuron.recurrence.cell if cell and neuron.recurrence is not None else neuron.step
+        step = cell_of(neuron)[0] if cell else neuron.step
         return sum(jnp.sum(v) for v in jax.tree.leaves(step(s, x))), None
 
     neuron = loss_fn.network(params).layers[index]

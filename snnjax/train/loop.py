@@ -36,6 +36,7 @@ from snnjax.train.models import (
     count_correct,
     local_loss,
     logits_and_layers,
+    per_step_cross_entropy,
     read_out,
     stepped_loss,
 )
@@ -195,8 +196,7 @@ def make_eval_step(
             inputs, labels = sharding.constrain_batch((inputs, labels), mesh)
         logits, _ = run(params, prepare_fn(inputs, key))
         if logits.ndim == 3:  # a loss at every step
-            per_step = jax.vmap(optax.softmax_cross_entropy_with_integer_labels, in_axes=(0, None))(logits, labels)
-            return jnp.sum(jnp.mean(per_step, axis=0)), count_correct(read_out(logits, readout), labels)
+            return jnp.sum(per_step_cross_entropy(logits, labels)), count_correct(read_out(logits, readout), labels)
         return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), count_correct(logits, labels)
 
     return jax.jit(evaluate)

@@ -192,6 +192,18 @@ def read_out(out: jax.Array, readout: str) -> jax.Array:
     return out[-1] if readout == "last" else out.mean(axis=0)
 
 
+def per_step_cross_entropy(out: jax.Array, labels: jax.Array) -> jax.Array:
+    """The cross-entropy of a readout over time ``[T, B, C]`` at every step, averaged over time: ``[B]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax.train.models import per_step_cross_entropy
+      >>> [round(float(v), 4) for v in per_step_cross_entropy(jnp.zeros((3, 2, 4)), jnp.array([0, 1]))]  # log 4
+      [1.3863, 1.3863]
+    """
+    return jnp.mean(jax.vmap(optax.softmax_cross_entropy_with_integer_labels, in_axes=(0, None))(out, labels), axis=0)
+
+
 def classifier_loss(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool, readout: str = "max") -> Callable:
     """``loss_fn(params, x, labels) -> (mean cross-entropy, logits [B, C])``, what every rule is built from.
 
@@ -214,8 +226,7 @@ def classifier_loss(graphdef: nnx.GraphDef, rest: nnx.State, spiking: bool, read
     def loss_fn(params, x, labels):
         out = nnx.merge(graphdef, params, rest)(x)
         if spiking and readout == "per-step":
-            per_step = jax.vmap(optax.softmax_cross_entropy_with_integer_labels, in_axes=(0, None))(out, labels)
-            return jnp.mean(per_step), read_out(out, readout)
+            return jnp.mean(per_step_cross_entropy(out, labels)), read_out(out, readout)
         logits = read_out(out, readout) if spiking else out
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), logits
 
