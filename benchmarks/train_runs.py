@@ -2,6 +2,8 @@
 
     python benchmarks/train_runs.py                                   # Fashion-MNIST, BPTT, rate and latency
     python benchmarks/train_runs.py --dataset randman --encodings none   # the demo's run
+    # the exact-time network on Randman: SFDFA, DFA and BP through spike times
+    python benchmarks/train_runs.py --dataset randman --encodings none --model spike-time --rule sfdfa
 
 Each run is a `snnjax train` with the data set's defaults (Fashion-MNIST: 784-400-400-10 LIF,
 T = 25, Adam 1e-3, batch 128, 5 epochs) and the encoding given; the JSON result holds every
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--rule", default="bptt")
+    parser.add_argument("--model", help="default: the data set's and rule's")
     parser.add_argument("--encodings", nargs="+", default=["rate", "latency"])
     parser.add_argument("--epochs", type=int, help="default: the data set's")
     parser.add_argument("--train-size", type=int)
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
         config = Config(
             dataset=args.dataset,
             rule=args.rule,
+            model=args.model,
             encoding=encoding,
             epochs=args.epochs,
             train_size=args.train_size,
@@ -63,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     payload = {"dataset": args.dataset, "rule": args.rule, "runs": runs}
     if not args.no_write:
-        print("wrote", common.write_result(f"train_{args.dataset}_{args.rule}", payload))
+        model = f"_{args.model}" if args.model else ""
+        print("wrote", common.write_result(f"train_{args.dataset}{model}_{args.rule}", payload))
     return payload
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from snnjax.train.config import DEFAULTS, MODELS, NEURONS, READOUTS, RULE_HELP, RULES
+from snnjax.datasets.batching import ENCODINGS
+from snnjax.train.config import DEFAULTS, MODELS, NEURONS, READOUTS, RULE_HELP, RULES, SPIKE_TIME_ENCODING
 
 __all__ = ["main"]
 
@@ -52,7 +53,8 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
             help=(
                 "mlp (ReLU, images, no time), snn (feed-forward LIF), rsnn (recurrent LIF), conv (convolutional "
                 "LIF, images; --hidden gives its channels), mixer / spiking-mixer (Ren et al.'s LocalMixer, images; "
-                "--hidden gives one channel count per block); default per dataset"
+                "--hidden gives one channel count per block), spike-time (Bacho & Chu's exact-time network: rules "
+                "sfdfa, dfa, bptt; --steps gives its grid steps over 200 ms); default per dataset and rule"
             ),
         )
         parser.add_argument(
@@ -83,10 +85,14 @@ def _train_arguments(parser: argparse.ArgumentParser, demo: bool) -> None:
             "--patches", type=int, default=1, help="mixers: patches per image side, P = patches^2 tokens (default 1)"
         )
         parser.add_argument(
-            "--steps", type=int, help="time steps T (image encoding length, SHD bins, Randman raster length)"
+            "--steps",
+            type=int,
+            help="time steps T (image encoding length, SHD bins, Randman raster length; spike-time: its grid steps)",
         )
         parser.add_argument(
-            "--encoding", choices=("rate", "latency", "current", "none"), help="how images become spikes; none for mlp"
+            "--encoding",
+            choices=(*ENCODINGS, SPIKE_TIME_ENCODING),
+            help="how images become spikes; none for mlp and the mixers, ttfs (time to first spike) for spike-time",
         )
         parser.add_argument("--batch-size", type=int, help="examples per step")
         parser.add_argument("--lr", type=float, help="Adam learning rate")

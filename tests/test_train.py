@@ -305,7 +305,7 @@ def test_online_rules_train_the_recurrent_network_from_the_command(tmp_path, cap
         assert history[-1]["train_loss"] < history[0]["train_loss"] - drop, (rule, history)
         assert max(h["test_accuracy"] for h in history) >= 0.75, (rule, history)  # chance is 0.5
     for argv, message in (
-        (["--rule", "eprop", "--model", "snn", "--hidden", "8", "8"], "eprop: the network must be snnjax.chain"),
+        (["--rule", "eprop", "--model", "conv", "--dataset", "mnist"], "rule 'eprop' trains a network step by step"),
         (["--rule", "tbptt", "--model", "mlp", "--dataset", "mnist"], "rule 'tbptt' trains a network step by step"),
         (["--rule", "tbptt", "--window", "0"], "window must be a positive integer, got 0"),
     ):

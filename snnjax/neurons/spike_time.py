@@ -97,6 +97,7 @@ __all__ = [
     "SpikeTimeRun",
     "crossing",
     "init_weights",
+    "raster_times",
     "simulate",
     "ttfs",
 ]
@@ -279,6 +280,35 @@ def ttfs(images: ArrayLike, window: float = 0.1, max_value: float = 255.0) -> ja
     p = images.reshape(images.shape[0], -1).astype(jnp.float32)
     t = window * (1.0 - p / max_value)
     return jnp.where(p > 0, t, jnp.inf)
+
+
+def raster_times(spikes: ArrayLike, window: float = 0.1) -> jax.Array:
+    r"""Each channel's first spike in a raster as a spike time, :math:`t = T_w\, k / T`; silent channels ``inf``.
+
+    The exact-time network takes one spike per input neuron: a raster whose channels fire more
+    than once (SHD) keeps only each channel's first spike.
+
+    Args:
+      spikes: rasters ``[B, T, N]``, sample-major as data sets store them; a step counts as a
+        spike where it is non-zero.
+      window: :math:`T_w` in seconds, onto which the ``T`` steps are laid.
+
+    Returns:
+      Spike times ``[B, N]``, float32, ``inf`` where a channel never fires.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from snnjax.neurons.spike_time import raster_times
+      >>> raster = jnp.zeros((1, 4, 3)).at[0, 1, 0].set(1.0).at[0, 3, 0].set(1.0).at[0, 0, 2].set(1.0)
+      >>> tuple(round(float(t), 4) for t in raster_times(raster)[0])  # steps 1 (its first of two), never, 0 of 4
+      (0.025, inf, 0.0)
+    """
+    spikes = jnp.asarray(spikes)
+    if spikes.ndim != 3:
+        raise ValueError(f"raster_times: spikes must be rasters [B, T, N], got shape {spikes.shape}.")
+    fired = spikes != 0
+    first = jnp.argmax(fired, axis=1).astype(jnp.float32)
+    return jnp.where(jnp.any(fired, axis=1), window * first / spikes.shape[1], jnp.inf)
 
 
 def _root(a: jax.Array, b: jax.Array, threshold: float) -> tuple[jax.Array, jax.Array]:

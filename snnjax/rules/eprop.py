@@ -1,4 +1,4 @@
-r"""e-prop (Bellec et al. 2020): online learning for a recurrent spiking layer, memory flat in T.
+r"""e-prop (Bellec et al. 2020): online learning for recurrent spiking layers, memory flat in T.
 
 The network is the paper's: inputs, one (recurrent) spiking layer, a linear readout with one
 decay :math:`\kappa`, and a loss at every step,
@@ -41,6 +41,27 @@ gradient uses the :math:`B` it started with. The readout's
 weights get their exact gradient, :math:`g \sum_t \bar z_t^\top \partial L / \partial y_t`.
 Symmetric e-prop is thus the exact gradient of the same network with the recurrent spikes
 :math:`z_{t-1}` in the recurrent input detached (``stop_gradient``); this is how it is tested.
+
+**Several hidden layers** ``(dense, neuron)`` pairs, each recurrent or not: every layer keeps
+its own traces, its presynaptic input being the spikes of the layer below at the same step,
+and gets its own learning signal :math:`L^l_t`:
+
+- symmetric: :math:`\partial L_t / \partial z^l_t` through :math:`W_\text{out}` and the layers
+  above *in the same step*, their states of the step before held fixed (one ``jax.vjp`` per step),
+  :math:`L^l_t = \frac{\partial L}{\partial y_t} W_\text{out}^\top J^{l}_t`, with :math:`J^l_t =
+  \partial z^L_t / \partial z^l_t` the same-step Jacobian of the layers above;
+- random: a fixed :math:`B_l` ``[N_l, C]`` per layer, the output error broadcast to every layer
+  as in direct feedback alignment;
+- learned: one FDFA estimate per layer, the noise :math:`u^l_t` on each layer's spikes (all at
+  once, independent) carried through the layers above and the readout by one ``jax.jvp``; its
+  fixed point is the mean of :math:`J^l_t W_\text{out}`.
+
+The update is :math:`g \sum_t L^l_t \bar e^l_t` as for one layer. It drops, besides the paths
+e-prop drops in one layer, the temporal paths through the states of the layers above, and uses
+the Jacobian :math:`J^l_t` of step :math:`t` for the traces of earlier steps that the readout's
+memory carries: it is the exact gradient of the network with the recurrent spikes detached
+where the layers above have no memory and a constant Jacobian, and equals
+:func:`snnjax.rules.ostl` when the readout has no memory (:math:`\kappa = 0`); both are tested.
 """
 
 from __future__ import annotations
@@ -52,7 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from snnjax.neurons.chain import Dense
-from snnjax.neurons.neuron import Neuron
+from snnjax.neurons.neuron import Neuron, recurrent_input
 from snnjax.rules import forward_mode
 from snnjax.rules.feedback import FeedbackState, fdfa_update
 from snnjax.rules.protocol import Rule
@@ -63,29 +84,29 @@ __all__ = ["eprop"]
 FEEDBACKS = ("symmetric", "random", "learned")
 
 
-def _layers(loss_fn: Any, params: Any) -> tuple[Dense, Neuron, Dense, Neuron]:
-    """The four layers of an e-prop network, checked (module docstring)."""
+def _layers(loss_fn: Any, params: Any) -> tuple[list[tuple[Dense, Neuron]], Dense, Neuron]:
+    """The hidden ``(dense, neuron)`` pairs, the output dense layer and the readout of an e-prop network, checked."""
     if not isinstance(loss_fn, SteppedLoss):
         raise ValueError(
             "eprop: needs the loss of a stepped network, snnjax.rules.per_step_loss(network, loss_t), with network "
-            f"snnjax.chain(dense, neuron, dense, readout); got {type(loss_fn).__name__}."
+            f"snnjax.chain(dense, neuron, ..., dense, readout); got {type(loss_fn).__name__}."
         )
     layers = tuple(getattr(loss_fn.network(params), "layers", ()))
-    kinds = (Dense, Neuron, Dense, Neuron)
-    if len(layers) != 4 or not all(isinstance(layer, kind) for layer, kind in zip(layers, kinds)):
+    kinds = (Dense, Neuron) * (len(layers) // 2)
+    if len(layers) < 4 or len(layers) % 2 or not all(isinstance(layer, kind) for layer, kind in zip(layers, kinds)):
         got = [type(layer).__name__ for layer in layers] or [type(loss_fn.network(params)).__name__]
         raise ValueError(
-            "eprop: the network must be snnjax.chain(snnjax.dense(W_in), spiking neuron (recurrent or not), "
-            f"snnjax.dense(W_out), linear readout such as snnjax.leaky_integrator); got layers {got}."
+            "eprop: the network must be snnjax.chain(snnjax.dense(W_1), spiking neuron, ..., snnjax.dense(W_out), "
+            f"linear readout such as snnjax.leaky_integrator): one or more hidden pairs; got layers {got}."
         )
-    d_in, hidden, d_out, _ = layers
-    for index, (size, what) in enumerate(((d_in.kernel.shape[1], "hidden layer"), (d_out.kernel.shape[1], "readout"))):
-        if depends_on_params(loss_fn, params, 2 * index + 1, size, d_in.kernel.dtype, "eprop", cell=True):
+    for index, d in enumerate(layers[0::2]):
+        what = "readout" if 2 * index + 2 == len(layers) else f"hidden layer {index}"
+        if depends_on_params(loss_fn, params, 2 * index + 1, d.kernel.shape[1], d.kernel.dtype, "eprop", cell=True):
             raise ValueError(
                 f"eprop: the {what}'s dynamics depend on the parameters (a trainable decay or threshold); e-prop "
                 "trains the weights only: make it fixed."
             )
-    return layers
+    return list(zip(layers[0:-2:2], layers[1:-2:2])), layers[-2], layers[-1]
 
 
 def _readout_jacobians(readout: Neuron, size: int, dtype: Any, value: float) -> tuple[jax.Array, jax.Array]:
@@ -117,10 +138,10 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
 
     Args:
       loss_fn: :func:`snnjax.rules.per_step_loss` of ``snnjax.chain(snnjax.dense(W_in, b),
-        neuron, snnjax.dense(W_out, b_out), readout)``: any spiking ``neuron`` (LIF, ALIF,
-        current-based LIF, your own), with recurrent weights or without; a linear ``readout``
-        with one decay (``snnjax.leaky_integrator(kappa)``).
-      feedback: ``"symmetric"`` (:math:`B = W_\text{out}`), ``"random"`` (fixed :math:`B`,
+        neuron, ..., snnjax.dense(W_out, b_out), readout)``: one or more hidden pairs of a dense
+        layer and any spiking ``neuron`` (LIF, ALIF, current-based LIF, your own), with recurrent
+        weights or without; a linear ``readout`` with one decay (``snnjax.leaky_integrator(kappa)``).
+      feedback: ``"symmetric"`` (:math:`B = W_\text{out}`), ``"random"`` (fixed :math:`B_l`,
         drawn at ``init`` as ``scale`` times a standard normal over :math:`\sqrt{C}`) or
         ``"learned"`` (estimated by forward mode, from zero; calls need a ``key``).
       scale: the random feedback's scale.
@@ -129,9 +150,10 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
     Returns:
       A stateful :class:`snnjax.rules.Rule`: ``state = rule.init(params, key=key)``, then
       ``(loss, ys), grads, state = rule(params, xs, labels, state=state)`` for ``xs``
-      ``[T, B, N_in]``; ``ys`` ``[T, B, C]``. The state holds ``B`` (``FeedbackState``, one
-      ``[N, C]`` matrix; for ``"symmetric"``, none). ``"learned"`` draws the noise of step ``t``
-      from ``fold_in(key, t)``.
+      ``[T, B, N_in]``; ``ys`` ``[T, B, C]``. The state holds the ``B_l`` (``FeedbackState``, one
+      ``[N_l, C]`` matrix per hidden layer; for ``"symmetric"``, none). ``"learned"`` draws the
+      noise of step ``t`` from ``fold_in(key, t)``, split into one key per layer when there are
+      several.
 
     Raises:
       ValueError: for another network, a readout that is not linear with one decay (at
@@ -161,77 +183,119 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
     learned = feedback == "learned"
 
     def init(params, *args, key=None):
-        _, _, d_out, readout = _layers(loss_fn, params)
+        hidden, d_out, readout = _layers(loss_fn, params)
         _check_readout(readout, d_out.kernel.shape[1], d_out.kernel.dtype)
+        classes, dtype = d_out.kernel.shape[1], d_out.kernel.dtype
+        shapes = [(d.kernel.shape[1], classes) for d, _ in hidden]
         if feedback == "symmetric":
             return FeedbackState((), jnp.zeros((), jnp.int32))
         if learned:
-            return FeedbackState((jnp.zeros(d_out.kernel.shape, d_out.kernel.dtype),), jnp.zeros((), jnp.int32))
+            return FeedbackState(tuple(jnp.zeros(shape, dtype) for shape in shapes), jnp.zeros((), jnp.int32))
         if key is None:
-            raise ValueError("eprop: feedback='random' needs init(..., key=key) to draw its fixed matrix.")
-        n, classes = d_out.kernel.shape
-        matrix = scale * jax.random.normal(key, (n, classes), d_out.kernel.dtype) / jnp.sqrt(classes)
-        return FeedbackState((matrix,), jnp.zeros((), jnp.int32))
+            raise ValueError("eprop: feedback='random' needs init(..., key=key) to draw its fixed matrices.")
+        keys = jax.random.split(key, len(shapes)) if len(shapes) > 1 else [key]  # one layer: the key itself
+        matrices = tuple(
+            scale * jax.random.normal(k, shape, dtype) / jnp.sqrt(classes) for k, shape in zip(keys, shapes)
+        )
+        return FeedbackState(matrices, jnp.zeros((), jnp.int32))
 
     def apply(state, params, xs, labels, key=None):
         if learned:
             key = forward_mode.require_key(key, "eprop(feedback='learned')")
-        d_in, hidden, d_out, readout = _layers(loss_fn, params)
+        hidden, d_out, readout = _layers(loss_fn, params)
         steps, batch = xs.shape[0], xs.shape[1]
         dtype = xs.dtype
-        (n_in, n), classes = d_in.kernel.shape, d_out.kernel.shape[1]
+        widths = [d.kernel.shape[1] for d, _ in hidden]
+        n, classes = widths[-1], d_out.kernel.shape[1]
         kappa, gain = (a[0] for a in _readout_jacobians(readout, classes, dtype, 0.0))  # checked at init
-        recurrent = hidden.recurrence
-        cell = cell_of(hidden)[0]
-        b = d_out.kernel if feedback == "symmetric" else state.matrices[0]
-        s0, r0 = hidden.init((batch, n), dtype), readout.init((batch, classes), dtype)
-        fields = read_fields(cell, s0, jnp.zeros((batch, n), dtype))
-        pres = [n_in, 1] + ([n] if recurrent is not None else [])  # W_in, b, W_rec (a bias has one input)
-        traces0 = [[jnp.zeros((batch, p, n), dtype)] * len(fields) for p in pres]
-        filtered0 = [jnp.zeros((batch, p, n), dtype) for p in pres]
+        cells = [cell_of(neuron) for _, neuron in hidden]
+        s0 = [neuron.init((batch, w), dtype) for (_, neuron), w in zip(hidden, widths)]
+        r0 = readout.init((batch, classes), dtype)
+        fields = [read_fields(c, s, jnp.zeros((batch, w), dtype)) for (c, _), s, w in zip(cells, s0, widths)]
+        # per layer, the presynaptic widths of W_l, b_l and W_rec (a bias has one input)
+        pres = [
+            [d.kernel.shape[0], 1] + ([w] if rec is not None else [])
+            for (d, _), (_, rec), w in zip(hidden, cells, widths)
+        ]
+        traces0 = [[[jnp.zeros((batch, p, w), dtype)] * len(f) for p in ps] for ps, f, w in zip(pres, fields, widths)]
+        filtered0 = [[jnp.zeros((batch, p, w), dtype) for p in ps] for ps, w in zip(pres, widths)]
+
+        def forward(states, x_t, d_outs):
+            """The hidden layers' step with additive perturbations of their outputs: the top spikes, and per
+            layer its input, current and new state (the states of the step before held as they are)."""
+            x, inputs, currents, new_states = x_t, [], [], []
+            for (d, _), (cell, rec), s, do in zip(hidden, cells, states, d_outs):
+                inputs.append(x)
+                current = d(x) + (0.0 if rec is None else recurrent_input(s.z, rec))
+                s_new, x = cell(s, current)
+                x = x + do
+                currents.append(current)
+                new_states.append(s_new)
+            return x, (inputs, currents, new_states)
 
         def body(carry, x_t):
-            s, r, traces, filtered, z_bar, one_bar, grads, loss_sum, t, estimate = carry
+            states, r, traces, filtered, z_bar, one_bar, grads, loss_sum, t, estimate = carry
             w_t = loss_fn.weight(t, steps, dtype)
-            pre = [x_t, jnp.ones((batch, 1), dtype)] + ([s.z] if recurrent is not None else [])
-            current = d_in(x_t) + (0.0 if recurrent is None else s.z @ recurrent.weights.astype(dtype))
-            s_new, z, d_state, d_current = local_jacobians(cell, s, current, fields)
-            if learned:  # the readout's tangent along noise on the hidden spikes' contribution
+            zeros = [jnp.zeros((batch, w), dtype) for w in widths]
+            if learned:  # the readout's tangent along noise on every hidden layer's spikes, through the layers above
                 r_dot, sums = estimate
-                u = forward_mode.draw(jax.random.fold_in(key, t), (batch, n), dtype)
-                (r, y), (r_dot, y_dot) = jax.jvp(readout.step, (r, d_out(z)), (r_dot, u @ d_out.kernel))
-                estimate = (r_dot, sums + jnp.einsum("bn,bc->nc", u, y_dot))
+                step_key = jax.random.fold_in(key, t)
+                keys = jax.random.split(step_key, len(widths)) if len(widths) > 1 else [step_key]
+                noise = [forward_mode.draw(k, (batch, w), dtype) for k, w in zip(keys, widths)]
+                z, z_dot, (inputs, currents, new_states) = jax.jvp(
+                    lambda d: forward(states, x_t, d), (zeros,), (noise,), has_aux=True
+                )
+                (r, y), (r_dot, y_dot) = jax.jvp(readout.step, (r, d_out(z)), (r_dot, z_dot @ d_out.kernel))
+                estimate = (r_dot, [m + jnp.einsum("bn,bc->nc", u, y_dot) for m, u in zip(sums, noise)])
+            elif feedback == "symmetric":
+                z, through, (inputs, currents, new_states) = jax.vjp(
+                    lambda d: forward(states, x_t, d), zeros, has_aux=True
+                )
+                r, y = readout.step(r, d_out(z))
             else:
+                z, (inputs, currents, new_states) = forward(states, x_t, zeros)
                 r, y = readout.step(r, d_out(z))
             loss, error = jax.value_and_grad(lambda y: w_t * jnp.mean(loss_fn.loss_t(y, labels)))(y)
-            signal = error @ b.T  # L_t [B, N]
-            new_traces, new_filtered, new_hidden = [], [], []
-            for k, (eps, bar, p) in enumerate(zip(traces, filtered, pre)):
-                # e_t = d z_t / d W through the neuron's own state; then filtered with the readout's decay
-                e = (
-                    sum(d[1][:, None, :] * eps[m] for m, d in enumerate(d_state))
-                    + d_current[1][:, None, :] * p[..., None]
-                )
-                bar = kappa * bar + e
-                new_hidden.append(grads["hidden"][k] + gain * jnp.einsum("bj,bij->ij", signal, bar))
-                new_traces.append(
-                    [
-                        sum(d_state[m][0][f][:, None, :] * eps[m] for m in range(len(fields)))
-                        + d_current[0][f][:, None, :] * p[..., None]
-                        for f in fields
-                    ]
-                )
-                new_filtered.append(bar)
+            if feedback == "symmetric":  # dL_t/dz_l: through W_out and the layers above, in this step
+                signals = through(error @ d_out.kernel.T)[0]
+            else:
+                signals = [error @ b.T for b in state.matrices]  # L_t [B, N_l], broadcast to every layer
+            new_traces, new_filtered, new_grads = [], [], []
+            for l, (cell, _) in enumerate(cells):
+                _, _, d_state, d_current = local_jacobians(cell, states[l], currents[l], fields[l])
+                pre = [inputs[l], jnp.ones((batch, 1), dtype)] + ([states[l].z] if len(pres[l]) > 2 else [])
+                layer_traces, layer_filtered, layer_grads = [], [], []
+                for eps, bar, p, g in zip(traces[l], filtered[l], pre, grads["hidden"][l]):
+                    # e_t = d z_t / d W through the neuron's own state; then filtered with the readout's decay
+                    e = (
+                        sum(d[1][:, None, :] * eps[m] for m, d in enumerate(d_state))
+                        + d_current[1][:, None, :] * p[..., None]
+                    )
+                    bar = kappa * bar + e
+                    layer_grads.append(g + gain * jnp.einsum("bj,bij->ij", signals[l], bar))
+                    layer_traces.append(
+                        [
+                            sum(d_state[m][0][f][:, None, :] * eps[m] for m in range(len(fields[l])))
+                            + d_current[0][f][:, None, :] * p[..., None]
+                            for f in fields[l]
+                        ]
+                    )
+                    layer_filtered.append(bar)
+                new_traces.append(layer_traces)
+                new_filtered.append(layer_filtered)
+                new_grads.append(layer_grads)
             z_bar, one_bar = kappa * z_bar + z, kappa * one_bar + 1.0
             out = grads["out"] + gain * z_bar.T @ error
-            grads = dict(hidden=new_hidden, out=out, out_bias=grads["out_bias"] + gain * one_bar * error.sum(0))
-            return (s_new, r, new_traces, new_filtered, z_bar, one_bar, grads, loss_sum + loss, t + 1, estimate), y
+            grads = dict(hidden=new_grads, out=out, out_bias=grads["out_bias"] + gain * one_bar * error.sum(0))
+            carry = (new_states, r, new_traces, new_filtered, z_bar, one_bar, grads, loss_sum + loss, t + 1, estimate)
+            return carry, y
 
         grads0 = dict(
-            hidden=[jnp.zeros((p, n), dtype) for p in pres],
+            hidden=[[jnp.zeros((p, w), dtype) for p in ps] for ps, w in zip(pres, widths)],
             out=jnp.zeros((n, classes), dtype),
             out_bias=jnp.zeros((classes,), dtype),
         )
+        learned0 = (jax.tree.map(jnp.zeros_like, r0), [jnp.zeros((w, classes), dtype) for w in widths])
         carry0 = (
             s0,
             r0,
@@ -242,16 +306,14 @@ def eprop(loss_fn: SteppedLoss, *, feedback: str = "symmetric", scale: float = 1
             grads0,
             jnp.zeros((), dtype),
             jnp.zeros((), jnp.int32),
-            (jax.tree.map(jnp.zeros_like, r0), jnp.zeros((n, classes), dtype)) if learned else None,
+            learned0 if learned else None,
         )
         (*_, grads, loss, _, estimate), ys = jax.lax.scan(body, carry0, xs)
         matrices = state.matrices
         if learned:
             # y' carries the readout's gain g; B estimates W_out, which the update scales by g
-            matrices = tuple(fdfa_update(b, estimate[1] / (steps * batch * gain), rate) for b in matrices)
-
-        w_rec = grads["hidden"][2] if len(grads["hidden"]) > 2 else None
-        per_layer = [(grads["hidden"][0], grads["hidden"][1][0], w_rec), (grads["out"], grads["out_bias"])]
+            matrices = tuple(fdfa_update(b, m / (steps * batch * gain), rate) for b, m in zip(matrices, estimate[1]))
+        per_layer = [(g[0], g[1][0], *g[2:]) for g in grads["hidden"]] + [(grads["out"], grads["out_bias"])]
         return (loss, ys), to_params(loss_fn, params, per_layer), FeedbackState(matrices, state.step + 1)
 
     return Rule(init=init, apply=apply, stateful=True, name=f"e-prop ({feedback})", loss_fn=loss_fn)

@@ -26,11 +26,12 @@ __all__ = [
     "READOUTS",
     "RULES",
     "RULE_HELP",
+    "SPIKE_TIME_RULES",
     "STEPPED_RULES",
     "resolve",
 ]
 
-MODELS = ("mlp", "snn", "rsnn", "conv", "mixer", "spiking-mixer")
+MODELS = ("mlp", "snn", "rsnn", "conv", "mixer", "spiking-mixer", "spike-time")
 # Every rule of the command, with the line `snnjax train --help` and docs/howto/datasets.md show for it.
 RULE_HELP = {
     "bptt": "backpropagation through time: the exact gradient",
@@ -39,9 +40,9 @@ RULE_HELP = {
     "fa": "feedback alignment",
     "dfa": "direct feedback alignment",
     "fdfa": "forward DFA: DFA with the output Jacobian estimated by `jax.jvp`",
-    "eprop": "online: e-prop with symmetric feedback (one hidden layer)",
-    "eprop-random": "online: e-prop with random feedback (one hidden layer)",
-    "eprop-learned": "online: e-prop with feedback learned by forward mode, FDFA's estimate (one hidden layer)",
+    "eprop": "online: e-prop with symmetric feedback",
+    "eprop-random": "online: e-prop with random feedback",
+    "eprop-learned": "online: e-prop with feedback learned by forward mode, FDFA's estimate",
     "tbptt": "online: truncated BPTT, `--window` steps",
     "rtrl": "online: exact real-time recurrent learning (small networks)",
     "online-dfa": "online: DFA with eligibility traces (feed-forward `snn`)",
@@ -54,6 +55,8 @@ RULE_HELP = {
     "lg-fg-a": "mixers: activity-perturbed forward gradient of the local losses (`--groups G`)",
     "fg-guess-lg": "forward gradient along the mixers' local losses' gradient (biased)",
     "fg-guess-dfa": "forward gradient along DFA's direction (biased)",
+    "sfdfa": "online: SFDFA on the exact-time network (`--model spike-time`, its default), feedback learned from "
+    "spike grades; `dfa` and `bptt` train that network too",
 }
 RULES = tuple(RULE_HELP)
 # Rules that train the network step by step, on a loss at every step (snnjax.rules.per_step_loss).
@@ -76,11 +79,19 @@ GUESSED_RULES = ("fg-guess-lg", "fg-guess-dfa")
 FEED_FORWARD_RULES = ("online-dfa", "online-fdfa", "online-fg-a")
 FORWARD_RULES = ("fg-w", "fg-a", "lg-fg-w", "lg-fg-a", "online-fg-a")
 MIXERS = ("mixer", "spiking-mixer")
+# The rules of the exact-time network (model spike-time, snnjax.train.spike_time): dfa and bptt are its own versions.
+SPIKE_TIME_RULES = ("sfdfa", "dfa", "bptt")
+# The input coding of the exact-time network for images and static vectors (spike rasters: their first spikes).
+SPIKE_TIME_ENCODING = "ttfs"
 
 # The convolutional network's own defaults (its channels, fewer steps), where the run does not set them.
 CONV_DEFAULTS: dict[str, Any] = dict(hidden=(16, 32), steps=8)
 # LocalMixer's: Ren et al.'s M/1/16 (two blocks of 256 channels), the spiking one over 4 steps; its own input coding.
 MIXER_DEFAULTS: dict[str, Any] = dict(hidden=(256, 256), steps=4)
+# The exact-time network's: 200 grid steps of 1 ms (Randman's rasters as long), Adam 3e-3 as Bacho & Chu on
+# images, 1e-2 on spike rasters (Randman learns three times slower at 3e-3).
+SPIKE_TIME_DEFAULTS: dict[str, Any] = dict(steps=200, lr=3e-3)
+SPIKE_TIME_RASTER_LR = 1e-2
 
 # Per data set: the network and input coding that train well in a few minutes on a CPU.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -140,11 +151,15 @@ class Config:
         ``mixer`` and ``spiking-mixer`` are :class:`snnjax.nn.LocalMixer` (images only, encoding
         ``none``: the spiking one takes the image as a constant current for ``steps`` steps,
         default 4): one block per ``hidden`` entry, all equal (the channels), default ``(256, 256)``.
+        ``spike-time`` is Bacho & Chu's exact-time network (:mod:`snnjax.train.spike_time`): one
+        input spike per input neuron (encoding ``ttfs`` for images and static vectors, a
+        raster's first spikes), ``steps`` grid steps over 200 ms (default 200), classified by
+        output spike counts; it trains with ``sfdfa``, ``dfa`` or ``bptt`` only.
       rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient), ``fg-a`` (activity-perturbed),
         ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment), ``fdfa`` (forward DFA),
         or, online on a loss at every step (:data:`STEPPED_RULES`, models ``snn`` and ``rsnn``):
-        ``eprop`` (symmetric feedback), ``eprop-random`` (random), ``eprop-learned`` (learned; one
-        hidden layer for all three), ``tbptt`` (truncated BPTT, ``window`` steps), ``rtrl`` (exact real-time recurrent
+        ``eprop`` (symmetric feedback), ``eprop-random`` (random), ``eprop-learned`` (learned; any
+        number of hidden layers), ``tbptt`` (truncated BPTT, ``window`` steps), ``rtrl`` (exact real-time recurrent
         learning: the true gradient, online, at a cost that grows with the parameters times the
         state, for small networks), ``online-dfa``, ``online-fdfa`` and ``online-fg-a`` (DFA, FDFA
         and FG-A with eligibility traces, feed-forward ``snn`` only), ``ostl`` and ``ottt`` (per-layer
@@ -154,7 +169,9 @@ class Config:
         guessed direction (:func:`snnjax.rules.guessed_forward_gradient`, each layer on its own
         guess): ``fg-guess-lg`` (the mixers' local losses' gradient) or ``fg-guess-dfa`` (DFA's).
         On the mixers, ``fg-a`` and ``lg-fg-a`` train the heads and the classifier on their
-        exact gradient (``exact_output``), as Ren et al. do.
+        exact gradient (``exact_output``), as Ren et al. do. ``sfdfa`` (:func:`snnjax.rules.sfdfa`)
+        trains model ``spike-time`` (its default), on which ``dfa`` and ``bptt`` are the
+        exact-time network's own (fixed feedback; backpropagation through spike times).
       epochs: passes over the training split.
       batch_size: examples per step.
       lr: Adam's learning rate.
@@ -162,7 +179,7 @@ class Config:
       steps: time steps T (image and static encodings; SHD's bins; Randman's raster length; a
         ``.npz`` set's sequences have their own T, which this must equal if given).
       encoding: for images and static vectors: ``rate``, ``latency``, ``current`` or ``none``
-        (``mlp`` only).
+        (``mlp`` and the mixers), or ``ttfs`` (time to first spike, ``spike-time`` only).
       seed: fixes the initial weights, the data order, encoders and the rule's draws.
       out: the run's folder (metrics, checkpoints, plots); default ``runs/<dataset>-<model>-<rule>``
         (a ``.npz`` file's name without ``.npz``).
@@ -244,6 +261,28 @@ def _check_readout(c: Config) -> None:
         )
 
 
+def _check_spike_time(c: Config, kind: str, label: str) -> None:
+    """The exact-time network's rules, data and input coding (``spike-time``)."""
+    if c.model != "spike-time":
+        if c.rule == "sfdfa":
+            raise ValueError("rule 'sfdfa' trains the exact-time network: use --model spike-time (its default).")
+        if c.encoding == SPIKE_TIME_ENCODING:
+            raise ValueError(
+                f"encoding (--encoding {SPIKE_TIME_ENCODING}) is the exact-time network's: use --model spike-time."
+            )
+        return
+    if c.rule not in SPIKE_TIME_RULES:
+        raise ValueError(
+            f"model 'spike-time' (the exact-time network) trains with {', '.join(SPIKE_TIME_RULES)}, not {c.rule!r}."
+        )
+    if kind == "sequence":
+        raise ValueError(f"model 'spike-time' takes one spike per input neuron; {label} holds float sequences.")
+    if kind in ("image", "static") and c.encoding != SPIKE_TIME_ENCODING:
+        raise ValueError(
+            f"model 'spike-time' codes {label} by time to first spike: use --encoding {SPIKE_TIME_ENCODING}."
+        )
+
+
 def _positive(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -280,6 +319,14 @@ def resolve(config: Config) -> Config:
         filled.update({k: v for k, v in CONV_DEFAULTS.items() if getattr(config, k) is None})
     if filled["model"] in MIXERS:
         filled.update({k: v for k, v in MIXER_DEFAULTS.items() if getattr(config, k) is None})
+    if config.model is None and config.rule == "sfdfa":
+        filled["model"] = "spike-time"
+    if filled["model"] == "spike-time":
+        filled.update({k: v for k, v in SPIKE_TIME_DEFAULTS.items() if getattr(config, k) is None})
+        if config.lr is None and kind == "spikes":
+            filled["lr"] = SPIKE_TIME_RASTER_LR
+        if config.encoding is None:
+            filled["encoding"] = SPIKE_TIME_ENCODING if kind in ("image", "static") else "none"
     filled["hidden"] = tuple(filled["hidden"])
     if filled["model"] in ("mlp", *MIXERS) and config.encoding is None:
         filled["encoding"] = "none"
@@ -303,8 +350,10 @@ def resolve(config: Config) -> Config:
         raise ValueError(f"unknown model {c.model!r}; choose one of {', '.join(MODELS)}.")
     if c.rule not in RULES:
         raise ValueError(f"unknown rule {c.rule!r}; choose one of {', '.join(RULES)}.")
-    if c.encoding not in ENCODINGS:
-        raise ValueError(f"unknown encoding {c.encoding!r}; choose one of {', '.join(ENCODINGS)}.")
+    if c.encoding not in (*ENCODINGS, SPIKE_TIME_ENCODING):
+        raise ValueError(
+            f"unknown encoding {c.encoding!r}; choose one of {', '.join(ENCODINGS)}, {SPIKE_TIME_ENCODING}."
+        )
     is_image = kind in ("image", "static")  # no time axis yet: encoded over T steps
     if not is_image and config.encoding not in (None, "none"):
         raise ValueError(
@@ -320,6 +369,7 @@ def resolve(config: Config) -> Config:
             f"rule {c.rule!r} trains a network step by step (a loss at every step): use --model snn or rsnn."
         )
     _check_readout(c)
+    _check_spike_time(c, kind, label)
     if c.neuron not in NEURONS:
         raise ValueError(f"unknown neuron (--neuron {c.neuron}); choose one of {', '.join(NEURONS)}.")
     if c.neuron != "lif" and c.model not in ("snn", "rsnn"):

@@ -40,6 +40,7 @@ from snnjax.train.models import (
     read_out,
     stepped_loss,
 )
+from snnjax.train.spike_time import SpikeTimeClassifier, spike_count_losses, spike_time_inputs, spike_time_rule
 
 __all__ = ["Result", "TrainingDiverged", "fit", "make_eval_step", "make_train_step"]
 
@@ -170,8 +171,12 @@ def make_eval_step(
     *,
     mesh: Mesh | None = None,
     readout: str = "per-step",
+    loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ):
     """``(params, inputs, labels, key) -> (summed loss, correct)``, jit-compiled.
+
+    The loss is the cross-entropy of the logits, or ``loss(logits, labels) -> [B]`` where given
+    (the exact-time network's spike-count loss, :func:`snnjax.train.spike_time.spike_count_losses`).
 
     With a ``mesh``, a batch that the device count divides is split over it. A ``run`` that
     returns a readout over time ``[T, B, C]`` (``logits_and_layers(..., readout="per-step")``)
@@ -195,6 +200,8 @@ def make_eval_step(
         if mesh is not None:
             inputs, labels = sharding.constrain_batch((inputs, labels), mesh)
         logits, _ = run(params, prepare_fn(inputs, key))
+        if loss is not None:
+            return jnp.sum(loss(logits, labels)), count_correct(logits, labels)
         if logits.ndim == 3:  # a loss at every step
             return jnp.sum(per_step_cross_entropy(logits, labels)), count_correct(read_out(logits, readout), labels)
         return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), count_correct(logits, labels)
@@ -303,7 +310,7 @@ def _load(c: Config, split: str):
     if c.dataset in ("randman", "shd"):
         options.setdefault("steps", c.steps)
     data = load(c.dataset, split, directory=c.data_dir, seed=seed, **options)
-    if data.kind == "static" and c.encoding in ("rate", "latency") and data.inputs.size:
+    if data.kind == "static" and c.encoding in ("rate", "latency", "ttfs") and data.inputs.size:
         low, high = float(data.inputs.min()), float(data.inputs.max())
         if low < 0.0 or high > 1.0:
             raise ValueError(
@@ -409,14 +416,18 @@ def fit(
     spiking = c.model in ("snn", "rsnn", "conv")  # read out over time: logits by --readout
     inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
     image = (*train.inputs.shape[1:3], train.inputs.shape[3] if train.inputs.ndim > 3 else 1)
-    model = build_model(
-        c.model, inputs, train.num_classes, c.hidden, c.seed, image=image, run_bptt=c.rule == "bptt",
-        groups=c.groups, patches=c.patches, steps=c.steps, neuron=c.neuron,
-    )  # fmt: skip
+    if c.model == "spike-time":
+        model = SpikeTimeClassifier((inputs, *c.hidden, train.num_classes), seed=c.seed, steps=c.steps)
+        prepare_fn = lambda x, key: spike_time_inputs(x, train.kind)  # noqa: E731
+    else:
+        model = build_model(
+            c.model, inputs, train.num_classes, c.hidden, c.seed, image=image, run_bptt=c.rule == "bptt",
+            groups=c.groups, patches=c.patches, steps=c.steps, neuron=c.neuron,
+        )  # fmt: skip
+        encode = encoding(c.encoding, c.steps)
+        flatten = c.model not in ("conv", *MIXERS)
+        prepare_fn = lambda x, key: prepare(x, train.kind, encode, key, flatten=flatten)  # noqa: E731
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    encode = encoding(c.encoding, c.steps)
-    flatten = c.model not in ("conv", *MIXERS)
-    prepare_fn = lambda x, key: prepare(x, train.kind, encode, key, flatten=flatten)  # noqa: E731
     root = jax.random.key(c.seed)
     example_args = (
         jax.eval_shape(prepare_fn, train.inputs[: c.batch_size], root),
@@ -430,7 +441,10 @@ def fit(
     else:
         loss_fn = classifier_loss(graphdef, rest, spiking, c.readout or "max")
     guess = local_loss(graphdef, rest) if c.rule == "fg-guess-lg" else None
-    rule = build_rule(c.rule, loss_fn, c.window, c.directions, exact_output=c.model in MIXERS, guess_loss_fn=guess)
+    if c.model == "spike-time":
+        rule = spike_time_rule(c.rule, model)
+    else:
+        rule = build_rule(c.rule, loss_fn, c.window, c.directions, exact_output=c.model in MIXERS, guess_loss_fn=guess)
     optimizer = optax.adam(c.lr)
     rule_state = rule.init(params, *example_args, key=feedback_key)
     state = {"params": params, "opt_state": optimizer.init(params), "rule_state": rule_state}
@@ -439,7 +453,8 @@ def fit(
         rule, optimizer, prepare_fn, mesh=mesh, shard_params_above=c.shard_params_above, readout=c.readout or "max"
     )
     run = logits_and_layers(graphdef, rest, spiking, c.readout or "max")
-    evaluate = make_eval_step(run, prepare_fn, mesh=mesh, readout=c.readout or "max")
+    scores = spike_count_losses if c.model == "spike-time" else None  # what the rule trains, not a cross-entropy
+    evaluate = make_eval_step(run, prepare_fn, mesh=mesh, readout=c.readout or "max", loss=scores)
 
     history: list[dict] = []
     start_epoch = 0
