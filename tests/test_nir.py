@@ -170,3 +170,86 @@ def test_what_nir_cannot_say_is_refused_naming_the_layer():
     unknown = nir.NIRGraph.from_list(nir.Linear(weight=f32(2, 2)), nir.Threshold(threshold=f32(2)))
     with pytest.raises(ValueError, match=r"\(Threshold\) has no snnjax counterpart"):
         snnjax.nir.load(unknown)
+
+
+def _conv_model():
+    rngs = nnx.Rngs(1)
+    return snn.Sequential(
+        nnx.Conv(2, 4, (3, 3), rngs=rngs),  # 'SAME', stride 1
+        snn.LIF(4, beta=0.8, threshold=0.5, reset="zero"),
+        snn.AvgPool2d(2),
+        nnx.Conv(4, 3, (3, 3), strides=(2, 2), padding="VALID", rngs=rngs),
+        snn.IAF(3, threshold=0.4, reset="zero"),
+        snn.Flatten(),
+        nnx.Linear(3, 5, rngs=rngs),  # a 1 x 1 map of 3 channels
+        snn.LeakyIntegrator(5, kappa=0.9),
+    )
+
+
+def test_convolution_pooling_and_flatten_round_trip_with_the_same_outputs(tmp_path):
+    model = _conv_model()
+    graph = snnjax.nir.export(model, dt=DT, input_shape=(8, 8, 2))
+    kinds = ["Conv2d", "LIF", "AvgPool2d", "Conv2d", "IF", "Flatten", "Affine", "LI"]
+    assert [type(graph.nodes[str(i)]).__name__ for i in range(8)] == kinds
+    assert tuple(graph.nodes["input"].input_type["input"]) == (2, 8, 8)  # NIR's (C, H, W)
+    assert graph.nodes["0"].padding == (1, 1) and graph.nodes["1"].tau.shape == (4, 8, 8)
+    assert tuple(graph.nodes["5"].output_type["output"]) == (3,)
+    xs = (jax.random.uniform(jax.random.key(0), (12, 2, 8, 8, 2)) < 0.6).astype(jnp.float32) * 2.0
+    expected = model(xs)
+    nir.write(tmp_path / "conv.nir", graph)
+    for loaded in (snnjax.nir.load(graph, dt=DT), snnjax.nir.load(tmp_path / "conv.nir", dt=DT)):
+        np.testing.assert_allclose(loaded(xs), expected, rtol=1e-5, atol=1e-5)
+    assert float(jnp.max(jnp.abs(expected))) > 0.05  # not silent
+    with pytest.raises(ValueError, match=r"starts with an nnx.Conv needs input_shape=\(H, W, C\)"):
+        snnjax.nir.export(model)
+
+
+def test_a_hand_built_conv_graph_flattened_channels_first_loads_into_the_same_outputs():
+    """NIR's Conv2d (NCHW weights [C_out, C_in, kH, kW], symmetric padding), AvgPool2d and a channels-first Flatten
+    before an Affine, against the same network written in NumPy on channels-first arrays."""
+    rng = np.random.default_rng(2)
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    w_conv, b_conv = f32(rng.normal(size=(3, 2, 3, 3))), f32(rng.normal(size=3) * 0.1)
+    w_fc, b_fc = f32(rng.normal(size=(4, 3 * 3 * 3))), f32(np.zeros(4))
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([2, 6, 6])}),
+        "conv": nir.Conv2d(input_shape=(6, 6), weight=w_conv, stride=1, padding=1, dilation=1, groups=1, bias=b_conv),
+        "pool": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([3, 3, 3])}, start_dim=0),
+        "fc": nir.Affine(weight=w_fc, bias=b_fc),
+        "li": nir.LI(tau=f32(np.full(4, 1e-2)), r=f32(np.full(4, 10.0)), v_leak=f32(np.zeros(4))),
+        "output": nir.Output(output_type={"output": np.array([4])}),
+    }
+    order = ["input", "conv", "pool", "flat", "fc", "li", "output"]
+    graph = nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])))
+    xs = np.asarray(jax.random.uniform(jax.random.key(3), (5, 2, 6, 6, 2)), np.float64)  # [T, B, H, W, C]
+    chw = xs.transpose(0, 1, 4, 2, 3)  # [T, B, C, H, W]
+    padded = np.pad(chw, ((0, 0), (0, 0), (0, 0), (1, 1), (1, 1)))
+    conv = np.zeros((5, 2, 3, 6, 6))
+    for i in range(6):
+        for j in range(6):
+            conv[..., i, j] = np.einsum("tbcxy,ocxy->tbo", padded[..., i : i + 3, j : j + 3], w_conv)
+    conv += b_conv[:, None, None]
+    pooled = conv.reshape(5, 2, 3, 3, 2, 3, 2).mean(axis=(4, 6))
+    current = pooled.reshape(5, 2, 27) @ w_fc.T + b_fc
+    y, out = np.zeros((2, 4)), []
+    for t in range(5):
+        y = 0.9 * y + current[t]  # LI: dt / tau = 0.1, r dt / tau = 1
+        out.append(y)
+    model = snnjax.nir.load(graph, dt=DT)
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Conv",
+        "AvgPool2d",
+        "Flatten",
+        "Linear",
+        "LeakyIntegrator",
+    ]
+    np.testing.assert_allclose(model(jnp.asarray(xs, jnp.float32)), np.stack(out), rtol=1e-4, atol=1e-4)
+    per_position = nir.NIRGraph.from_list(
+        nir.Conv2d(input_shape=(4, 4), weight=w_conv, stride=1, padding=1, dilation=1, groups=1, bias=b_conv),
+        nir.IF(
+            r=f32(np.arange(48).reshape(3, 4, 4)), v_threshold=f32(np.ones((3, 4, 4))), v_reset=f32(np.zeros((3, 4, 4)))
+        ),
+    )
+    with pytest.raises(ValueError, match="r varying over positions within a channel"):
+        snnjax.nir.load(per_position)

@@ -5,13 +5,16 @@ from snnjax.nn.network import network
 from snnjax.nn.neurons import ALIF, IAF, LIF, CubaLIF, Decay, LeakyIntegrator, NeuronCell
 from snnjax.nn.parallel import ParallelLIF, SlidingPSN
 from snnjax.nn.sequential import Sequential
+from snnjax.nn.shape import AvgPool2d, Flatten
 
 __all__ = [
     "ALIF",
+    "AvgPool2d",
     "IAF",
     "LIF",
     "CubaLIF",
     "Decay",
+    "Flatten",
     "LeakyIntegrator",
     "LocalMixer",
     "NeuronCell",
