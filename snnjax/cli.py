@@ -28,6 +28,8 @@ def _option(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
     for cast in (int, float):
         try:
             return key, cast(value)
@@ -203,10 +205,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     _train_arguments(train, demo=False)
     download = commands.add_parser(
-        "download", help="fetch a data set on a machine with internet (shd, or a tensorflow-datasets image set)"
+        "download",
+        help=(
+            "fetch a data set on a machine with internet (shd and ssc; nmnist, dvs_gesture and cifar10_dvs through "
+            "tonic; or a tensorflow-datasets image set)"
+        ),
     )
     download.add_argument("name", choices=[d for d in _DATASETS if d != "randman"])
-    download.add_argument("--directory", help="where to put it (SHD: default $SNNJAX_DATA/shd; tfds: its data_dir)")
+    download.add_argument(
+        "--directory",
+        help="where to put it (SHD, SSC: default $SNNJAX_DATA/<name>; event sets: $SNNJAX_DATA; tfds: its data_dir)",
+    )
     return parser
 
 
@@ -279,10 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         simulate_cpu_devices(max(1, args.devices // processes))
     try:
         if args.command == "download":
-            if args.name == "shd":
+            if args.name in ("shd", "ssc"):
                 from snnjax.datasets.shd import download_shd
 
-                print(f"SHD is in {download_shd(args.directory)}")
+                print(f"{args.name} is in {download_shd(args.directory, name=args.name)}")
+            elif args.name in ("nmnist", "dvs_gesture", "cifar10_dvs"):
+                from snnjax.datasets.events import download_events
+
+                print(f"{args.name} is in {download_events(args.name, args.directory)} (pass it as --data-dir)")
             else:
                 from snnjax.datasets.tfds_source import load_tfds
 

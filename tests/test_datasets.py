@@ -100,7 +100,19 @@ def test_load_rejects_bad_names_and_says_how_to_get_missing_sets(tmp_path, monke
     with pytest.raises(FileNotFoundError, match="SNNJAX_DATA") as error:
         load("kmnist", "train")
     assert "snnjax download kmnist" in str(error.value) and "\n" not in str(error.value)
-    assert set(DATASETS) == {"randman", "shd", "mnist", "fashion_mnist", "kmnist", "emnist", "cifar10"}
+    assert set(DATASETS) == {
+        "randman",
+        "shd",
+        "ssc",
+        "nmnist",
+        "dvs_gesture",
+        "cifar10_dvs",
+        "mnist",
+        "fashion_mnist",
+        "kmnist",
+        "emnist",
+        "cifar10",
+    }
 
 
 def test_load_reads_idx_images(tmp_path):

@@ -253,3 +253,13 @@ def test_a_hand_built_conv_graph_flattened_channels_first_loads_into_the_same_ou
     )
     with pytest.raises(ValueError, match="r varying over positions within a channel"):
         snnjax.nir.load(per_position)
+
+
+def test_the_commands_convolutional_snn_exports_as_a_sequential():
+    from snnjax.train import ConvSNN
+
+    net = ConvSNN((8, 8, 1), (4, 8), 3, rngs=nnx.Rngs(0))
+    graph = snnjax.nir.export(net.as_sequential(), dt=DT, input_shape=net.image, approximate_reset=True)
+    kinds = ["Conv2d", "LIF", "AvgPool2d", "Conv2d", "LIF", "AvgPool2d", "Flatten", "Affine", "LI"]
+    assert [type(graph.nodes[str(i)]).__name__ for i in range(9)] == kinds
+    assert tuple(graph.nodes["output"].output_type["output"]) == (3,)

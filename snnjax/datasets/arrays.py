@@ -26,7 +26,7 @@ from snnjax.datasets.dataset import KINDS, Dataset
 
 __all__ = ["array_file", "from_arrays", "load_npz", "npz_info"]
 
-_RANKS = {"image": (3, 4), "spikes": (3,), "static": (2,), "sequence": (3,)}
+_RANKS = {"image": (3, 4), "spikes": (3,), "static": (2,), "sequence": (3,), "frames": (5,)}
 
 
 def _kind_of(dtype: np.dtype, ndim: int, where: str) -> str:
@@ -46,7 +46,7 @@ def _dataset(inputs: Any, labels: Any, num_classes: int | None, kind: str | None
     if kind not in KINDS:
         raise ValueError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}.")
     if inputs.ndim not in _RANKS[kind] or (kind == "image" and inputs.dtype != np.uint8):
-        shapes = {"image": "uint8 [N, H, W] or [N, H, W, C]", "spikes": "[N, T, C]", "static": "[N, L]"}
+        shapes = {"image": "uint8 [N, H, W] or [N, H, W, C]", "static": "[N, L]", "frames": "[N, T, H, W, C]"}
         raise ValueError(
             f"{where}: {kind} inputs must be {shapes.get(kind, '[N, T, C]')}, got {inputs.dtype}{list(inputs.shape)}."
         )

@@ -64,7 +64,8 @@ def prepare(
       inputs: a raw batch: images ``[B, H, W(, C)]`` uint8, rasters or sequences ``[B, T, channels]``,
         or static vectors ``[B, L]``.
       kind: one of :data:`snnjax.datasets.KINDS`: ``"image"`` (divided by 255, then encoded),
-        ``"static"`` (encoded as it is), ``"spikes"`` or ``"sequence"`` (made time-major).
+        ``"static"`` (encoded as it is), ``"spikes"`` or ``"sequence"`` (made time-major) or
+        ``"frames"`` (made time-major ``[T, B, H, W, C]``, flattened to ``[T, B, H W C]`` with ``flatten``).
       encode: from :func:`encoding` (images and static vectors only).
       key: for stochastic encoders.
       flatten: flatten images to ``[B, D]`` before encoding.
@@ -81,6 +82,9 @@ def prepare(
     x = jnp.asarray(inputs).astype(jnp.float32)
     if kind in ("spikes", "sequence"):
         return jnp.swapaxes(x, 0, 1)
+    if kind == "frames":
+        x = jnp.swapaxes(x, 0, 1)
+        return x.reshape(*x.shape[:2], -1) if flatten else x
     if kind == "image":
         x = x / 255.0
     if flatten:

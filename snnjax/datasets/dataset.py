@@ -9,7 +9,7 @@ import numpy as np
 __all__ = ["KINDS", "Dataset"]
 
 # What a data set's inputs are, which says how a batch becomes the network's input (batching.prepare).
-KINDS = ("image", "spikes", "static", "sequence")
+KINDS = ("image", "spikes", "static", "sequence", "frames")
 
 
 class Dataset(NamedTuple):
@@ -23,7 +23,9 @@ class Dataset(NamedTuple):
         - ``"spikes"``: spike rasters (or counts) ``[N, T, channels]``;
         - ``"static"``: float32 vectors ``[N, L]``, encoded over T steps as they are (a current,
           or rates, which must then lie in ``[0, 1]``);
-        - ``"sequence"``: float32 sequences ``[N, T, channels]``, presented step by step.
+        - ``"sequence"``: float32 sequences ``[N, T, channels]``, presented step by step;
+        - ``"frames"``: binned event streams ``[N, T, H, W, C]`` (channels last: the polarities),
+          presented step by step, whole to convolutions or flattened for dense layers.
       labels: ``[N]`` int32.
       num_classes: the number of classes.
       kind: one of :data:`KINDS`.

@@ -11,15 +11,23 @@ import numpy as np
 from snnjax.datasets.arrays import array_file, load_npz
 from snnjax.datasets.checks import check_inputs, check_labels
 from snnjax.datasets.dataset import Dataset
+from snnjax.datasets.events import EVENT_SETS, load_events
 from snnjax.datasets.idx import load_idx
 from snnjax.datasets.randman import randman
-from snnjax.datasets.shd import SHD_CLASSES, load_shd
+from snnjax.datasets.shd import HSD_CLASSES, load_shd
 
-__all__ = ["DATASETS", "Dataset", "load"]
+__all__ = ["DATASETS", "DATASET_KINDS", "Dataset", "load"]
 
 IMAGE_SETS = {"mnist": 10, "fashion_mnist": 10, "kmnist": 10, "emnist": 47, "cifar10": 10}
 IDX_READABLE = ("mnist", "fashion_mnist", "kmnist")
-DATASETS = ("randman", "shd", *IMAGE_SETS)
+DATASETS = ("randman", *HSD_CLASSES, *EVENT_SETS, *IMAGE_SETS)
+# The kind of each built-in set's inputs (snnjax.datasets.KINDS).
+DATASET_KINDS = {
+    "randman": "spikes",
+    **dict.fromkeys(HSD_CLASSES, "spikes"),
+    **dict.fromkeys(EVENT_SETS, "frames"),
+    **dict.fromkeys(IMAGE_SETS, "image"),
+}
 
 
 def _randman(
@@ -68,7 +76,9 @@ def load(
     """Load a split of a data set as arrays.
 
     Args:
-      name: one of ``DATASETS``: ``randman`` (generated, no download), ``shd`` (HDF5 files),
+      name: one of ``DATASETS``: ``randman`` (generated, no download), ``shd`` and ``ssc`` (HDF5
+        files), ``nmnist``, ``dvs_gesture`` and ``cifar10_dvs`` (event files as tonic downloads
+        them, binned into frames: :func:`~snnjax.datasets.load_events`),
         ``mnist``, ``fashion_mnist``, ``kmnist`` (IDX files or tensorflow-datasets), ``emnist``,
         ``cifar10`` (tensorflow-datasets); or a ``.npz`` data set (:func:`~snnjax.datasets.load_npz`):
         a path ending in ``.npz``, or a name with ``directory`` holding ``NAME.npz``.
@@ -78,7 +88,8 @@ def load(
         prepared tensorflow-datasets copy).
       seed: Randman's generator seed.
       **options: passed to the set's own loader (:func:`~snnjax.datasets.randman`'s sizes,
-        :func:`~snnjax.datasets.load_shd`'s ``steps`` and ``max_time``, a ``.npz`` set's ``num_classes``).
+        :func:`~snnjax.datasets.load_shd`'s ``steps`` and ``max_time``, the event sets' ``steps``,
+        ``binary`` and ``downsample``, a ``.npz`` set's ``num_classes``).
 
     Returns:
       :class:`Dataset`.
@@ -110,10 +121,14 @@ def load(
     if name == "randman":
         _check_options(name, randman, options, ("seed", "dtype"))
         return _checked(_randman(split, seed, **options), "randman")
-    if name == "shd":
-        _check_options(name, load_shd, options, ("split", "directory"))
-        data = load_shd(split, directory, **options)  # checks its labels, naming the file
-        return Dataset(data.spikes, data.labels, SHD_CLASSES, "spikes", "shd")
+    if name in HSD_CLASSES:
+        _check_options(name, load_shd, options, ("split", "directory", "name"))
+        data = load_shd(split, directory, name=name, **options)  # checks its labels, naming the file
+        return Dataset(data.spikes, data.labels, HSD_CLASSES[name], "spikes", name)
+    if name in EVENT_SETS:
+        _check_options(name, load_events, options, ("name", "split", "directory"))
+        frames, labels = load_events(name, split, directory, **options)  # checks its labels
+        return Dataset(frames, labels, len(EVENT_SETS[name].classes), "frames", name)
     if options:
         raise ValueError(f"{name}: image sets take no data options, got {', '.join(sorted(options))}.")
     errors = []

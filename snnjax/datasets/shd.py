@@ -1,4 +1,4 @@
-r"""Spiking Heidelberg Digits (Cramer et al. 2020) from its HDF5 files, binned to spike rasters.
+r"""Spiking Heidelberg Digits and Spiking Speech Commands (Cramer et al. 2020) from their HDF5 files, binned.
 
 Each file (``shd_train.h5``, ``shd_test.h5``) holds, per sample, spike times in seconds
 (``spikes/times``) and the channel of each spike (``spikes/units``, 700 cochlea channels),
@@ -9,9 +9,11 @@ spike ``k`` of sample ``n`` into the raster
 
     R[n, t, c] = \#\{k : \lfloor t_k\, T / t_{\max} \rfloor = t,\ u_k = c\}, \qquad t_k < t_{\max},
 
-clipped to one spike per bin when ``binary``. Files are found in ``directory``, else in
-``$SNNJAX_DATA/shd``; :func:`download_shd` fetches them (gzip) from the Zenke lab's server
-on a machine with internet and checks their MD5 sums.
+clipped to one spike per bin when ``binary``. A spike time that is not finite (NaN) is
+dropped with its channel (tonic's reader casts NaN to the most negative integer and keeps it).
+SSC (``ssc_train.h5``, ``ssc_test.h5``; 35 spoken commands) has the same format: ``name="ssc"``.
+Files are found in ``directory``, else in ``$SNNJAX_DATA/<name>``; :func:`download_shd` fetches
+them (gzip) from the Zenke lab's server on a machine with internet and checks their MD5 sums.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ import numpy as np
 
 from snnjax.datasets.checks import check_labels
 
-__all__ = ["SHD_CHANNELS", "SHD_CLASSES", "SHD_URL", "SpikeData", "download_shd", "load_shd"]
+__all__ = ["HSD_CLASSES", "SHD_CHANNELS", "SHD_CLASSES", "SHD_URL", "SpikeData", "download_shd", "load_shd"]
 
 SHD_URL = "https://zenkelab.org/datasets"
 SHD_CHANNELS = 700
 SHD_CLASSES = 20
+# The Heidelberg spiking sets: their number of classes.
+HSD_CLASSES = {"shd": SHD_CLASSES, "ssc": 35}
 
 
 class SpikeData(NamedTuple):
@@ -47,12 +51,12 @@ class SpikeData(NamedTuple):
     labels: np.ndarray
 
 
-def _folder(directory: str | os.PathLike | None) -> Path:
+def _folder(directory: str | os.PathLike | None, name: str = "shd") -> Path:
     if directory is not None:
         return Path(directory)
     if os.environ.get("SNNJAX_DATA"):
-        return Path(os.environ["SNNJAX_DATA"]) / "shd"
-    return Path.home() / ".cache" / "snnjax" / "shd"
+        return Path(os.environ["SNNJAX_DATA"]) / name
+    return Path.home() / ".cache" / "snnjax" / name
 
 
 def bin_spikes(
@@ -70,7 +74,7 @@ def bin_spikes(
     raster = np.zeros((len(times), steps, channels), np.uint8)
     for n, (t, u) in enumerate(zip(times, units)):
         t, u = np.asarray(t, np.float64), np.asarray(u, np.int64)
-        keep = (t >= 0) & (t < max_time) & (u >= 0) & (u < channels)
+        keep = (t >= 0) & (t < max_time) & (u >= 0) & (u < channels)  # NaN times fail both: dropped
         bins = np.floor(t[keep] * steps / max_time).astype(np.int64)
         if binary:
             raster[n, bins, u[keep]] = 1
@@ -89,8 +93,9 @@ def load_shd(
     max_time: float = 1.4,
     binary: bool = True,
     channels: int = SHD_CHANNELS,
+    name: str = "shd",
 ) -> SpikeData:
-    r"""Load a split of SHD as spike rasters ``[N, steps, channels]``.
+    r"""Load a split of SHD (or SSC) as spike rasters ``[N, steps, channels]``.
 
     Args:
       split: ``"train"`` or ``"test"``.
@@ -99,7 +104,8 @@ def load_shd(
       steps: time bins T over ``[0, max_time)``.
       max_time: seconds covered; later spikes are dropped (1.4 s covers almost all digits).
       binary: clip each bin to one spike.
-      channels: input channels (700 for SHD).
+      channels: input channels (700 for SHD and SSC).
+      name: ``"shd"`` or ``"ssc"`` (files ``<name>_<split>.h5``).
 
     Returns:
       :class:`SpikeData`.
@@ -113,16 +119,20 @@ def load_shd(
       >>> data = load_shd('test', steps=100)  # doctest: +SKIP
       >>> data.spikes.shape  # doctest: +SKIP
     """
+    if name not in HSD_CLASSES:
+        raise ValueError(f"load_shd: name must be one of {', '.join(HSD_CLASSES)}, got {name!r}.")
     if split not in ("train", "test"):
-        raise ValueError(f"shd: split must be 'train' or 'test', got {split!r}.")
+        raise ValueError(f"{name}: split must be 'train' or 'test', got {split!r}.")
     if steps < 1 or max_time <= 0 or channels < 1:
-        raise ValueError(f"shd: need steps >= 1, max_time > 0 and channels >= 1, got {steps}, {max_time}, {channels}.")
-    path = _folder(directory) / f"shd_{split}.h5"
+        raise ValueError(
+            f"{name}: need steps >= 1, max_time > 0 and channels >= 1, got {steps}, {max_time}, {channels}."
+        )
+    path = _folder(directory, name) / f"{name}_{split}.h5"
     if not path.is_file():
         raise FileNotFoundError(
-            f"shd: no {path}. Download it on a machine with internet with `snnjax download shd --directory "
+            f"{name}: no {path}. Download it on a machine with internet with `snnjax download {name} --directory "
             f"{path.parent}` "
-            f"(or from {SHD_URL}/shd_{split}.h5.gz, then gunzip), or pass directory=/ set SNNJAX_DATA."
+            f"(or from {SHD_URL}/{name}_{split}.h5.gz, then gunzip), or pass directory=/ set SNNJAX_DATA."
         )
     try:
         import h5py
@@ -132,7 +142,7 @@ def load_shd(
         times = list(f["spikes"]["times"][:])
         units = list(f["spikes"]["units"][:])
         labels = np.asarray(f["labels"][:])
-    check_labels(labels, SHD_CLASSES, str(path))
+    check_labels(labels, HSD_CLASSES[name], str(path))
     labels = labels.astype(np.int32)
     return SpikeData(bin_spikes(times, units, steps, max_time, channels, binary), labels)
 
@@ -151,8 +161,9 @@ def download_shd(
     *,
     timeout: float = 60.0,
     base_url: str = SHD_URL,
+    name: str = "shd",
 ) -> Path:
-    """Download and unpack ``shd_<split>.h5`` for each split, checking the server's MD5 sums.
+    """Download and unpack ``<name>_<split>.h5`` for each split (SHD, or SSC with ``name="ssc"``), checking MD5 sums.
 
     Args:
       directory: where to put the files (default as in :func:`load_shd`).
@@ -171,27 +182,29 @@ def download_shd(
       >>> from snnjax.datasets import download_shd
       >>> folder = download_shd('shd-data', splits=('test',))  # doctest: +SKIP
     """
-    folder = _folder(directory)
+    if name not in HSD_CLASSES:
+        raise ValueError(f"download_shd: name must be one of {', '.join(HSD_CLASSES)}, got {name!r}.")
+    folder = _folder(directory, name)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(f"{base_url}/md5sums.txt", timeout=timeout) as response:
             sums = dict(reversed(line.split()[:2]) for line in response.read().decode().splitlines() if line.strip())
         for split in splits:
-            name = f"shd_{split}.h5.gz"
-            archive = folder / name
-            with urllib.request.urlopen(f"{base_url}/{name}", timeout=timeout) as response, open(archive, "wb") as out:
+            file = f"{name}_{split}.h5.gz"
+            archive = folder / file
+            with urllib.request.urlopen(f"{base_url}/{file}", timeout=timeout) as response, open(archive, "wb") as out:
                 shutil.copyfileobj(response, out)
-            if name in sums and _md5(archive) != sums[name]:
+            if file in sums and _md5(archive) != sums[file]:
                 archive.unlink()
-                raise ValueError(f"shd: {name} failed its MD5 check; download it again.")
-            partial = folder / f"shd_{split}.h5.partial"
+                raise ValueError(f"{name}: {file} failed its MD5 check; download it again.")
+            partial = folder / f"{name}_{split}.h5.partial"
             with gzip.open(archive, "rb") as src, open(partial, "wb") as out:
                 shutil.copyfileobj(src, out)
-            partial.replace(folder / f"shd_{split}.h5")  # atomic: a killed download leaves no half file
+            partial.replace(folder / f"{name}_{split}.h5")  # atomic: a killed download leaves no half file
             archive.unlink()
     except OSError as error:
         raise OSError(
-            f"shd: could not download from {base_url} ({error}); fetch the .h5.gz files by hand into {folder} and "
+            f"{name}: could not download from {base_url} ({error}); fetch the .h5.gz files by hand into {folder} and "
             "gunzip them."
         ) from error
     return folder

@@ -7,7 +7,7 @@ from typing import Any
 
 from snnjax.datasets.arrays import array_file, npz_info
 from snnjax.datasets.batching import ENCODINGS
-from snnjax.datasets.load import DATASETS
+from snnjax.datasets.load import DATASET_KINDS, DATASETS
 
 READOUTS = ("max", "mean", "last", "per-step")
 NEURONS = ("lif", "alif")
@@ -97,6 +97,11 @@ SPIKE_TIME_RASTER_LR = 1e-2
 DEFAULTS: dict[str, dict[str, Any]] = {
     "randman": dict(model="rsnn", hidden=(128,), steps=100, encoding="none", epochs=10, lr=2e-3, batch_size=128),
     "shd": dict(model="rsnn", hidden=(256,), steps=100, encoding="none", epochs=20, lr=1e-3, batch_size=128),
+    "ssc": dict(model="rsnn", hidden=(256,), steps=100, encoding="none", epochs=20, lr=1e-3, batch_size=128),
+    # event-camera sets, binned into T frames: a convolutional SNN (hidden: its channels)
+    "nmnist": dict(model="conv", hidden=(16, 32), steps=10, encoding="none", epochs=5, lr=1e-3, batch_size=64),
+    "dvs_gesture": dict(model="conv", hidden=(16, 32), steps=20, encoding="none", epochs=20, lr=1e-3, batch_size=32),
+    "cifar10_dvs": dict(model="conv", hidden=(16, 32), steps=10, encoding="none", epochs=20, lr=1e-3, batch_size=32),
     "mnist": dict(model="snn", hidden=(400, 400), steps=25, encoding="rate", epochs=5, lr=1e-3, batch_size=128),
     "fashion_mnist": dict(model="snn", hidden=(400, 400), steps=25, encoding="rate", epochs=5, lr=1e-3, batch_size=128),
     "kmnist": dict(model="snn", hidden=(400, 400), steps=25, encoding="rate", epochs=5, lr=1e-3, batch_size=128),
@@ -104,6 +109,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar10": dict(model="snn", hidden=(1024, 512), steps=25, encoding="rate", epochs=10, lr=5e-4, batch_size=128),
 }
 
+
+# The event sets' spatial down-sampling by default (a data option, --data-option downsample=D): 128 x 128 -> 32 x 32.
+EVENT_DOWNSAMPLE = {"dvs_gesture": 4, "cifar10_dvs": 4}
 
 # A .npz data set's defaults, by the kind of its inputs (the built-in sets' are in DEFAULTS).
 ARRAY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -125,7 +133,7 @@ def data_kind(dataset: str, data_dir: str | None = None) -> tuple[str, int | Non
       FileNotFoundError: for a missing ``.npz`` file.
     """
     if dataset in DATASETS:
-        return ("spikes" if dataset in ("randman", "shd") else "image"), None, dataset
+        return DATASET_KINDS[dataset], None, dataset
     path = array_file(dataset, data_dir)
     if path is None:
         raise ValueError(
@@ -315,7 +323,7 @@ def resolve(config: Config) -> Config:
     }
     if config.model is None and filled["model"] == "rsnn" and config.rule in FEED_FORWARD_RULES:
         filled["model"] = "snn"  # these online rules take feed-forward layers only
-    if filled["model"] == "conv":
+    if filled["model"] == "conv" and kind == "image":
         filled.update({k: v for k, v in CONV_DEFAULTS.items() if getattr(config, k) is None})
     if filled["model"] in MIXERS:
         filled.update({k: v for k, v in MIXER_DEFAULTS.items() if getattr(config, k) is None})
@@ -399,8 +407,8 @@ def resolve(config: Config) -> Config:
         raise ValueError(
             "groups and patches (--groups, --patches) are the mixer's: use --model mixer or spiking-mixer."
         )
-    if c.model == "conv" and kind != "image":
-        raise ValueError(f"model 'conv' takes images; {label} is not an image dataset (use snn or rsnn).")
+    if c.model == "conv" and kind not in ("image", "frames"):
+        raise ValueError(f"model 'conv' takes images or event frames; {label} is neither (use snn or rsnn).")
     if c.model not in ("mlp", *MIXERS) and is_image and c.encoding == "none":
         raise ValueError(f"model {c.model!r} runs over time: pick --encoding rate, latency or current for {label}.")
     for name in ("epochs", "batch_size", "steps"):

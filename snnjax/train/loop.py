@@ -27,8 +27,9 @@ from jax.sharding import Mesh
 
 from snnjax import sharding
 from snnjax.datasets import batch_indices, encoding, load, prepare
+from snnjax.datasets.load import DATASET_KINDS
 from snnjax.rules.protocol import Rule
-from snnjax.train.config import LOCAL_RULES, MIXERS, STEPPED_RULES, Config, resolve
+from snnjax.train.config import EVENT_DOWNSAMPLE, LOCAL_RULES, MIXERS, STEPPED_RULES, Config, resolve
 from snnjax.train.models import (
     build_model,
     build_rule,
@@ -307,8 +308,10 @@ def _resume(checkpoints, state: dict, out: Path, epochs: int, log: Callable[[str
 def _load(c: Config, split: str):
     options = dict(c.data_options)
     seed = options.pop("seed", 0)  # Randman's task stays the same across run seeds
-    if c.dataset in ("randman", "shd"):
+    if DATASET_KINDS.get(c.dataset) in ("spikes", "frames"):
         options.setdefault("steps", c.steps)
+    if c.dataset in EVENT_DOWNSAMPLE:
+        options.setdefault("downsample", EVENT_DOWNSAMPLE[c.dataset])
     data = load(c.dataset, split, directory=c.data_dir, seed=seed, **options)
     if data.kind == "static" and c.encoding in ("rate", "latency", "ttfs") and data.inputs.size:
         low, high = float(data.inputs.min()), float(data.inputs.max())
@@ -414,8 +417,12 @@ def fit(
             f"batch_size {c.batch_size} is larger than the {len(train.labels)} training examples; lower --batch-size."
         )
     spiking = c.model in ("snn", "rsnn", "conv")  # read out over time: logits by --readout
-    inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
-    image = (*train.inputs.shape[1:3], train.inputs.shape[3] if train.inputs.ndim > 3 else 1)
+    if train.kind == "frames":  # [N, T, H, W, C]: each step an image of C channels
+        image = tuple(train.inputs.shape[2:5])
+        inputs = int(np.prod(image))
+    else:
+        inputs = int(np.prod(train.inputs.shape[1:])) if train.kind == "image" else train.inputs.shape[-1]
+        image = (*train.inputs.shape[1:3], train.inputs.shape[3] if train.inputs.ndim > 3 else 1)
     if c.model == "spike-time":
         model = SpikeTimeClassifier((inputs, *c.hidden, train.num_classes), seed=c.seed, steps=c.steps)
         prepare_fn = lambda x, key: spike_time_inputs(x, train.kind)  # noqa: E731

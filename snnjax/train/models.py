@@ -17,7 +17,7 @@ from flax import nnx
 
 import snnjax
 from snnjax import rules
-from snnjax.nn import ALIF, LIF, LeakyIntegrator, LocalMixer, Sequential, network
+from snnjax.nn import ALIF, LIF, AvgPool2d, Flatten, LeakyIntegrator, LocalMixer, Sequential, network
 from snnjax.rules.protocol import Rule
 from snnjax.train.config import NEURONS, READOUTS
 
@@ -95,6 +95,27 @@ class ConvSNN(nnx.Module):
         self.image = tuple(image)
         self.out = nnx.Linear(size, classes, rngs=rngs)
         self.readout = LeakyIntegrator(classes, kappa=0.9)
+
+    def as_sequential(self) -> Sequential:
+        """The same network, sharing these parameters, as a :class:`snnjax.nn.Sequential` of
+        ``nnx.Conv``, LIF, :class:`~snnjax.nn.AvgPool2d`, ..., :class:`~snnjax.nn.Flatten`,
+        ``nnx.Linear`` and the readout, over ``[T, B, H, W, C]``: what :func:`snnjax.nir.export`
+        takes (``input_shape=self.image``; its LIF layers reset by subtraction, so
+        ``approximate_reset=True``).
+
+        Examples:
+          >>> import jax.numpy as jnp
+          >>> from flax import nnx
+          >>> from snnjax.train import ConvSNN
+          >>> net = ConvSNN((8, 8, 1), (4, 8), 3, rngs=nnx.Rngs(0))
+          >>> xs = jnp.ones((5, 2, 8, 8))
+          >>> bool(jnp.allclose(net.as_sequential()(xs.reshape(5, 2, 8, 8, 1)), net(xs)))
+          True
+        """
+        layers = []
+        for conv, neuron in zip(self.convs, self.neurons):
+            layers += [conv, neuron, AvgPool2d(2)]
+        return Sequential(*layers, Flatten(), self.out, self.readout)
 
     def __call__(self, xs: jax.Array, *, record: bool = False):
         """The readout membrane ``[T, B, classes]``; with ``record`` also each layer's output."""

@@ -88,9 +88,9 @@ def spike_time_inputs(inputs: jax.Array, kind: str) -> jax.Array:
     """A raw batch as input spike times ``[B, N]`` over the first :data:`INPUT_WINDOW` seconds, traceable.
 
     Args:
-      inputs: images ``[B, H, W(, C)]`` uint8, static vectors ``[B, L]`` in ``[0, 1]`` or spike
-        rasters ``[B, T, N]``.
-      kind: ``"image"``, ``"static"`` or ``"spikes"`` (:data:`snnjax.datasets.KINDS`).
+      inputs: images ``[B, H, W(, C)]`` uint8, static vectors ``[B, L]`` in ``[0, 1]``, spike
+        rasters ``[B, T, N]`` or event frames ``[B, T, H, W, C]`` (each pixel and polarity an input).
+      kind: ``"image"``, ``"static"``, ``"spikes"`` or ``"frames"`` (:data:`snnjax.datasets.KINDS`).
 
     Examples:
       >>> import numpy as np
@@ -104,6 +104,8 @@ def spike_time_inputs(inputs: jax.Array, kind: str) -> jax.Array:
         return ttfs(inputs, INPUT_WINDOW, 1.0)
     if kind == "spikes":
         return raster_times(inputs, INPUT_WINDOW)
+    if kind == "frames":  # [B, T, H, W, C]: each pixel and polarity a channel
+        return raster_times(jnp.reshape(inputs, (*inputs.shape[:2], -1)), INPUT_WINDOW)
     raise ValueError(
         f"the exact-time network (model 'spike-time') takes images, static vectors or spike rasters, not {kind!r} data."
     )
