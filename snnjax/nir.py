@@ -308,6 +308,14 @@ def export(
             )
         if order is not None and not isinstance(layer, Flatten) and len(shape) == 1:
             raise ValueError(f"export: layer {index} ({name}) after a Flatten must be an nnx.Linear.")
+        if isinstance(layer, (IAF, LIF, CubaLIF, LeakyIntegrator)) and layer.features != shape[-1]:
+            raise ValueError(
+                f"export: layer {index} ({name}) has {layer.features} neurons for inputs of shape {shape}."
+            )
+    if order is not None and np.any(order != np.arange(order.size)):
+        raise ValueError(
+            "export: the model ends with a Flatten of a feature map; NIR would order its outputs (C, H, W)."
+        )
     if unit_r:
         _fold_gains(nir, nodes, layers)
     for index, layer in enumerate(layers):
@@ -408,8 +416,15 @@ def load(graph: Any, dt: float = 1e-3, *, rngs: nnx.Rngs | None = None) -> Seque
             continue
         if isinstance(node, nir.Flatten):
             order = _flatten_order(node, name)
+            if np.all(order == np.arange(order.size)):  # one position or one channel: the same order
+                order = None
             layers.append(Flatten())
             continue
+        if order is not None and not isinstance(node, (nir.Affine, nir.Linear)):
+            raise ValueError(
+                f"load: node {name!r} ({type(node).__name__}) follows a Flatten of a feature map; snnjax orders the "
+                "flattened features (H, W, C), so only an Affine or Linear may come next."
+            )
         if isinstance(node, (nir.Affine, nir.Linear)):
             weight = np.asarray(node.weight, np.float32)
             if order is not None:
@@ -435,6 +450,10 @@ def load(graph: Any, dt: float = 1e-3, *, rngs: nnx.Rngs | None = None) -> Seque
         raise ValueError(
             f"load: node {name!r} ({type(node).__name__}) has no snnjax counterpart here; supported: Affine, Linear, "
             "Conv2d, AvgPool2d, Flatten, LIF, IF, LI, CubaLIF."
+        )
+    if order is not None:
+        raise ValueError(
+            "load: the graph ends with a Flatten of a feature map; snnjax would order its outputs (H, W, C)."
         )
     return Sequential(*layers)
 

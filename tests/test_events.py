@@ -19,14 +19,14 @@ def _nmnist_bytes(events):
     return bytes(out)
 
 
-def test_nmnist_files_bin_into_the_hand_computed_frames_and_are_cached(tmp_path):
+def test_nmnist_files_bin_into_the_hand_computed_frames_and_are_cached(tmp_path, monkeypatch):
     root = tmp_path / "NMNIST"
-    # sample of digit 3: four events over 0..299 us, and a timer overflow (y = 240) before the last
-    events = [(1, 2, 1, 0), (33, 0, 0, 100), (5, 5, 1, 299), (0, 240, 0, 0), (2, 3, 0, 10)]
+    # digit 3: four events over 0..299 us, and a timer overflow (y = 240) before the last; digit 7: one event
+    events = {3: [(1, 2, 1, 0), (33, 0, 0, 100), (5, 5, 1, 299), (0, 240, 0, 0), (2, 3, 0, 10)], 7: [(9, 8, 1, 5)]}
     for split in ("Train", "Test"):
         for digit in (3, 7):
             (root / split / str(digit)).mkdir(parents=True)
-            (root / split / str(digit) / "00001.bin").write_bytes(_nmnist_bytes(events))
+            (root / split / str(digit) / "00001.bin").write_bytes(_nmnist_bytes(events[digit]))
     e = read_nmnist(root / "Train" / "3" / "00001.bin")
     assert e.t.tolist() == [0, 100, 299, 10 + 8192] and e.y.tolist() == [2, 0, 5, 3]  # the overflow adds 2^13 us
     data = load("nmnist", "train", directory=tmp_path, steps=4)
@@ -36,12 +36,27 @@ def test_nmnist_files_bin_into_the_hand_computed_frames_and_are_cached(tmp_path)
     expected[0, 2, 1, 1] = expected[0, 0, 33, 0] = expected[0, 5, 5, 1] = 1
     expected[3, 3, 2, 0] = 1
     np.testing.assert_array_equal(data.inputs[0], expected)
+    assert data.inputs[1].sum() == 1 and data.inputs[1, 0, 8, 9, 1] == 1  # digit 7's frames with its label
     cached = tmp_path / ".snnjax-cache" / "nmnist-train-T4-count-d1.npz"
     assert cached.is_file()
-    (root / "Train" / "3" / "00001.bin").write_bytes(b"")  # the cache is read, not the files
-    np.testing.assert_array_equal(load("nmnist", "train", directory=tmp_path, steps=4).inputs, data.inputs)
-    cached.write_bytes(b"damaged")  # rebuilt from the files: now sample 0 has no events
+
+    def unread(path):
+        raise AssertionError(f"read {path} although the cache holds it")
+
+    from snnjax.datasets import events as module
+
+    with monkeypatch.context() as m:  # the same files: the cache is read, no file is
+        m.setitem(module._READERS, "nmnist", unread)
+        np.testing.assert_array_equal(load("nmnist", "train", directory=tmp_path, steps=4).inputs, data.inputs)
+        with pytest.raises(ValueError, match="although the cache"):  # another binning: another cache
+            load("nmnist", "train", directory=tmp_path, steps=4, binary=True)
+    (root / "Train" / "3" / "00001.bin").write_bytes(b"")  # a changed file: the cache is rebuilt
     assert load("nmnist", "train", directory=tmp_path, steps=4).inputs[0].sum() == 0
+    cached.write_bytes(b"damaged")  # rebuilt from the files
+    assert load("nmnist", "train", directory=tmp_path, steps=4).inputs[1].sum() == 1
+    (root / "Test" / "3" / "00001.bin").write_bytes(b"\x01\x02")
+    with pytest.raises(ValueError, match=r"00001.bin: cannot be read \(.*5 bytes per event"):
+        load("nmnist", "test", directory=tmp_path)
     with pytest.raises(FileNotFoundError, match="snnjax download nmnist"):
         load("nmnist", "train", directory=tmp_path / "elsewhere")
     with pytest.raises(ValueError, match="unknown option binning"):
@@ -69,6 +84,10 @@ def test_dvs_gesture_npy_samples_load_with_their_labels(tmp_path):
     data = load("dvs_gesture", "test", directory=tmp_path, steps=2, downsample=4)
     assert data.labels.tolist() == [10, 4] and data.num_classes == 11 and data.inputs.shape == (2, 2, 32, 32, 2)
     assert data.inputs[0, 0, 0, 31, 1] == 1 and data.inputs[0, 1, 31, 0, 0] == 1 and data.inputs[1, 0, 16, 16, 1] == 1
+    from snnjax.train import Config, resolve
+
+    assert resolve(Config(dataset="dvs_gesture")).data_options == {"downsample": 4}  # recorded with the run
+    assert resolve(Config(dataset="dvs_gesture", data_options={"downsample": 2})).data_options == {"downsample": 2}
 
 
 def _aedat4(path, events):
@@ -145,6 +164,20 @@ def test_nmnist_trains_a_convolutional_snn_through_the_command(tmp_path):
     out = tmp_path / "dense"
     argv = f"train --dataset nmnist --data-dir {tmp_path} --model snn --hidden 16 --steps 4 --epochs 1 --batch-size 8"
     assert cli.main([*argv.split(), "--no-progress", "--no-plots", "--no-checkpoints", "--out", str(out)]) == 0
+    # the exact-time network keeps the set's own 10 frames (its 200 steps are its grid's) and dense hidden sizes
+    from snnjax.train import loop
+
+    c = resolve(Config(dataset="nmnist", rule="sfdfa", data_dir=str(tmp_path)))
+    assert (c.model, c.steps, c.hidden, c.lr) == ("spike-time", 200, (400,), 1e-2)
+    assert loop._load(c, "test").inputs.shape == (16, 10, 34, 34, 2)
+    # frames from a .npz file: their own T, a convolutional SNN by default
+    frames = np.asarray(loop._load(c, "train").inputs[:, :4])
+    labels = np.arange(len(frames)) % 2
+    np.savez(tmp_path / "mine.npz", x_train=frames, y_train=labels, x_test=frames, y_test=labels, kind="frames")
+    c = resolve(Config(dataset=str(tmp_path / "mine.npz")))
+    assert (c.model, c.steps, c.encoding) == ("conv", 4, "none")
+    argv = f"train --dataset {tmp_path / 'mine.npz'} --hidden 4 8 --epochs 1 --batch-size 8 --out {tmp_path / 'npz'}"
+    assert cli.main([*argv.split(), "--no-progress", "--no-plots", "--no-checkpoints"]) == 0
 
 
 def test_tonic_reads_the_same_nmnist_events(tmp_path):
@@ -155,3 +188,31 @@ def test_tonic_reads_the_same_nmnist_events(tmp_path):
     ours = read_nmnist(path)
     for field in ("x", "y", "t", "p"):
         np.testing.assert_array_equal(getattr(ours, field), theirs[field])
+
+
+def test_download_runs_tonics_download_into_the_data_folder(tmp_path, monkeypatch, capsys):
+    """No internet here: a stand-in for tonic records what `snnjax download` asks of it."""
+    import sys
+    import types
+
+    calls = []
+
+    def dataset(name):
+        return lambda save_to, **kw: calls.append((name, save_to, kw))
+
+    fake = types.ModuleType("tonic")
+    fake.datasets = types.SimpleNamespace(**{n: dataset(n) for n in ("NMNIST", "DVSGesture", "CIFAR10DVS")})
+    monkeypatch.setitem(sys.modules, "tonic", fake)
+    assert cli.main(["download", "nmnist", "--directory", str(tmp_path)]) == 0
+    assert cli.main(["download", "cifar10_dvs", "--directory", str(tmp_path)]) == 0
+    assert calls == [
+        ("NMNIST", str(tmp_path), {"train": True}),
+        ("NMNIST", str(tmp_path), {"train": False}),
+        ("CIFAR10DVS", str(tmp_path), {}),
+    ]
+    assert f"nmnist is in {tmp_path} (pass it as --data-dir)" in capsys.readouterr().out
+    monkeypatch.setitem(sys.modules, "tonic", None)  # not installed
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["download", "dvs_gesture", "--directory", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "pip install 'snnjax[events]'" in err and err.count("\n") == 1, err

@@ -181,20 +181,22 @@ def _conv_model():
         nnx.Conv(4, 3, (3, 3), strides=(2, 2), padding="VALID", rngs=rngs),
         snn.IAF(3, threshold=0.4, reset="zero"),
         snn.Flatten(),
-        nnx.Linear(3, 5, rngs=rngs),  # a 1 x 1 map of 3 channels
+        nnx.Linear(12, 5, rngs=rngs),  # a 2 x 2 map of 3 channels: NIR orders it (C, H, W)
         snn.LeakyIntegrator(5, kappa=0.9),
     )
 
 
 def test_convolution_pooling_and_flatten_round_trip_with_the_same_outputs(tmp_path):
     model = _conv_model()
-    graph = snnjax.nir.export(model, dt=DT, input_shape=(8, 8, 2))
+    graph = snnjax.nir.export(model, dt=DT, input_shape=(12, 12, 2))
     kinds = ["Conv2d", "LIF", "AvgPool2d", "Conv2d", "IF", "Flatten", "Affine", "LI"]
     assert [type(graph.nodes[str(i)]).__name__ for i in range(8)] == kinds
-    assert tuple(graph.nodes["input"].input_type["input"]) == (2, 8, 8)  # NIR's (C, H, W)
-    assert graph.nodes["0"].padding == (1, 1) and graph.nodes["1"].tau.shape == (4, 8, 8)
-    assert tuple(graph.nodes["5"].output_type["output"]) == (3,)
-    xs = (jax.random.uniform(jax.random.key(0), (12, 2, 8, 8, 2)) < 0.6).astype(jnp.float32) * 2.0
+    assert tuple(graph.nodes["input"].input_type["input"]) == (2, 12, 12)  # NIR's (C, H, W)
+    assert graph.nodes["0"].padding == (1, 1) and graph.nodes["1"].tau.shape == (4, 12, 12)
+    assert tuple(graph.nodes["5"].output_type["output"]) == (12,)
+    kernel = np.asarray(model.layers[6].kernel[...])  # rows (h, w, c); NIR's columns (c, h, w)
+    np.testing.assert_array_equal(graph.nodes["6"].weight[:, 1 * 4 + 0 * 2 + 1], kernel[0 * 6 + 1 * 3 + 1])
+    xs = (jax.random.uniform(jax.random.key(0), (12, 2, 12, 12, 2)) < 0.6).astype(jnp.float32) * 2.0
     expected = model(xs)
     nir.write(tmp_path / "conv.nir", graph)
     for loaded in (snnjax.nir.load(graph, dt=DT), snnjax.nir.load(tmp_path / "conv.nir", dt=DT)):
@@ -253,6 +255,12 @@ def test_a_hand_built_conv_graph_flattened_channels_first_loads_into_the_same_ou
     )
     with pytest.raises(ValueError, match="r varying over positions within a channel"):
         snnjax.nir.load(per_position)
+    flat = nir.Flatten(input_type={"input": np.array([2, 2, 1])}, start_dim=0)
+    neuron_after = nir.NIRGraph.from_list(
+        flat, nir.IF(r=f32(np.ones(4)), v_threshold=f32(np.arange(4)), v_reset=f32(np.zeros(4)))
+    )
+    with pytest.raises(ValueError, match="follows a Flatten of a feature map"):
+        snnjax.nir.load(neuron_after)
 
 
 def test_the_commands_convolutional_snn_exports_as_a_sequential():

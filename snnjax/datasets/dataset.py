@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["KINDS", "Dataset"]
+__all__ = ["KINDS", "Dataset", "data_folder"]
 
 # What a data set's inputs are, which says how a batch becomes the network's input (batching.prepare).
 KINDS = ("image", "spikes", "static", "sequence", "frames")
@@ -37,3 +39,17 @@ class Dataset(NamedTuple):
     num_classes: int
     kind: str
     name: str
+
+
+def data_folder(directory: str | os.PathLike | None, name: str | None = None) -> Path:
+    """Where a data set's files are: ``directory``, else ``$SNNJAX_DATA[/name]``, else ``~/.cache/snnjax[/name]``.
+
+    Examples:
+      >>> from snnjax.datasets.dataset import data_folder
+      >>> str(data_folder("/data/sets", "shd"))  # a given directory is the folder itself
+      '/data/sets'
+    """
+    if directory is not None:
+        return Path(directory)
+    base = Path(os.environ["SNNJAX_DATA"]) if os.environ.get("SNNJAX_DATA") else Path.home() / ".cache" / "snnjax"
+    return base / name if name else base

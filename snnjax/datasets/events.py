@@ -28,14 +28,17 @@ bin again; a cache that cannot be read is rebuilt.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from snnjax.datasets.checks import check_labels
+from snnjax.datasets.dataset import data_folder
 
 __all__ = [
     "EVENT_SETS",
@@ -128,7 +131,7 @@ def read_gesture(path: str | os.PathLike) -> Events:
     data = np.load(path)
     if data.ndim != 2 or data.shape[1] != 4:
         raise ValueError(f"{path}: a DVS Gesture sample is [K, 4] (x, y, p, t), got {list(data.shape)}.")
-    return _events(data[:, 0], data[:, 1], data[:, 2] != 0, np.asarray(data[:, 3], np.float64) * 1000)
+    return _events(data[:, 0], data[:, 1], data[:, 2] != 0, np.rint(np.asarray(data[:, 3], np.float64) * 1000))
 
 
 _EVENT = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("on", "u1"), ("pad", "V3")])
@@ -150,11 +153,11 @@ def read_aedat4(path: str | os.PathLike) -> Events:
     The file is a magic line, an ``IOHeader`` flatbuffer (its compression and where the data
     ends) and packets ``(stream id, size, bytes)``, each an ``EventPacket`` flatbuffer of 16-byte
     events ``(t int64 µs, x int16, y int16, on bool)``. Packets compressed with LZ4 or Zstandard
-    need the ``lz4`` or ``zstandard`` package. Every packet is taken (CIFAR10-DVS files hold one
-    event stream).
+    need the ``lz4`` or ``zstandard`` package. As tonic, it reads the event stream of the lowest
+    id; packets of other kinds (frames, IMU) are skipped.
 
     Raises:
-      ValueError: naming the file, for one that is not AEDAT 4 or holds a packet of another kind.
+      ValueError: naming the file, for one that is not AEDAT 4.
       ImportError: for compressed packets without the package that reads them.
     """
     data = Path(path).read_bytes()
@@ -170,21 +173,21 @@ def read_aedat4(path: str | os.PathLike) -> Events:
     end = struct.unpack_from("<q", header, at)[0] if at is not None else -1
     end = len(data) if end < 0 else end
     decompress = _decompressor(compression, path)
-    position, parts = len(magic) + 4 + length, []
+    position, parts = len(magic) + 4 + length, {}
     while position + 8 <= end:
-        _, size = struct.unpack_from("<II", data, position)
+        stream, size = struct.unpack_from("<II", data, position)
         packet = decompress(data[position + 8 : position + 8 + size])
         position += 8 + size
         if packet[8:12] != b"EVTS":
-            raise ValueError(f"{path}: a packet of kind {packet[8:12]!r}; only event packets (EVTS) are read.")
+            continue
         root = 4 + struct.unpack_from("<I", packet, 4)[0]
         at = _table_field(packet, root, 0)
         if at is None:
             continue
         vector = at + struct.unpack_from("<I", packet, at)[0]
         (count,) = struct.unpack_from("<I", packet, vector)
-        parts.append(np.frombuffer(packet, _EVENT, count, vector + 4))
-    events = np.concatenate(parts) if parts else np.zeros(0, _EVENT)
+        parts.setdefault(stream, []).append(np.frombuffer(packet, _EVENT, count, vector + 4))
+    events = np.concatenate(parts[min(parts)]) if parts else np.zeros(0, _EVENT)
     return _events(events["x"], events["y"], events["on"], events["t"])
 
 
@@ -237,14 +240,6 @@ def bin_events(
             bins = (t - t0) * steps // (t.max() - t0 + 1)
             np.add.at(frames, (bins, y // downsample, x // downsample, p), 1)
     return np.minimum(frames, 1 if binary else 255).astype(np.uint8)
-
-
-def _folder(directory: str | os.PathLike | None) -> Path:
-    if directory is not None:
-        return Path(directory)
-    if os.environ.get("SNNJAX_DATA"):
-        return Path(os.environ["SNNJAX_DATA"])
-    return Path.home() / ".cache" / "snnjax"
 
 
 def _files(name: str, split: str, root: Path) -> list[tuple[Path, int]]:
@@ -308,16 +303,23 @@ def load_events(
     if not isinstance(binary, (bool, np.bool_)):
         raise ValueError(f"{name}: binary must be true or false (a data option), got {binary!r}.")
     info = EVENT_SETS[name]
-    folder = _folder(directory)
+    folder = data_folder(directory)
     root = folder / info.folder
     stored = folder / ".snnjax-cache" / f"{name}-{split}-T{steps}-{'binary' if binary else 'count'}-d{downsample}.npz"
-    if cache and stored.is_file():
+    files = _files(name, split, root)
+    # which files, and their sizes and times: a cache of other files (a download since completed) is rebuilt
+    stamp = hashlib.sha256()
+    for f, label in files:
+        info_f = f.stat()
+        stamp.update(f"{f.relative_to(root)} {label} {info_f.st_size} {info_f.st_mtime_ns}\n".encode())
+    fingerprint = np.array(f"v1 {stamp.hexdigest()}")
+    if cache and files and stored.is_file():
         try:
             with np.load(stored) as f:
-                return f["frames"], f["labels"]
+                if str(f["fingerprint"]) == str(fingerprint):
+                    return f["frames"], f["labels"]
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt from the files
-    files = _files(name, split, root)
     if not files:
         raise FileNotFoundError(
             f"{name}: no {split} files in {root}. Download the set on a machine with internet with `snnjax download "
@@ -327,10 +329,17 @@ def load_events(
     labels = np.array([label for _, label in files], np.int32)
     check_labels(labels, len(info.classes), str(root))
     if cache:
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        partial = stored.parent / (stored.stem + ".partial.npz")
-        np.savez(partial, frames=frames, labels=labels)
-        partial.replace(stored)  # atomic: an interrupted run leaves no half cache
+        partial = stored.parent / f"{stored.stem}.partial-{os.getpid()}.npz"
+        try:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(partial, frames=frames, labels=labels, fingerprint=fingerprint)
+            partial.replace(stored)  # atomic: an interrupted run leaves no half cache
+        except OSError as error:  # a read-only data folder: train without a cache
+            warnings.warn(
+                f"{name}: cannot cache the frames in {stored.parent} ({error.strerror}); binning each run.",
+                stacklevel=2,
+            )
+            partial.unlink(missing_ok=True)
     return frames, labels
 
 
@@ -349,7 +358,7 @@ def download_events(name: str, directory: str | os.PathLike | None = None) -> Pa
         import tonic
     except ImportError as error:
         raise ImportError(f"snnjax download {name} uses tonic: pip install 'snnjax[events]'.") from error
-    folder = _folder(directory)
+    folder = data_folder(directory)
     folder.mkdir(parents=True, exist_ok=True)
     kind = getattr(tonic.datasets, {"nmnist": "NMNIST", "dvs_gesture": "DVSGesture", "cifar10_dvs": "CIFAR10DVS"}[name])
     if name == "cifar10_dvs":  # one set; snnjax splits it
@@ -363,6 +372,8 @@ def download_events(name: str, directory: str | os.PathLike | None = None) -> Pa
 def _binned(reader, path: Path, sensor, steps: int, binary: bool, downsample: int) -> np.ndarray:
     try:
         events = reader(path)
-    except (OSError, struct.error, IndexError) as error:
+    except ImportError:
+        raise
+    except Exception as error:  # a damaged file in any format: name it
         raise ValueError(f"{path}: cannot be read ({error}).") from None
     return bin_events(events, sensor, steps, binary=binary, downsample=downsample)

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from snnjax.datasets.checks import check_labels
+from snnjax.datasets.dataset import data_folder
 
 __all__ = ["HSD_CLASSES", "SHD_CHANNELS", "SHD_CLASSES", "SHD_URL", "SpikeData", "download_shd", "load_shd"]
 
@@ -49,14 +50,6 @@ class SpikeData(NamedTuple):
 
     spikes: np.ndarray
     labels: np.ndarray
-
-
-def _folder(directory: str | os.PathLike | None, name: str = "shd") -> Path:
-    if directory is not None:
-        return Path(directory)
-    if os.environ.get("SNNJAX_DATA"):
-        return Path(os.environ["SNNJAX_DATA"]) / name
-    return Path.home() / ".cache" / "snnjax" / name
 
 
 def bin_spikes(
@@ -127,7 +120,7 @@ def load_shd(
         raise ValueError(
             f"{name}: need steps >= 1, max_time > 0 and channels >= 1, got {steps}, {max_time}, {channels}."
         )
-    path = _folder(directory, name) / f"{name}_{split}.h5"
+    path = data_folder(directory, name) / f"{name}_{split}.h5"
     if not path.is_file():
         raise FileNotFoundError(
             f"{name}: no {path}. Download it on a machine with internet with `snnjax download {name} --directory "
@@ -184,7 +177,7 @@ def download_shd(
     """
     if name not in HSD_CLASSES:
         raise ValueError(f"download_shd: name must be one of {', '.join(HSD_CLASSES)}, got {name!r}.")
-    folder = _folder(directory, name)
+    folder = data_folder(directory, name)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(f"{base_url}/md5sums.txt", timeout=timeout) as response:

@@ -92,6 +92,7 @@ MIXER_DEFAULTS: dict[str, Any] = dict(hidden=(256, 256), steps=4)
 # images, 1e-2 on spike rasters (Randman learns three times slower at 3e-3).
 SPIKE_TIME_DEFAULTS: dict[str, Any] = dict(steps=200, lr=3e-3)
 SPIKE_TIME_RASTER_LR = 1e-2
+SPIKE_TIME_FRAMES_HIDDEN = (400,)
 
 # Per data set: the network and input coding that train well in a few minutes on a CPU.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -119,6 +120,7 @@ ARRAY_DEFAULTS: dict[str, dict[str, Any]] = {
     "static": dict(model="snn", hidden=(128,), steps=25, encoding="current", epochs=10, lr=1e-3, batch_size=64),
     "sequence": dict(model="rsnn", hidden=(128,), encoding="none", epochs=10, lr=2e-3, batch_size=64),
     "spikes": dict(model="rsnn", hidden=(128,), encoding="none", epochs=10, lr=2e-3, batch_size=64),
+    "frames": dict(model="conv", hidden=(16, 32), encoding="none", epochs=10, lr=1e-3, batch_size=32),
 }
 
 
@@ -141,7 +143,7 @@ def data_kind(dataset: str, data_dir: str | None = None) -> tuple[str, int | Non
             "(--dataset path/to/file.npz, or --dataset NAME --data-dir DIR for DIR/NAME.npz)."
         )
     kind, shape = npz_info(path)
-    return kind, (shape[1] if kind in ("spikes", "sequence") else None), path.stem
+    return kind, (shape[1] if kind in ("spikes", "sequence", "frames") else None), path.stem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +163,8 @@ class Config:
         default 4): one block per ``hidden`` entry, all equal (the channels), default ``(256, 256)``.
         ``spike-time`` is Bacho & Chu's exact-time network (:mod:`snnjax.train.spike_time`): one
         input spike per input neuron (encoding ``ttfs`` for images and static vectors, a
-        raster's first spikes), ``steps`` grid steps over 200 ms (default 200), classified by
+        raster's or frames' first spikes), ``steps`` grid steps over 200 ms (default 200; on
+        Randman its rasters are as long, other sets keep their own binning), classified by
         output spike counts; it trains with ``sfdfa``, ``dfa`` or ``bptt`` only.
       rule: ``bptt``, ``fg-w`` (weight-perturbed forward gradient), ``fg-a`` (activity-perturbed),
         ``fa`` (feedback alignment), ``dfa`` (direct feedback alignment), ``fdfa`` (forward DFA),
@@ -193,7 +196,8 @@ class Config:
         (a ``.npz`` file's name without ``.npz``).
       data_dir: where the data files are (IDX or HDF5 folder, tfds ``data_dir``).
       train_size, test_size: use only the first N examples of a split (quick runs).
-      data_options: passed to the loader (Randman's ``num_classes``, ``samples_per_class``, ...).
+      data_options: passed to the loader (Randman's ``num_classes``, ``samples_per_class``, ...; the
+        event sets' ``binary`` and ``downsample``, DVS Gesture's and CIFAR10-DVS's 4 by default).
       resume: continue the run in ``out`` from its last checkpoint that loads and checks out.
       overwrite: replace a run already in ``out`` (its metrics, checkpoints and plots); without
         it (or ``resume``) a folder holding a run is refused.
@@ -331,11 +335,15 @@ def resolve(config: Config) -> Config:
         filled["model"] = "spike-time"
     if filled["model"] == "spike-time":
         filled.update({k: v for k, v in SPIKE_TIME_DEFAULTS.items() if getattr(config, k) is None})
-        if config.lr is None and kind == "spikes":
+        if config.lr is None and kind in ("spikes", "frames"):
             filled["lr"] = SPIKE_TIME_RASTER_LR
+        if config.hidden is None and kind == "frames":  # the set's default hidden sizes are a conv's channels
+            filled["hidden"] = SPIKE_TIME_FRAMES_HIDDEN
         if config.encoding is None:
             filled["encoding"] = SPIKE_TIME_ENCODING if kind in ("image", "static") else "none"
     filled["hidden"] = tuple(filled["hidden"])
+    if config.dataset in EVENT_DOWNSAMPLE:  # recorded with the run
+        filled["data_options"] = {"downsample": EVENT_DOWNSAMPLE[config.dataset], **config.data_options}
     if filled["model"] in ("mlp", *MIXERS) and config.encoding is None:
         filled["encoding"] = "none"
     if filled["readout"] is None and filled["model"] in ("snn", "rsnn", "conv"):

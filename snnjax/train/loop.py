@@ -29,7 +29,7 @@ from snnjax import sharding
 from snnjax.datasets import batch_indices, encoding, load, prepare
 from snnjax.datasets.load import DATASET_KINDS
 from snnjax.rules.protocol import Rule
-from snnjax.train.config import EVENT_DOWNSAMPLE, LOCAL_RULES, MIXERS, STEPPED_RULES, Config, resolve
+from snnjax.train.config import DEFAULTS, LOCAL_RULES, MIXERS, STEPPED_RULES, Config, resolve
 from snnjax.train.models import (
     build_model,
     build_rule,
@@ -309,9 +309,9 @@ def _load(c: Config, split: str):
     options = dict(c.data_options)
     seed = options.pop("seed", 0)  # Randman's task stays the same across run seeds
     if DATASET_KINDS.get(c.dataset) in ("spikes", "frames"):
-        options.setdefault("steps", c.steps)
-    if c.dataset in EVENT_DOWNSAMPLE:
-        options.setdefault("downsample", EVENT_DOWNSAMPLE[c.dataset])
+        # the exact-time network's steps are its grid's; binned sets keep their own T (Randman's rasters follow it)
+        own = c.model == "spike-time" and c.dataset != "randman"
+        options.setdefault("steps", DEFAULTS[c.dataset]["steps"] if own else c.steps)
     data = load(c.dataset, split, directory=c.data_dir, seed=seed, **options)
     if data.kind == "static" and c.encoding in ("rate", "latency", "ttfs") and data.inputs.size:
         low, high = float(data.inputs.min()), float(data.inputs.max())

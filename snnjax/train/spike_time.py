@@ -160,7 +160,8 @@ def spike_time_rule(name: str, model: SpikeTimeClassifier) -> Rule:
 
 
 def spike_count_losses(counts: jax.Array, labels: jax.Array) -> jax.Array:
-    r"""Per-example spike-count loss ``[B]``, :math:`\frac12 \sum_c (n_c - n^*_c)^2` with targets 15 and 3.
+    r"""Per-example spike-count loss ``[B]``, :math:`\frac12 \sum_c (n_c - n^*_c)^2`, the targets
+    :func:`snnjax.rules.spike_count_loss`'s (15 and 3), which the rules train.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -168,5 +169,6 @@ def spike_count_losses(counts: jax.Array, labels: jax.Array) -> jax.Array:
       >>> spike_count_losses(jnp.array([[15.0, 3.0], [0.0, 0.0]]), jnp.array([0, 1])).tolist()
       [0.0, 117.0]
     """
-    targets = count_targets(labels, counts.shape[-1])
+    defaults = rules.SpikeCountLoss._field_defaults
+    targets = count_targets(labels, counts.shape[-1], defaults["target_true"], defaults["target_false"])
     return 0.5 * jnp.sum((counts - targets) ** 2, axis=-1)
