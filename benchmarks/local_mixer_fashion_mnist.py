@@ -181,7 +181,10 @@ def run_grid(args) -> dict:
                 lrs = args.lrs
                 if seed != 0:  # the rate seed 0 validated best
                     picked = [
-                        r for r in done["runs"].values() if (r["config"], r["method"], r["seed"]) == (config, method, 0)
+                        r
+                        for r in done["runs"].values()
+                        if (r["config"], r["method"], r["seed"]) == (config, method, 0)
+                        and len(r["curve"]) == args.epochs
                     ]
                     if not picked:
                         print(f"{config} {method}: seed 0 has not picked a learning rate; skipping seed {seed}")
