@@ -119,17 +119,7 @@ class ConvSNN(nnx.Module):
 
     def __call__(self, xs: jax.Array, *, record: bool = False):
         """The readout membrane ``[T, B, classes]``; with ``record`` also each layer's output."""
-        steps, batch = xs.shape[:2]
-        x = xs.reshape(steps, batch, *self.image)
-        recorded = []
-        for conv, neuron in zip(self.convs, self.neurons):
-            _, spikes = neuron.run(conv(x))  # [T, B, H, W, C]
-            recorded.append(spikes)
-            frames = spikes.reshape(steps * batch, *spikes.shape[2:])
-            x = nnx.avg_pool(frames, (2, 2), (2, 2)).reshape(steps, batch, *(d // 2 for d in spikes.shape[2:4]), -1)
-        _, v = self.readout.run(self.out(x.reshape(steps, batch, -1)))
-        recorded.append(v)
-        return (v, recorded) if record else v
+        return self.as_sequential()(xs.reshape(*xs.shape[:2], *self.image), record=record)
 
 
 def build_model(
