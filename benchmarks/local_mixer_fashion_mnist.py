@@ -10,8 +10,10 @@ images to train on, the other 6 000 to pick the learning rate, the 10 000 test i
 Each run trains `snnjax.nn.LocalMixer` with Adam (cosine decay to 0, batch 128) and records the
 validation and test error after every epoch. The learning rate is picked per config and method
 from `--lrs` by seed 0's final validation error; seeds 1 and 2 then train at that rate. Every
-finished run is written at once to `benchmarks/results/local_mixer_fashion_mnist.json` and
-skipped when the script is run again, so the grid can be stopped and resumed.
+finished run is written at once to `benchmarks/results/local_mixer_fashion_mnist-<platform>.json`
+and skipped when the script is run again, so the grid can be stopped and resumed. The runs of
+the earlier LocalMixer (every channel map normalised group by group, the noise before the
+normalisation; commit 0853455) are kept apart, in `local_mixer_fashion_mnist_v0-cpu.json`.
 
 The rules, all built from the loss alone (`snnjax.rules`):
 - BP, FA, DFA, FG-W, FG-A: the classifier's cross-entropy, the network uncut;
@@ -202,7 +204,7 @@ def run_grid(args) -> dict:
 
 
 def report(results: dict) -> str:
-    """The table: per config and method (its longest runs), the test error at the rate seed 0
+    """The table: per config, number of epochs and method, the test error at the rate seed 0
     validated best, mean and spread over the seeds."""
     lines = [
         "| config | method | epochs | lr | seeds | test error % (mean ± std) | val error % | Ren et al. MNIST M/1/16 |",
@@ -210,24 +212,19 @@ def report(results: dict) -> str:
     ]
     rows: dict = {}
     for r in results["runs"].values():
-        rows.setdefault((r["config"], r["method"]), []).append(r)
-    for config in CONFIGS:
-        for method in METHODS:
-            runs = rows.get((config, method))
-            if not runs:
-                continue
-            epochs = max(len(r["curve"]) for r in runs)
-            runs = [r for r in runs if len(r["curve"]) == epochs]
-            seed0 = [r for r in runs if r["seed"] == 0]
-            lr = min(seed0, key=lambda r: r["curve"][-1]["val_error"])["lr"] if seed0 else runs[0]["lr"]
-            picked = [r for r in runs if r["lr"] == lr]
-            test = np.array([r["curve"][-1]["test_error"] for r in picked])
-            val = np.array([r["curve"][-1]["val_error"] for r in picked])
-            ren = REN_MNIST_M116.get(method) if config == "m1" else None
-            lines.append(
-                f"| {config} | {method} | {epochs} | {lr:g} | {len(picked)} | {test.mean():.2f} ± {test.std():.2f} | "
-                f"{val.mean():.2f} | {'-' if ren is None else f'{ren:.2f}'} |"
-            )
+        rows.setdefault((r["config"], len(r["curve"]), r["method"]), []).append(r)
+    for config, epochs, method in sorted(rows, key=lambda k: (list(CONFIGS).index(k[0]), k[1], METHODS.index(k[2]))):
+        runs = rows[(config, epochs, method)]
+        seed0 = [r for r in runs if r["seed"] == 0]
+        lr = min(seed0, key=lambda r: r["curve"][-1]["val_error"])["lr"] if seed0 else runs[0]["lr"]
+        picked = [r for r in runs if r["lr"] == lr]
+        test = np.array([r["curve"][-1]["test_error"] for r in picked])
+        val = np.array([r["curve"][-1]["val_error"] for r in picked])
+        ren = REN_MNIST_M116.get(method) if config == "m1" else None
+        lines.append(
+            f"| {config} | {method} | {epochs} | {lr:g} | {len(picked)} | {test.mean():.2f} ± {test.std():.2f} | "
+            f"{val.mean():.2f} | {'-' if ren is None else f'{ren:.2f}'} |"
+        )
     return "\n".join(lines)
 
 

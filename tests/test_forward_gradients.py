@@ -9,6 +9,7 @@ from flax import nnx
 import snnjax
 import snnjax.nn as snn
 from snnjax import rules
+from snnjax.rules.graph import trace
 from snnjax.spikes import FORWARD_MODE_ERROR
 
 X = jnp.asarray(np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32))
@@ -172,6 +173,69 @@ def test_activity_perturbation_masks_the_right_units_when_the_activation_is_tran
     assert float(jnp.abs(masked["w1"][:, 1]).max()) == 0.0
     live = np.array([0, 2, 3, 4, 5])
     np.testing.assert_array_equal(np.asarray(masked["w1"])[:, live], np.asarray(unmasked["w1"])[:, live])
+
+
+def _layer_norm(z):
+    return (z - z.mean(-1, keepdims=True)) / jnp.sqrt(z.var(-1, keepdims=True) + 1e-5)
+
+
+def _normalised_loss(p, x, y):
+    """A layer whose normalised pre-activation is marked, as Ren et al. perturb it."""
+    n = rules.grouped(_layer_norm(x @ p["w1"] + p["b1"][None, :]), 1)
+    return jnp.mean(jnp.sum((jax.nn.relu(n) @ p["w2"] - y) ** 2, axis=-1)), None
+
+
+def test_activity_perturbation_of_a_normalised_pre_activation_matches_hand_computation():
+    """A ``grouped`` marker after a layer norm moves the noise there: the estimate is
+    x^T J_LN^T (d_b u_b m_b) / B, with the ReLUs that are off masked, learnt through the
+    normalisation's own Jacobian; the readout (exact_output) learns its exact gradient."""
+    y = jnp.asarray(np.random.default_rng(2).normal(size=(6, 2)), jnp.float32)
+    params = {
+        "w1": jax.random.normal(jax.random.key(3), (4, 5)),
+        "b1": jnp.full((5,), 0.1),
+        "w2": jax.random.normal(jax.random.key(4), (5, 2)),
+    }
+    graph = trace(_normalised_loss, params, (X, y))
+    assert [s.groups for s in graph.sites] == [1, None]  # the marker ends the first layer's pre-activation
+    key = jax.random.key(5)
+    rule = rules.activity_forward_gradient(_normalised_loss, exact_output=True)
+    estimate = rule(params, X, y, key=key)[1]
+    x, w1, w2 = (np.asarray(a, np.float64) for a in (X, params["w1"], params["w2"]))
+    z = x @ w1 + 0.1
+    mean, s = z.mean(-1, keepdims=True), np.sqrt(z.var(-1, keepdims=True) + 1e-5)
+    n = (z - mean) / s
+    grad_n = 2 * ((np.maximum(n, 0) @ w2 - np.asarray(y)) @ w2.T) * (n > 0)  # d L_b / d n_b
+    k0 = jax.random.split(key, 1)[0]
+    u = np.concatenate(
+        [np.asarray(jax.random.normal(jax.random.fold_in(jax.random.fold_in(k0, b), 0), (1, 5))) for b in range(6)]
+    )
+    g_n = np.sum(grad_n * u, axis=1, keepdims=True) * u * (n > 0)
+    g_z = (g_n - g_n.mean(-1, keepdims=True) - n * (g_n * n).mean(-1, keepdims=True)) / s  # J_LN^T g_n
+    np.testing.assert_allclose(np.asarray(estimate["w1"]), x.T @ g_z / 6, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(estimate["b1"]), g_z.sum(0) / 6, rtol=2e-4, atol=1e-5)
+    exact = jax.grad(lambda p: _normalised_loss(p, X, y)[0])(params)["w2"]
+    np.testing.assert_allclose(np.asarray(estimate["w2"]), np.asarray(exact), rtol=1e-5, atol=1e-6)
+
+
+def test_a_marker_after_a_normalisation_used_elsewhere_is_not_taken_as_the_pre_activation():
+    """The steps between a product and its marker must be the normalisation's own: when its mean
+    also feeds the loss, the pre-activation stays the product's output, and the group-wise rule
+    refuses the marker it cannot use (``groupwise=False`` runs)."""
+
+    def loss_fn(p, x, y):
+        z = x @ p["w1"] + p["b1"][None, :]
+        n = rules.grouped(_layer_norm(z), 1)
+        out = jnp.sum((jax.nn.relu(n) @ p["w2"] - y) ** 2, axis=-1) + jnp.mean(z, axis=-1)
+        return jnp.mean(out), None
+
+    y = jnp.zeros((6, 2))
+    params = {"w1": jnp.full((4, 5), 0.3), "b1": jnp.zeros(5), "w2": jnp.ones((5, 2))}
+    assert [s.groups for s in trace(loss_fn, params, (X, y)).sites] == [None, None]
+    assert [s.groups for s in trace(_normalised_loss, params, (X, y)).sites] == [1, None]
+    with pytest.raises(ValueError, match=r"grouped marker in .* ends no layer's pre-activation"):
+        rules.activity_forward_gradient(loss_fn)(params, X, y, key=jax.random.key(0))
+    g = rules.activity_forward_gradient(loss_fn, groupwise=False)(params, X, y, key=jax.random.key(0))[1]
+    assert jax.tree.structure(g) == jax.tree.structure(params)
 
 
 def test_activity_perturbation_is_unbiased_for_a_scanned_spiking_network():

@@ -9,14 +9,15 @@ block mixes tokens, then channels, and splits its :math:`C` channels into :math:
   the channels), a dense channel mix :math:`C \to C`, a group-wise channel mix, and the
   block's input added back (residual).
 
-Each map is followed by a parameter-free normalisation and a ReLU (or LIF neurons, below).
-The channel maps normalise **each group on its own**, where Ren et al. normalise all channels
-after the dense map: they add their noise after the normalisation, activity perturbation here
-perturbs the layer's pre-activation before it, and a normalisation across groups would carry
-one group's noise into every other group's loss. Every pre-activation is marked with
-:func:`snnjax.rules.grouped` (the channel maps by group, the token map by token), the promise
-that its token :math:`p`, group :math:`g` reaches only element :math:`[p, g]` of the block's
-local loss (:func:`snnjax.group_local_loss`), which ``tests/test_mixer.py`` checks.
+Each map is followed by a parameter-free normalisation and a ReLU (or LIF neurons, below), as
+in Ren et al.'s code: the token map's over each token's channels, the dense channel map's over
+all channels, the group-wise map's over each group. The *normalised* pre-activation is marked
+with :func:`snnjax.rules.grouped` (the channel maps by group, the token map by token), the
+promise that its token :math:`p`, group :math:`g` reaches only element :math:`[p, g]` of the
+block's local loss (:func:`snnjax.group_local_loss`), which ``tests/test_mixer.py`` checks.
+Activity perturbation therefore adds its noise after the normalisation, where Ren et al. add
+theirs, and learns the weights through the normalisation's own Jacobian; a ReLU that is off
+there has zero derivative, so its noise is masked out of the estimate.
 
 The classifier averages the last block's tokens, normalises them and maps them to the classes.
 With ``local=True`` the blocks are cut by :func:`snnjax.rules.block` and :meth:`LocalMixer.losses`
@@ -83,14 +84,11 @@ class _Block(nnx.Module):
         g = self.groups
         h = x
         if self.mixes_tokens:  # one P x P map per channel; layer norm over the channels, token by token
-            z = rules.grouped(jnp.einsum("...pc,pq->...qc", h, self.token[...]), 1)
-            h = act(_normalize(z, 1))
-        z = rules.grouped(h @ self.dense[...] + _lead(self.dense_bias[...], h), g)
-        h = act(_normalize(z, g))
+            h = act(rules.grouped(_normalize(jnp.einsum("...pc,pq->...qc", h, self.token[...]), 1), 1))
+        h = act(rules.grouped(_normalize(h @ self.dense[...] + _lead(self.dense_bias[...], h), 1), g))
         split = h.reshape(h.shape[:-1] + (g, -1))
         z = jnp.einsum("...gc,gcd->...gd", split, self.group[...]) + _lead(self.group_bias[...], split)
-        z = rules.grouped(z.reshape(h.shape), g)
-        z = _normalize(z, g)
+        z = rules.grouped(_normalize(z.reshape(h.shape), g), g)  # each group normalised on its own
         return act(z if self.first else z + x)
 
 

@@ -50,7 +50,11 @@ derivative :math:`d^{(k)}_{b,p,g}` per element from the same ``jvp``. A layer ma
 :func:`snnjax.rules.grouped` takes, for the units of group :math:`g` at token :math:`p`,
 :math:`d^{(k)}_{b,p,g}` alone; an unmarked one takes their sum. Both are unbiased (the other
 elements' derivatives do not depend on the unit); the first leaves out the noise of every
-other group and token, which is what makes many groups lower the variance.
+other group and token, which is what makes many groups lower the variance. A marker placed
+after a layer norm of the pre-activation moves the noise there (Ren et al.'s placement): the
+estimate is then that of the normalised pre-activation :math:`n_l`, masked where its ReLU is
+off, and the weights learn through the normalisation's Jacobian,
+:math:`\hat g_{W_l} = x_l^\top J_{\mathrm{norm}}^\top \hat g_{n_l}`.
 
 Limits: the loss is evaluated twice (the ``jvp`` and the local objective's gradient), and like
 the forward pass the rule holds every layer's activity over time. Products inside a
@@ -151,8 +155,14 @@ def batch_axes_of(args: tuple, batch_axes: Any, rule: str) -> tuple:
     return tuple(axes)
 
 
-def _check_blocks(graph: Graph, rule: str) -> None:
+def _check_blocks(graph: Graph, rule: str, groupwise: bool) -> None:
     graph.require_sites(rule)
+    if groupwise and graph.loose_markers:
+        raise ValueError(
+            f"{rule}: the snnjax.rules.grouped marker in {graph.loose_markers[0]} ends no layer's pre-activation: "
+            "mark a weight product's output (after its bias), or a normalisation of it with nothing else between "
+            "(not inside a jit, a loop or a recurrent layer's current), or pass groupwise=False."
+        )
     for s in graph.sites:
         if len(s.losses) > 1:
             raise ValueError(
@@ -245,7 +255,8 @@ def activity_forward_gradient(
 
     Raises:
       ValueError: at trace time, for a model without weight products, a layer reaching two
-        local losses, batch axes it cannot find, an aux without batch axis,
+        local losses, a :func:`snnjax.rules.grouped` marker that ends no layer's pre-activation
+        (with ``groupwise``), batch axes it cannot find, an aux without batch axis,
         ``num_directions < 1`` or a missing key.
       TypeError: for models using ``jax.custom_vjp`` (forward mode), naming the methods that work.
 
@@ -285,7 +296,7 @@ def activity_forward_gradient(
         def estimate(b, *example):  # one example: its losses, aux and the pre-activations' estimates
             example = one(example)
             graph = trace(loss_fn, params, example, rule)
-            _check_blocks(graph, rule)
+            _check_blocks(graph, rule, groupwise)
             handler = _Perturb(rule, mask, recurrent, exact_output)
 
             def run(eps):

@@ -26,8 +26,17 @@ example and step) feeds, group by group, only its own token's and group's loss s
 
 so that activity perturbation (:func:`snnjax.rules.activity_forward_gradient`) weighs that
 group's noise by that loss's directional derivative alone, not the block's sum. It is a
-promise about the model (a per-group normalisation keeps it, a layer norm over all channels
-breaks it); every other rule reads :func:`grouped` as the identity.
+promise about the model: what follows the marker must keep the groups apart (a per-group
+normalisation does, a layer norm over all channels does not). A layer norm may come between
+the product and the marker, as in Ren et al.'s model:
+
+.. code-block:: python
+
+    n = snnjax.rules.grouped(layer_norm(layer(x)), groups=G)   # the noise goes in after the norm
+
+and activity perturbation then adds its noise to the normalised pre-activation and learns the
+weights through the normalisation's Jacobian. Every other rule reads :func:`grouped` as the
+identity.
 """
 
 from __future__ import annotations
@@ -105,8 +114,9 @@ def grouped(z: jax.Array, groups: int = 1) -> jax.Array:
     group over all tokens). ``groups=1`` declares token-wise losses only (patch-wise).
 
     Args:
-      z: the pre-activation, right after the layer's product and bias: ``[B, *tokens, H]``,
-        ``[T, B, *tokens, H]`` inside a network stepped over time.
+      z: the pre-activation, right after the layer's product and bias, or after a
+        normalisation of it: ``[B, *tokens, H]``, ``[T, B, *tokens, H]`` inside a network
+        stepped over time.
       groups: ``G``, a divisor of ``H``.
 
     Returns:

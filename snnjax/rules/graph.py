@@ -91,8 +91,11 @@ class Site(NamedTuple):
       losses: the local losses (indices of the loss's leaves) its result reaches.
       where: the layer that computed it and the code that called that layer.
       pre_activation: the layer's pre-activation, a :class:`Value`: :math:`o` followed by the
-        bias and reshapes (:math:`o` itself if nothing follows); for a recurrent product, the
-        layer's whole input current at the step (the feed-forward current added in).
+        bias and reshapes (:math:`o` itself if nothing follows); or, where a
+        :func:`snnjax.rules.grouped` marker ends a normalisation of it (steps that read nothing
+        else of the data and nothing outside them reads), the marker's value, the normalised
+        pre-activation; for a recurrent product, the layer's whole input current at the step
+        (the feed-forward current added in).
       activation: the last value of the chain of elementwise steps (and reshapes) after the
         pre-activation (the layer's activation: a ReLU's output, say), a :class:`Value`; the
         pre-activation itself if none follows.
@@ -192,6 +195,8 @@ class Graph(NamedTuple):
       num_losses: the number of local losses (leaves of ``loss``).
       param_losses: for each parameter leaf, the local losses it reaches.
       unseen: products the rule cannot see, inside primitives it does not know (labels).
+      loose_markers: the :func:`snnjax.rules.grouped` markers that end no site's pre-activation
+        (where they are, as labels).
     """
 
     jaxpr: ClosedJaxpr
@@ -203,6 +208,7 @@ class Graph(NamedTuple):
     num_losses: int
     param_losses: tuple[tuple[int, ...], ...]
     unseen: tuple[str, ...]
+    loose_markers: tuple[str, ...] = ()
 
     def require_sites(self, rule: str) -> None:
         """Raise ``ValueError`` if the model has no weight product, or one the rule cannot see."""
@@ -294,6 +300,7 @@ class _Found:
     sites: dict  # path -> dict of the site's fields found so far
     blocks: set
     unseen: list
+    markers: dict = dataclasses.field(default_factory=dict)  # path -> where, of every grouped marker
     outer: dict = dataclasses.field(default_factory=dict)  # a sub-jaxpr's input variable -> the atom it receives
     ends: dict = dataclasses.field(default_factory=dict)  # path -> (pre-activation variable, activation variable)
     currents: dict = dataclasses.field(default_factory=dict)  # recurrent site's path -> variables its current adds
@@ -316,8 +323,10 @@ def _walk(
     pre-activation also takes in what this step's input adds, another layer's current at the same
     step, and those variables are appended to ``added``: the layer's whole input current. A
     :func:`snnjax.rules.grouped` marker ends the pre-activation, its group count appended to
-    ``groups``; the activation's walk passes it. ``at``: the :class:`Value` of ``start`` when it is
-    not output 0 of the equation at ``path`` (the activation's walk starts at the pre-activation)."""
+    ``groups``; the activation's walk passes it. Where the chain stops before a marker, a marker
+    that ends a normalisation of the chain's end (:func:`_normalised`) ends the pre-activation.
+    ``at``: the :class:`Value` of ``start`` when it is not output 0 of the equation at ``path``
+    (the activation's walk starts at the pre-activation)."""
     consumers: dict = {}
     for i, eqn in enumerate(jaxpr.eqns):
         for a in eqn.invars:
@@ -350,7 +359,39 @@ def _walk(
         else:
             break
         var, end = eqn.outvars[0], Value(path[:-1] + (i,), 0, _struct(eqn.outvars[0]))
+    if not forward and added is None and groups is not None and var not in outvars:
+        marked = _normalised(jaxpr, var, bits)
+        if marked is not None:
+            i, marker = marked
+            groups.append(marker.params["groups"])
+            return Value(path[:-1] + (i,), 0, _struct(marker.outvars[0])), marker.outvars[0]
     return end, var
+
+
+def _normalised(jaxpr: Jaxpr, var, bits: dict):
+    """The :func:`snnjax.rules.grouped` marker that ends a normalisation of ``var``, as ``(index,
+    equation)``, or ``None``: the steps from ``var`` to the marker (a layer norm, say: Ren et al.
+    perturb the normalised pre-activation) must form a closed region, reading nothing else
+    that the data reaches, holding no weight product, and used by nothing but the marker."""
+    inside, marker = {var}, None
+    for i, eqn in enumerate(jaxpr.eqns):
+        ins = [a for a in eqn.invars if not isinstance(a, Literal)]
+        if not any(a in inside for a in ins):
+            continue
+        if marker is not None:
+            return None  # the region is read after the marker
+        if eqn.primitive.name == grouped_p.name:
+            marker = i
+            continue
+        loop = _regions(eqn) is not None and eqn.primitive.name not in _CALLS  # a scan, a cond
+        if loop or eqn.primitive.name in PRODUCTS or any(map(_contains_product, jaxprs_in_params(eqn.params))):
+            return None
+        if any(_read(bits, a) & _D for a in ins if a not in inside):
+            return None
+        inside.update(eqn.outvars)
+    if marker is None or any(v in inside for v in jaxpr.outvars if not isinstance(v, Literal)):
+        return None
+    return marker, jaxpr.eqns[marker]
 
 
 def _elementwise_call(eqn) -> bool:
@@ -381,6 +422,9 @@ def _forward(jaxpr, in_bits, path, loops, within, in_loop, found: _Found) -> lis
         if name == block_p.name:
             found.blocks.add(here)
             outs = [ins[0]]
+        elif name == grouped_p.name:
+            found.markers[here] = _where(eqn)
+            outs = [anyin]
         elif name in PRODUCTS and len(ins) == 2:
             outs = [anyin]
             weights = [k for k in (0, 1) if ins[k] & (_P | _D) == _P and ins[1 - k] & _D]
@@ -616,6 +660,7 @@ def trace(loss_fn: Callable, params: Any, args: tuple, rule: str = "rule") -> Gr
         fields = found.sites[here]
         r, d = sites_out.get(here, (0, 0))
         sites.append(Site(index=len(sites), output=bool(d), losses=_indices(r), merged=here in merged, **fields))
+    claimed = {s.pre_activation.path for s in sites if s.groups is not None}
     return Graph(
         jaxpr=closed,
         sites=tuple(sites),
@@ -626,6 +671,7 @@ def trace(loss_fn: Callable, params: Any, args: tuple, rule: str = "rule") -> Gr
         num_losses=num_losses,
         param_losses=tuple(_indices(r) for r in in_reach[:num_params]),
         unseen=tuple(found.unseen),
+        loose_markers=tuple(where for path, where in sorted(found.markers.items()) if path not in claimed),
     )
 
 
