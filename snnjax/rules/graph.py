@@ -360,7 +360,7 @@ def _walk(
             break
         var, end = eqn.outvars[0], Value(path[:-1] + (i,), 0, _struct(eqn.outvars[0]))
     if not forward and added is None and groups is not None and var not in outvars:
-        marked = _normalised(jaxpr, var, bits)
+        marked = _normalised(jaxpr, var, bits, min(consumers.get(var, [len(jaxpr.eqns)])))
         if marked is not None:
             i, marker = marked
             groups.append(marker.params["groups"])
@@ -368,13 +368,15 @@ def _walk(
     return end, var
 
 
-def _normalised(jaxpr: Jaxpr, var, bits: dict):
+def _normalised(jaxpr: Jaxpr, var, bits: dict, start: int):
     """The :func:`snnjax.rules.grouped` marker that ends a normalisation of ``var``, as ``(index,
     equation)``, or ``None``: the steps from ``var`` to the marker (a layer norm, say: Ren et al.
     perturb the normalised pre-activation) must form a closed region, reading nothing else
-    that the data reaches, holding no weight product, and used by nothing but the marker."""
+    that the data reaches, holding no weight product, and used by nothing but the marker.
+    ``start``: the index of ``var``'s first reader."""
     inside, marker = {var}, None
-    for i, eqn in enumerate(jaxpr.eqns):
+    for i in range(start, len(jaxpr.eqns)):
+        eqn = jaxpr.eqns[i]
         ins = [a for a in eqn.invars if not isinstance(a, Literal)]
         if not any(a in inside for a in ins):
             continue
