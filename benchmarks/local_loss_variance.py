@@ -14,7 +14,8 @@ gradient of the same local losses (`rules.bptt`, the true local gradient). Two w
 Reported per G: the median over the block layers (each layer once, the exact heads and classifier
 left out) of the cosine to the true gradient and of the relative variance `tr(Sigma) / |g|^2`
 (the median: a leaf whose true gradient is near zero, such as a bias that a normalisation of a
-few channels nearly cancels, has a relative variance without bound), and each layer's own. Writes `benchmarks/results/local_loss_variance-<platform>.json` and its plot.
+few channels nearly cancels, has a relative variance without bound), and each layer's own.
+Writes `benchmarks/results/local_loss_variance-<platform>.json` and its plot.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ The rules, all built from the loss alone (`snnjax.rules`):
 
 Configs (Ren et al.'s notation size/patches per side/groups):
 - `m1`: their MNIST M/1/16, one patch (no token mixing), 2 blocks of 256 channels, 16 groups;
-- `m1-g64`: `m1` with 64 groups of 4 channels (`benchmarks/local_loss_variance.py`: 3x less variance);
+- `m1-g64`: `m1` with 64 groups of 4 channels;
 - `m4`: deeper, 4 x 4 patches of 7 x 7 pixels with token mixing, 4 blocks of 128 channels, 16 groups;
 - `m1-snn`: `m1` spiking, LIF neurons over 4 steps.
 """
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
     parser.add_argument("--train-size", type=int, default=None, help="train on the first N images only (quick checks)")
