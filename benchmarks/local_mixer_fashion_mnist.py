@@ -3,6 +3,7 @@ local-loss versions (LG-BP, LG-FG-W, LG-FG-A), 3 seeds each, the learning rate f
 
     python benchmarks/local_mixer_fashion_mnist.py                          # every config, resumes
     python benchmarks/local_mixer_fashion_mnist.py --configs m1 --methods BP LG-FG-A --seeds 0
+    python benchmarks/local_mixer_fashion_mnist.py --configs m1 --methods LG-FG-A --directions 4  # K = 4 directions
     python benchmarks/local_mixer_fashion_mnist.py --report                 # the table and the curves
 
 Fashion-MNIST from the Debian IDX files (`dataset-fashion-mnist`, or `$SNNJAX_DATA`): 54 000
@@ -30,7 +31,10 @@ The rules, all built from the loss alone (`snnjax.rules`):
 Configs (Ren et al.'s notation size/patches per side/groups):
 - `m1`: their MNIST M/1/16, one patch (no token mixing), 2 blocks of 256 channels, 16 groups;
 - `m1-g64`: `m1` with 64 groups of 4 channels;
-- `m4`: deeper, 4 x 4 patches of 7 x 7 pixels with token mixing, 4 blocks of 128 channels, 16 groups;
+- `m2`: deeper, 2 x 2 patches of 14 x 14 pixels with token mixing and patch-wise losses, 4 blocks of
+  128 channels, 16 groups;
+- `m4`: `m2` with 4 x 4 patches of 7 x 7 pixels (16 tokens): about 4 times `m2`'s time per step on
+  a CPU, not run on one (`docs/benchmarks.md`);
 - `m1-snn`: `m1` spiking, LIF neurons over 4 steps.
 """
 
@@ -59,10 +63,12 @@ NAME = "local_mixer_fashion_mnist"
 CONFIGS = {
     "m1": dict(patches=1, channels=256, blocks=2, groups=16),
     "m1-g64": dict(patches=1, channels=256, blocks=2, groups=64),
+    "m2": dict(patches=2, channels=128, blocks=4, groups=16),
     "m4": dict(patches=4, channels=128, blocks=4, groups=16),
     "m1-snn": dict(patches=1, channels=256, blocks=2, groups=16, spiking=True, num_steps=4, beta=0.9, threshold=1.0),
 }
 METHODS = ("BP", "FA", "DFA", "FG-W", "FG-A", "LG-BP", "LG-FG-W", "LG-FG-A", "FG-guess-LG", "FG-guess-DFA")
+PERTURBED = ("FG-W", "FG-A", "LG-FG-W", "LG-FG-A")  # the methods that take --directions K
 # Ren et al. (2023), Table 3, test error % on MNIST, M/1/16.
 REN_MNIST_M116 = {"BP": 2.41, "FA": 2.90, "DFA": 3.17, "FG-W": 8.56, "FG-A": 3.76, "LG-FG-A": 2.55}
 
@@ -71,8 +77,9 @@ def model(config: str, seed: int) -> LocalMixer:
     return LocalMixer((28, 28, 1), 10, rngs=nnx.Rngs(seed), **CONFIGS[config])
 
 
-def build(method: str, graphdef: nnx.GraphDef):
-    """The rule for ``method``, built from the model's global or local loss."""
+def build(method: str, graphdef: nnx.GraphDef, directions: int = 1):
+    """The rule for ``method``, built from the model's global or local loss; ``directions``: the
+    forward gradients' ``K``, their estimates averaged."""
 
     def global_loss(params, images, labels):
         logits = nnx.merge(graphdef, params)(images)
@@ -91,8 +98,8 @@ def build(method: str, graphdef: nnx.GraphDef):
         "BP": lambda: rules.bptt(loss),
         "FA": lambda: rules.fa(loss),
         "DFA": lambda: rules.dfa(loss),
-        "FG-W": lambda: rules.forward_gradient(loss),
-        "FG-A": lambda: rules.activity_forward_gradient(loss, exact_output=True),
+        "FG-W": lambda: rules.forward_gradient(loss, directions),
+        "FG-A": lambda: rules.activity_forward_gradient(loss, directions, exact_output=True),
     }[kind]()
 
 
@@ -116,10 +123,20 @@ def error(predict, params, data) -> float:
     return 100.0 * wrong / len(y)
 
 
-def train_one(config: str, method: str, seed: int, lr: float, epochs: int, batch: int, data, limit: int | None):
+def train_one(
+    config: str,
+    method: str,
+    seed: int,
+    lr: float,
+    epochs: int,
+    batch: int,
+    data,
+    limit: int | None,
+    directions: int = 1,
+):
     net = model(config, seed)
     graphdef, params = nnx.split(net, nnx.Param)
-    rule = build(method, graphdef)
+    rule = build(method, graphdef, directions)
     x, y = data["train"]
     if limit:
         x, y = x[:limit], y[:limit]
@@ -154,7 +171,9 @@ def train_one(config: str, method: str, seed: int, lr: float, epochs: int, batch
                 "seconds": time.perf_counter() - start,
             }
         )
-        print(f"  {config} {method} seed {seed} lr {lr:g} epoch {epoch + 1}: {curve[-1]}", flush=True)
+        print(
+            f"  {config} {_label(method, directions)} seed {seed} lr {lr:g} epoch {epoch + 1}: {curve[-1]}", flush=True
+        )
     return curve
 
 
@@ -168,6 +187,28 @@ def _write(path: Path, payload: dict) -> None:
     common.merge_result(path, payload, "runs")
 
 
+def _label(method: str, directions: int) -> str:
+    """A method's name in the table and the plot: ``LG-FG-A``, or ``LG-FG-A K=4`` with 4 directions."""
+    return method if directions == 1 else f"{method} K={directions}"
+
+
+def _name(run: dict) -> str:
+    return _label(run["method"], run.get("directions", 1))
+
+
+def _order(name: str) -> tuple[int, int]:
+    """Table order: the method's place in :data:`METHODS`, then ``K``."""
+    method, _, k = name.partition(" K=")
+    return METHODS.index(method), int(k or 1)
+
+
+def _picked(runs: list[dict]) -> float:
+    """The learning rate picked among ``runs`` (one config, method and length): the rate of seed 0's run
+    with the lowest final validation error (of any seed's, where seed 0 has none)."""
+    seed0 = [r for r in runs if r["seed"] == 0] or runs
+    return min(seed0, key=lambda r: r["curve"][-1]["val_error"])["lr"]
+
+
 def run_grid(args) -> dict:
     path = _path()
     done = json.loads(path.read_text()) if path.exists() and not args.no_write else {"runs": {}}
@@ -179,25 +220,27 @@ def run_grid(args) -> dict:
     data = load(args.directory)
     for config in args.configs:
         for method in args.methods:
+            k = args.directions if method in PERTURBED else 1
             for seed in args.seeds:
                 lrs = args.lrs
                 if seed != 0:  # the rate seed 0 validated best
-                    picked = [
+                    seed0 = [
                         r
                         for r in done["runs"].values()
-                        if (r["config"], r["method"], r["seed"]) == (config, method, 0)
+                        if (r["config"], _name(r), r["seed"]) == (config, _label(method, k), 0)
                         and len(r["curve"]) == args.epochs
                     ]
-                    if not picked:
+                    if not seed0:
                         print(f"{config} {method}: seed 0 has not picked a learning rate; skipping seed {seed}")
                         continue
-                    lrs = [min(picked, key=lambda r: r["curve"][-1]["val_error"])["lr"]]
+                    lrs = [_picked(seed0)]
                 for lr in lrs:
-                    run_id = f"{config}/{method}/seed{seed}/lr{lr:g}/epochs{args.epochs}"
+                    run_id = f"{config}/{method}/seed{seed}/lr{lr:g}/epochs{args.epochs}" + (f"/K{k}" if k > 1 else "")
                     if run_id in done["runs"]:
                         continue
-                    curve = train_one(config, method, seed, lr, args.epochs, args.batch, data, args.train_size)
-                    done["runs"][run_id] = {"config": config, "method": method, "seed": seed, "lr": lr, "curve": curve}
+                    curve = train_one(config, method, seed, lr, args.epochs, args.batch, data, args.train_size, k)
+                    run = {"config": config, "method": method, "seed": seed, "lr": lr, "curve": curve}
+                    done["runs"][run_id] = run if k == 1 else {**run, "directions": k}
                     if not args.no_write:
                         _write(path, done)
     return done
@@ -212,11 +255,10 @@ def report(results: dict) -> str:
     ]
     rows: dict = {}
     for r in results["runs"].values():
-        rows.setdefault((r["config"], len(r["curve"]), r["method"]), []).append(r)
-    for config, epochs, method in sorted(rows, key=lambda k: (list(CONFIGS).index(k[0]), k[1], METHODS.index(k[2]))):
+        rows.setdefault((r["config"], len(r["curve"]), _name(r)), []).append(r)
+    for config, epochs, method in sorted(rows, key=lambda k: (list(CONFIGS).index(k[0]), k[1], _order(k[2]))):
         runs = rows[(config, epochs, method)]
-        seed0 = [r for r in runs if r["seed"] == 0]
-        lr = min(seed0, key=lambda r: r["curve"][-1]["val_error"])["lr"] if seed0 else runs[0]["lr"]
+        lr = _picked(runs)
         picked = [r for r in runs if r["lr"] == lr]
         test = np.array([r["curve"][-1]["test_error"] for r in picked])
         val = np.array([r["curve"][-1]["val_error"] for r in picked])
@@ -229,16 +271,16 @@ def report(results: dict) -> str:
 
 
 def picked_curves(results: dict) -> dict:
-    """``{config: {method: mean test error per epoch}}`` over the seeds at each method's picked rate."""
+    """``{config: {method: mean test error per epoch}}`` over the seeds at each method's picked rate, from
+    its longest runs (m1's BP and LG-FG-A: the 60-epoch ones; the table lists every length)."""
     out: dict = {}
     rows: dict = {}
     for r in results["runs"].values():
-        rows.setdefault((r["config"], r["method"]), []).append(r)
+        rows.setdefault((r["config"], _name(r)), []).append(r)
     for (config, method), runs in rows.items():
         epochs = max(len(r["curve"]) for r in runs)
         runs = [r for r in runs if len(r["curve"]) == epochs]
-        seed0 = [r for r in runs if r["seed"] == 0] or runs
-        lr = min(seed0, key=lambda r: r["curve"][-1]["val_error"])["lr"]
+        lr = _picked(runs)
         curves = np.array([[e["test_error"] for e in r["curve"]] for r in runs if r["lr"] == lr])
         out.setdefault(config, {})[method] = curves.mean(axis=0).tolist()
     return out
@@ -255,10 +297,11 @@ def plot(results: dict, path: Path) -> None:
     configs = [c for c in CONFIGS if c in curves]
     fig, axes = plt.subplots(1, len(configs), figsize=(4.6 * len(configs), 3.6), squeeze=False)
     for ax, config in zip(axes[0], configs):
-        for method in (m for m in METHODS if m in curves[config]):
+        for method in sorted(curves[config], key=_order):
             y = curves[config][method]
             style = "--" if method.startswith(("LG-", "FG-guess")) else "-"  # local or guided: dashed
-            color = f"C{METHODS.index(method) % 10}"  # one colour per method in every panel
+            style = ":" if " K=" in method else style  # several directions: dotted
+            color = f"C{_order(method)[0] % 10}"  # one colour per method in every panel
             ax.plot(range(1, len(y) + 1), y, style, color=color, label=method, lw=1.3)
         ax.set_title(config, fontsize=9)
         ax.set_xlabel("epoch")
@@ -279,11 +322,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
+    parser.add_argument(
+        "--directions",
+        type=int,
+        default=1,
+        help=f"K directions per step for {', '.join(PERTURBED)} (rows of their own; the other methods ignore it)",
+    )
     parser.add_argument("--train-size", type=int, default=None, help="train on the first N images only (quick checks)")
     parser.add_argument("--directory", default=None, help="folder of the IDX files")
     parser.add_argument("--report", action="store_true", help="print the table from the results so far")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    if args.directions < 1:
+        parser.error(f"--directions must be 1 or more, got {args.directions}")
+    if args.directions > 1 and not set(args.methods) & set(PERTURBED):
+        parser.error(f"--directions {args.directions} is for {', '.join(PERTURBED)}; --methods names none of them")
     if args.report:
         results = json.loads(_path().read_text())
         print(report(results))

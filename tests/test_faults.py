@@ -242,6 +242,7 @@ def test_a_loss_rising_above_its_first_epoch_for_two_epochs_is_reported(tmp_path
         (["--rule", "fg-guess-lg"], "rule 'fg-guess-lg' uses the blocks' local losses: use --model mixer"),
         (["--model", "mixer"], "model 'mixer' takes images with --encoding none"),
         (["--dataset", "fashion_mnist", "--model", "mixer", "--groups", "7"], "groups (--groups 7) must divide"),
+        (["--dataset", "fashion_mnist", "--model", "mixer", "--groups", "128"], "into groups of 3 or more"),
     ],
 )
 def test_bad_options_get_one_line_naming_the_option(argv, message, tmp_path, capsys):

@@ -2,6 +2,8 @@
 each group's noise reaching its own loss only, the mixer against a hand-written forward pass,
 and activity perturbation with group-wise losses unbiased against local backprop."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,6 +70,22 @@ def test_group_local_loss_refuses_shapes_that_do_not_fit():
 
 
 # --- LocalMixer --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(patches=3), "patches=3 must divide the image's height and width, 8x8"),
+        (dict(channels=16, groups=5), "groups must be an int >= 1 dividing channels=16, got 5"),
+        (dict(channels=8, groups=4), "leave 2 channel(s) a group"),  # a per-group norm of 2 is +-1: constant
+        (dict(channels=4, groups=4), "leave 1 channel(s) a group"),
+        (dict(blocks=0), "blocks must be an int >= 1, got 0"),
+        (dict(spiking=True, num_steps=0), "num_steps must be an int >= 1, got 0"),
+    ],
+)
+def test_local_mixer_refuses_bad_arguments_naming_them(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        LocalMixer((8, 8, 1), K, rngs=nnx.Rngs(0), **{"channels": 16, "groups": 4, **kwargs})
 
 
 def _mixer(spiking=False, aggregate=True):

@@ -2,9 +2,9 @@
 
 import contextlib
 import json
+import os
 import re
 import runpy
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -201,20 +201,24 @@ def test_fashion_mnist_benchmark_smoke(tmp_path):
     assert payload["results"]["lif"]["LG-FG-A"]["test_error"] < 80, payload["results"]
 
 
-def test_local_mixer_benchmark_and_variance_smoke(tmp_path):
-    """The Table 3 grid on a problem learnt in a few steps: BP and LG-FG-A well below chance's 90 %,
-    the report's table from the runs; the variance benchmark draws both weightings per G."""
+def test_local_mixer_benchmark_and_variance_smoke(tmp_path, capsys):
+    """The Table 3 grid on a problem learnt in a few steps: BP and LG-FG-A (2 directions, BP ignores
+    them) well below chance's 90 %, the report's table from the runs; the variance benchmark draws
+    both weightings per G."""
     from test_datasets import write_learnable_idx
 
     write_learnable_idx(tmp_path)
     argv = ["--directory", str(tmp_path), "--configs", "m1", "--methods", "BP", "LG-FG-A", "--seeds", "0"]
-    payload = _run_benchmark(
-        "local_mixer_fashion_mnist", argv + ["--epochs", "2", "--batch", "32", "--lrs", "3e-3", "--no-write"]
-    )
-    runs = {r["method"]: r["curve"][-1] for r in payload["runs"].values()}
-    assert runs["BP"]["test_error"] < 30 and runs["LG-FG-A"]["test_error"] < 60, runs
+    argv += ["--epochs", "2", "--batch", "32", "--lrs", "3e-3", "--no-write"]
+    payload = _run_benchmark("local_mixer_fashion_mnist", argv + ["--directions", "2"])
+    runs = {r["method"]: r for r in payload["runs"].values()}
+    assert "directions" not in runs["BP"] and runs["LG-FG-A"]["directions"] == 2, payload["runs"].keys()
+    assert runs["BP"]["curve"][-1]["test_error"] < 30 and runs["LG-FG-A"]["curve"][-1]["test_error"] < 60, runs
     table = _benchmark("local_mixer_fashion_mnist")["report"](payload)
-    assert "| m1 | LG-FG-A | 2 | 0.003 | 1 |" in table, table
+    assert "| m1 | BP | 2 | 0.003 | 1 |" in table and "| m1 | LG-FG-A K=2 | 2 | 0.003 | 1 |" in table, table
+    with pytest.raises(SystemExit, match="2"):  # no method named takes the option: one line, exit 2
+        _run_benchmark("local_mixer_fashion_mnist", ["--methods", "BP", "FA", "--directions", "2", "--no-write"])
+    assert "--directions 2 is for FG-W, FG-A, LG-FG-W, LG-FG-A; --methods names none" in capsys.readouterr().err
     argv = ["--directory", str(tmp_path), "--groups", "1", "4", "--draws", "3", "--batch", "6", "--no-write"]
     payload = _run_benchmark("local_loss_variance", argv + ["--channels", "16"])
     assert set(payload["results"]) == {"1", "4"} and set(payload["results"]["4"]) == {"grouped", "summed"}
@@ -236,13 +240,31 @@ def test_fashion_mnist_benchmark_local_losses_cut_the_blocks():
     assert float(jnp.abs(grads["l1"]["w"]).max()) > 0
 
 
-def test_cli_scripts_parse_help():
-    for script in (
-        "examples/train_randman.py",
-        *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "benchmarks").glob("[!c]*.py"))),
-    ):
-        out = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, check=True)
-        assert "usage" in out.stdout
+SCRIPTS = ["examples/train_randman.py"] + [
+    str(p.relative_to(ROOT)) for p in sorted((ROOT / "benchmarks").glob("*.py")) if p.name != "common.py"
+]
+
+
+def test_cli_scripts_parse_help(capsys, monkeypatch):
+    """Each script run as ``__main__`` with ``--help`` (in this process: one import of JAX for all of
+    them): its imports work, it prints its usage and exits 0. Each starts from this process's
+    ``sys.path``, modules and environment, and leaves them as they were."""
+    path, modules = list(sys.path), set(sys.modules)  # libraries a script imports first stay (JAX's registries)
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "1")  # what peers.py and fgi_table.py set by default
+    environ = dict(os.environ)
+    for script in SCRIPTS:
+        monkeypatch.setattr(sys, "path", list(path))  # the script puts its own folder first
+        monkeypatch.setattr(sys, "argv", [str(ROOT / script), "--help"])
+        try:
+            with pytest.raises(SystemExit) as exit_:
+                runpy.run_path(str(ROOT / script), run_name="__main__")
+        finally:
+            for name in set(sys.modules) - modules:  # the scripts' own modules (common.py), imported afresh
+                if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(ROOT / "benchmarks")):
+                    del sys.modules[name]
+        assert exit_.value.code in (0, None), script
+        assert "usage" in capsys.readouterr().out, script
+        assert dict(os.environ) == environ, script
 
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))

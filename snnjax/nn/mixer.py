@@ -101,7 +101,9 @@ class LocalMixer(nnx.Module):
       patches: ``n``, patches per side (``H`` and ``W`` divisible by it); ``P = n^2`` tokens.
       channels: ``C``, channels per token.
       blocks: number of blocks, each with its own local head.
-      groups: ``G``, a divisor of ``C``.
+      groups: ``G``, a divisor of ``C`` leaving 3 channels or more a group (the per-group
+        normalisation of 1 channel is 0, of 2 channels nearly ±1 whatever the input: nothing learns
+        through it).
       aggregate: the local heads see every group's features (Ren et al.), or one head per group.
       spiking: LIF neurons over ``num_steps`` steps in place of the ReLUs.
       num_steps: ``T`` (spiking only).
@@ -113,7 +115,7 @@ class LocalMixer(nnx.Module):
       >>> import jax.numpy as jnp
       >>> from flax import nnx
       >>> from snnjax.nn import LocalMixer
-      >>> net = LocalMixer((8, 8, 1), 3, patches=2, channels=8, blocks=2, groups=4, rngs=nnx.Rngs(0))
+      >>> net = LocalMixer((8, 8, 1), 3, patches=2, channels=16, blocks=2, groups=4, rngs=nnx.Rngs(0))
       >>> net(jnp.ones((5, 8, 8))).shape
       (5, 3)
       >>> losses, logits = net.losses(jnp.ones((5, 8, 8)), jnp.zeros(5, int))
@@ -147,10 +149,11 @@ class LocalMixer(nnx.Module):
             )
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or channels % groups:
             raise ValueError(f"LocalMixer: groups must be an int >= 1 dividing channels={channels}, got {groups!r}.")
-        if channels // groups < 2:
+        if channels // groups < 3:
             raise ValueError(
-                f"LocalMixer: {groups} groups of {channels} channels leave one channel a group, which the group-wise "
-                "normalisation sets to 0: use fewer groups or more channels."
+                f"LocalMixer: {groups} groups of {channels} channels leave {channels // groups} channel(s) a group, "
+                "which the group-wise normalisation sets to 0 or to nearly +-1, whatever the input: use groups of 3 "
+                "or more."
             )
         if spiking and (isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1):
             raise ValueError(f"LocalMixer: num_steps must be an int >= 1, got {num_steps!r}.")

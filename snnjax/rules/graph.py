@@ -308,6 +308,7 @@ class _Found:
 
 def _walk(
     jaxpr: Jaxpr,
+    consumers: dict,
     start,
     path: tuple[int, ...],
     forward: bool,
@@ -326,12 +327,7 @@ def _walk(
     ``groups``; the activation's walk passes it. Where the chain stops before a marker, a marker
     that ends a normalisation of the chain's end (:func:`_normalised`) ends the pre-activation.
     ``at``: the :class:`Value` of ``start`` when it is not output 0 of the equation at ``path``
-    (the activation's walk starts at the pre-activation)."""
-    consumers: dict = {}
-    for i, eqn in enumerate(jaxpr.eqns):
-        for a in eqn.invars:
-            if not isinstance(a, Literal):
-                consumers.setdefault(a, []).append(i)
+    (the activation's walk starts at the pre-activation). ``consumers``: :func:`_consumers` of ``jaxpr``."""
     outvars = set(v for v in jaxpr.outvars if not isinstance(v, Literal))
     var, end = start, at or Value(path, 0, _struct(start))
     fresh = _H | _F
@@ -360,7 +356,7 @@ def _walk(
             break
         var, end = eqn.outvars[0], Value(path[:-1] + (i,), 0, _struct(eqn.outvars[0]))
     if not forward and added is None and groups is not None and var not in outvars:
-        marked = _normalised(jaxpr, var, bits, min(consumers.get(var, [len(jaxpr.eqns)])))
+        marked = _normalised(jaxpr, var, bits, consumers)
         if marked is not None:
             i, marker = marked
             groups.append(marker.params["groups"])
@@ -368,32 +364,46 @@ def _walk(
     return end, var
 
 
-def _normalised(jaxpr: Jaxpr, var, bits: dict, start: int):
+def _consumers(jaxpr: Jaxpr) -> dict:
+    """``{variable: [index of each equation reading it]}``, in order."""
+    consumers: dict = {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        for a in eqn.invars:
+            if not isinstance(a, Literal):
+                consumers.setdefault(a, []).append(i)
+    return consumers
+
+
+def _normalised(jaxpr: Jaxpr, var, bits: dict, consumers: dict):
     """The :func:`snnjax.rules.grouped` marker that ends a normalisation of ``var``, as ``(index,
     equation)``, or ``None``: the steps from ``var`` to the marker (a layer norm, say: Ren et al.
     perturb the normalised pre-activation) must form a closed region, reading nothing else
     that the data reaches, holding no weight product, and used by nothing but the marker.
-    ``start``: the index of ``var``'s first reader."""
-    inside, marker = {var}, None
-    for i in range(start, len(jaxpr.eqns)):
+    ``consumers``: :func:`_consumers` of ``jaxpr``. The scan runs from ``var``'s first reader
+    until the marker or the first step that cannot belong to the region (a product, a loop, a
+    read of other data): the layer's own equations. That nothing after the marker reads the
+    region is checked on the region's readers."""
+    if var not in consumers:
+        return None
+    inside, region = {var}, set()
+    for i in range(consumers[var][0], len(jaxpr.eqns)):
         eqn = jaxpr.eqns[i]
         ins = [a for a in eqn.invars if not isinstance(a, Literal)]
         if not any(a in inside for a in ins):
             continue
-        if marker is not None:
-            return None  # the region is read after the marker
         if eqn.primitive.name == grouped_p.name:
-            marker = i
-            continue
+            read_elsewhere = any(j not in region and j != i for v in inside for j in consumers.get(v, ()))
+            if read_elsewhere or any(v in inside for v in jaxpr.outvars if not isinstance(v, Literal)):
+                return None  # the region is read after the marker, or beside it
+            return i, eqn
         loop = _regions(eqn) is not None and eqn.primitive.name not in _CALLS  # a scan, a cond
         if loop or eqn.primitive.name in PRODUCTS or any(map(_contains_product, jaxprs_in_params(eqn.params))):
             return None
         if any(_read(bits, a) & _D for a in ins if a not in inside):
             return None
         inside.update(eqn.outvars)
-    if marker is None or any(v in inside for v in jaxpr.outvars if not isinstance(v, Literal)):
-        return None
-    return marker, jaxpr.eqns[marker]
+        region.add(i)
+    return None
 
 
 def _elementwise_call(eqn) -> bool:
@@ -488,13 +498,15 @@ def _forward(jaxpr, in_bits, path, loops, within, in_loop, found: _Found) -> lis
                 found.unseen.append(f"{name} ({_where(eqn)})")
         for v, b in zip(eqn.outvars, outs):
             bits[v] = b
+    consumers = _consumers(jaxpr) if chains else {}  # built once: every chain's walk reads it
     for here, out in chains:
         added = [] if found.sites[here]["recurrent"] else None
         groups: list = []
-        found.sites[here]["pre_activation"], pre_var = _walk(jaxpr, out, here, False, bits, added, groups)
+        walked = _walk(jaxpr, consumers, out, here, False, bits, added, groups)
+        found.sites[here]["pre_activation"], pre_var = walked
         found.sites[here]["groups"] = groups[-1] if groups else None
         pre = found.sites[here]["pre_activation"]  # the activation follows it (a rule's noise enters there)
-        found.sites[here]["activation"], act_var = _walk(jaxpr, pre_var, pre.path, True, bits, at=pre)
+        found.sites[here]["activation"], act_var = _walk(jaxpr, consumers, pre_var, pre.path, True, bits, at=pre)
         found.ends[here] = (pre_var, act_var)
         if added:
             found.currents[here] = added

@@ -18,8 +18,8 @@ the projection, not :math:`\nabla L`), but it has no variance beyond the guess's
 never points against the gradient (:math:`\hat g \cdot \nabla L \ge 0`). The bias is
 :math:`\lVert \hat g - \nabla L\rVert / \lVert\nabla L\rVert = \sin\angle(v, \nabla L)`;
 :func:`snnjax.compare_gradients` measures it. Per leaf (``per_leaf=True``) costs one ``jvp``
-per parameter leaf (vmapped) and projects each layer on its own guess, which keeps more of the
-gradient.
+per parameter leaf that the loss reaches (vmapped) and projects each layer on its own guess,
+which keeps more of the gradient.
 
 Parameters the loss does not reach (the heads of the local losses that make the guess) have a
 zero gradient, and so a zero projection; they learn from the guess itself instead, as Fournier
@@ -50,7 +50,8 @@ def guessed_forward_gradient(loss_fn: Callable[..., tuple[Any, Any]], guess: Rul
         scalar, or a tuple of local losses whose sum is the objective).
       guess: a :class:`snnjax.rules.Rule` called with the same arguments; its gradient is the
         direction. Its state, if it has one, is this rule's state.
-      per_leaf: project each parameter leaf on its own guess (one ``jvp`` per leaf), instead of
+      per_leaf: project each parameter leaf on its own guess (one ``jvp`` per leaf the loss
+        reaches), instead of
         the whole gradient on the whole guess (one ``jvp``).
 
     Returns:
@@ -90,7 +91,7 @@ def guessed_forward_gradient(loss_fn: Callable[..., tuple[Any, Any]], guess: Rul
 
         leaves, treedef = jax.tree.flatten(v)
         reached = [bool(r) for r in graph.param_losses]
-        if per_leaf:  # one tangent per leaf: that leaf's guess, zeros elsewhere
+        if per_leaf and any(reached):  # one tangent per leaf the loss reaches: its guess, zeros elsewhere
 
             def along(k):
                 tangent = [jnp.where(i == k, u, jnp.zeros_like(u)) for i, u in enumerate(leaves)]
@@ -99,13 +100,14 @@ def guessed_forward_gradient(loss_fn: Callable[..., tuple[Any, Any]], guess: Rul
                 )
                 return loss, d, aux
 
-            loss, ds, aux = jax.vmap(along, out_axes=(None, 0, None))(jnp.arange(len(leaves)))
-            grads = [_scale(d, jnp.vdot(u, u), u) for d, u in zip(ds, leaves)]
-        else:
+            ids = [i for i, r in enumerate(reached) if r]  # an unreached leaf's derivative is 0: no jvp
+            loss, ds, aux = jax.vmap(along, out_axes=(None, 0, None))(jnp.array(ids))
+            d_of = dict(zip(ids, ds))
+            grads = [_scale(d_of[i], jnp.vdot(u, u), u) if i in d_of else u for i, u in enumerate(leaves)]
+        else:  # the whole gradient on the whole guess (or, reaching no leaf, the loss along a zero direction)
             loss, d, aux = forward_mode.jvp(objective, (params,), (v,), has_aux=True)
             norm = sum(jnp.vdot(u, u) for u, r in zip(leaves, reached) if r)  # unreached leaves move no loss
-            grads = [_scale(d, norm, u) for u in leaves]
-        grads = [g if r else u for g, u, r in zip(grads, leaves, reached)]  # unreached: the guess itself
+            grads = [_scale(d, norm, u) if r else u for u, r in zip(leaves, reached)]  # unreached: the guess
         return (loss, aux), jax.tree.unflatten(treedef, grads), state
 
     return Rule(guess.init, apply, guess.stateful, f"FG-guess({guess.name})", loss_fn)

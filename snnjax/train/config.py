@@ -406,10 +406,10 @@ def resolve(config: Config) -> Config:
             raise ValueError(
                 f"model {c.model!r}: --hidden gives one channel count per block, all equal; got {c.hidden}."
             )
-        if c.hidden[0] % c.groups or c.hidden[0] // c.groups < 2:
+        if c.hidden[0] % c.groups or c.hidden[0] // c.groups < 3:
             raise ValueError(
-                f"groups (--groups {c.groups}) must divide the mixer's channels, {c.hidden[0]}, into groups of 2 "
-                "or more."
+                f"groups (--groups {c.groups}) must divide the mixer's channels, {c.hidden[0]}, into groups of 3 "
+                "or more (a group's normalisation of 1 or 2 channels is constant)."
             )
     elif (c.groups, c.patches) != (16, 1):
         raise ValueError(

@@ -118,7 +118,12 @@ class ConvSNN(nnx.Module):
         return Sequential(*layers, Flatten(), self.out, self.readout)
 
     def __call__(self, xs: jax.Array, *, record: bool = False):
-        """The readout membrane ``[T, B, classes]``; with ``record`` also each layer's output."""
+        """The readout membrane ``[T, B, classes]``; with ``record`` also each layer's output.
+
+        The :class:`~snnjax.nn.Sequential` view is built on every call (once per trace under
+        ``jit``; eagerly, a few Python objects beside the network's own work) rather than kept as
+        an attribute, which would make every layer reachable by two paths in the module's graph.
+        """
         return self.as_sequential()(xs.reshape(*xs.shape[:2], *self.image), record=record)
 
 
